@@ -1,0 +1,1 @@
+"""2D image editors used by Iterative Dataset Update. ``base.ImageEditor`` is the interface."""
