@@ -1,0 +1,198 @@
+"""Starting, steering, cancelling and inspecting edit jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import ValidationError
+from ..schema import bounded, limit
+from .registry import message
+from .scene import Camera, check_id
+
+MemoryMode = Literal["in2n", "in2n-small", "in2n-tiny"]
+JobState = Literal["queued", "preparing", "reconstructing", "editing", "exporting", "done", "failed", "cancelled"]
+Output = Literal["mesh", "pointcloud", "images"]
+FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When and how the Iterative Dataset Update edits training images (Instruct-NeRF2NeRF's knobs)."""
+
+    reconstruction_steps: int = bounded(30000, ge=0, le=10_000_000)
+    """nerfacto steps on the original images before editing starts."""
+    total_steps: int = bounded(15000, ge=1, le=10_000_000)
+    """Training steps of the editing phase."""
+    edit_every_n_steps: int = bounded(10, ge=1)
+    """Replace training images every n steps (in2n ``edit_rate``)."""
+    images_per_edit: int = bounded(1, ge=1, le=10000)
+    """How many images are edited each time (in2n ``edit_count``)."""
+    t_min: float = bounded(0.02, ge=0, le=1)
+    """Lower bound of the diffusion noise level drawn for each edit."""
+    t_max: float = bounded(0.98, ge=0, le=1)
+    ddim_steps: int = bounded(20, ge=1, le=1000)
+    """Denoising steps per edit."""
+
+    def validate(self, path: str) -> None:
+        if self.t_min > self.t_max:
+            raise ValidationError(f"t_min ({self.t_min}) > t_max ({self.t_max})", field=f"{path}.t_min")
+
+
+@dataclass(frozen=True)
+class PreviewSettings:
+    """Live previews: renders of the NeRF being edited, pushed as ``job_preview`` events."""
+
+    enabled: bool = True
+    max_rate_hz: float = bounded(1.0, gt=0, le=60)
+    """At most this many previews per second (the server throttles)."""
+    camera: Camera | None = None
+    """Viewpoint to render; null: the scene's first camera. Can change any time via ``preview_settings_request``."""
+    max_side: int = bounded(256, ge=8, le=4096)
+    """Longest side of the preview in pixels (the camera's intrinsics are scaled to fit)."""
+
+
+def check_job_id(value: str, path: str) -> None:
+    check_id(value, path)
+
+
+@message("edit_start_request", "request")
+@dataclass(frozen=True)
+class EditStartRequest:
+    """Start (or queue) an edit of an uploaded scene. Resending the same msg_id never starts a second job."""
+
+    scene_id: str
+    """From ``scene_end_reply``."""
+    instruction: str = field(metadata=limit(min_len=1, max_len=2000))
+    """The editing instruction, e.g. "turn the bear into a polar bear"."""
+    guidance_scale: float = bounded(7.5, ge=0, le=100)
+    """Classifier-free guidance towards the instruction."""
+    image_guidance_scale: float = bounded(1.5, ge=0, le=100)
+    """Guidance towards the original image (higher: stay closer to it)."""
+    schedule: Schedule = field(default_factory=Schedule)
+    memory_mode: MemoryMode = "in2n"
+    """``in2n`` fp32 + LPIPS, ``in2n-small`` fp16 + offload, ``in2n-tiny`` fp16 without LPIPS."""
+    preview: PreviewSettings = field(default_factory=PreviewSettings)
+    outputs: list[Output] = bounded(["mesh", "pointcloud", "images"], min_len=1, max_len=3)
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
+    engine_overrides: dict[str, Any] = bounded({})
+    """Advanced: nested engine config values (e.g. ``{"nerf": {"rays_per_batch": 256}}``); unknown keys are
+    reported by the server as a ValidationError naming them."""
+
+    def validate(self, path: str) -> None:
+        check_id(self.scene_id, f"{path}.scene_id")
+        if not self.instruction.strip():
+            raise ValidationError("must not be blank", field=f"{path}.instruction")
+
+
+@message("edit_start_reply", "reply")
+@dataclass(frozen=True)
+class EditStartReply:
+    job_id: str
+    state: JobState
+    queue_position: int | None = None
+    """0 = running now, 1 = next, ...; null once the job has finished."""
+
+
+@message("preview_settings_request", "request")
+@dataclass(frozen=True)
+class PreviewSettingsRequest:
+    """Change the preview camera / rate of a running or queued job at any time."""
+
+    job_id: str
+    preview: PreviewSettings
+
+    def validate(self, path: str) -> None:
+        check_job_id(self.job_id, f"{path}.job_id")
+
+
+@message("preview_settings_reply", "reply")
+@dataclass(frozen=True)
+class PreviewSettingsReply:
+    job_id: str
+
+
+@message("cancel_request", "request")
+@dataclass(frozen=True)
+class CancelRequest:
+    """Cancel a queued or running job; answered at once, never queued behind the job."""
+
+    job_id: str
+
+    def validate(self, path: str) -> None:
+        check_job_id(self.job_id, f"{path}.job_id")
+
+
+@message("cancel_reply", "reply")
+@dataclass(frozen=True)
+class CancelReply:
+    job_id: str
+    state: JobState
+    """State after the request (a running job reports ``cancelled`` once it has actually stopped)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: Literal["preparing", "reconstruct", "edit", "export"]
+    step: int = field(metadata=limit(ge=0))
+    total_steps: int = field(metadata=limit(ge=0))
+    fraction: float = bounded(0.0, ge=0, le=1)
+    """Overall job progress 0..1 across phases."""
+    eta_s: float | None = None
+    elapsed_s: float = bounded(0.0, ge=0)
+    losses: dict[str, float] = bounded({})
+    """Latest training losses by name (finite numbers only)."""
+    images_edited: int = bounded(0, ge=0)
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """A result file the client can fetch with ``result_fetch_request``."""
+
+    name: str = field(metadata=limit(min_len=1, max_len=256))
+    """Relative path inside the job's results, e.g. ``mesh.ply``, ``images/frame_00003.png``."""
+    kind: Literal["mesh", "pointcloud", "image", "transforms", "other"]
+    size: int = field(metadata=limit(ge=0))
+    sha256: str = field(metadata=limit(min_len=64, max_len=64))
+    media_type: str = "application/octet-stream"
+    metadata: dict[str, Any] = bounded({})
+
+    def validate(self, path: str) -> None:
+        parts = self.name.split("/")
+        if self.name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in self.name:
+            raise ValidationError("must be a relative path without '.', '..' or empty parts", field=f"{path}.name")
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """Everything a (re)connecting client needs to show a job (zguide "Clone": snapshot, then live events)."""
+
+    job_id: str
+    state: JobState
+    scene_id: str
+    instruction: str
+    queue_position: int | None = None
+    progress: Progress | None = None
+    error_name: str | None = None
+    error_message: str | None = None
+    artifacts: list[ArtifactInfo] = field(default_factory=list)
+    created: str = ""
+    """ISO-8601 UTC."""
+    last_preview_step: int | None = None
+
+
+@message("job_snapshot_request", "request")
+@dataclass(frozen=True)
+class JobSnapshotRequest:
+    job_id: str | None = None
+    """A job, or null for all jobs the server knows."""
+    subscribe: bool = True
+    """Also push this job's (or all jobs') events to this client from now on."""
+    resend_preview: bool = True
+    """Push the latest preview image right after the reply."""
+
+
+@message("job_snapshot_reply", "reply")
+@dataclass(frozen=True)
+class JobSnapshotReply:
+    jobs: list[JobSnapshot] = field(default_factory=list)

@@ -1,0 +1,179 @@
+"""Scene upload: cameras (nerfstudio convention) and raw images, in chunks.
+
+A scene is sent as ``scene_begin_request`` (all cameras + one image descriptor per camera), any number of
+``scene_chunk_request`` (pieces of images as binary buffers, any order, any split), then ``scene_end_request`` with a
+SHA-256 over all image bytes in camera order. :mod:`protocol.upload` builds and assembles these.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import ValidationError
+from ..schema import bounded, limit
+from ..signing import BufferLike
+from .registry import expect_buffers, message
+
+#: bytes per element of each image dtype the protocol accepts
+DTYPE_SIZES: dict[str, int] = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
+Dtype = Literal["uint8", "uint16", "float16", "float32"]
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def check_id(value: str, path: str) -> None:
+    """Ids become directory names on the server: letters, digits, ``_ . -``, at most 64, never ``.``/``..``."""
+    if not ID_PATTERN.match(value) or value in (".", ".."):
+        raise ValidationError("must be 1-64 characters of A-Z a-z 0-9 _ . - (and not '.' or '..')", field=path)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One pinhole camera as in nerfstudio's ``transforms.json`` frames."""
+
+    fl_x: float = field(metadata=limit(gt=0))
+    """Focal length in pixels along x; finite and > 0."""
+    fl_y: float = field(metadata=limit(gt=0))
+    cx: float
+    """Principal point in pixels (origin: top-left corner of the image)."""
+    cy: float
+    w: int = field(metadata=limit(ge=1, le=65536))
+    """Image width in pixels."""
+    h: int = field(metadata=limit(ge=1, le=65536))
+    transform_matrix: list[list[float]]
+    """4x4 camera-to-world, row-major, OpenGL/Blender camera axes (x right, y up, looking down -z): this is exactly
+    Blender's ``camera.matrix_world``."""
+    name: str = bounded("", max_len=512)
+    """Optional label, e.g. the Blender camera or the original ``file_path``."""
+
+    def validate(self, path: str) -> None:
+        check_matrix4(self.transform_matrix, f"{path}.transform_matrix")
+
+
+def check_matrix4(matrix: list[list[float]], path: str) -> None:
+    if len(matrix) != 4 or any(len(row) != 4 for row in matrix):
+        shape = [len(matrix), *sorted({len(row) for row in matrix})]
+        raise ValidationError(f"must be 4x4, got rows/cols {shape}", field=path)
+    for r, row in enumerate(matrix):
+        for c, value in enumerate(row):
+            if not math.isfinite(value):
+                raise ValidationError(f"must be finite, got {value}", field=f"{path}[{r}][{c}]")
+    if any(abs(a - b) > 1e-5 for a, b in zip(matrix[3], (0.0, 0.0, 0.0, 1.0))):
+        raise ValidationError(f"last row must be [0, 0, 0, 1], got {matrix[3]}", field=f"{path}[3]")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """How one image's raw bytes are laid out: C-contiguous ``shape`` of ``dtype`` (e.g. ``[h, w, 4]`` uint8)."""
+
+    dtype: Dtype
+    shape: list[int] = field(metadata=limit(min_len=2, max_len=3))
+    """``[h, w]`` or ``[h, w, c]`` with c in 1, 3, 4; row 0 is the TOP of the image."""
+
+    def validate(self, path: str) -> None:
+        if any(d < 1 or d > 65536 for d in self.shape):
+            raise ValidationError(f"dimensions must be in 1..65536, got {self.shape}", field=f"{path}.shape")
+        if len(self.shape) == 3 and self.shape[2] not in (1, 3, 4):
+            raise ValidationError(f"channels must be 1, 3 or 4, got {self.shape[2]}", field=f"{path}.shape[2]")
+
+    @property
+    def nbytes(self) -> int:
+        count = DTYPE_SIZES[self.dtype]
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@message("scene_begin_request", "request")
+@dataclass(frozen=True)
+class SceneBeginRequest:
+    upload_id: str
+    """Client-chosen id of this upload (``[A-Za-z0-9_.-]{1,64}``); later chunks refer to it."""
+    cameras: list[Camera] = field(metadata=limit(min_len=1, max_len=10000))
+    images: list[ImageInfo] = field(metadata=limit(min_len=1, max_len=10000))
+    """One descriptor per camera, same order; ``shape[:2]`` must equal ``[camera.h, camera.w]``."""
+    scene_name: str = bounded("", max_len=256)
+    metadata: dict[str, Any] = bounded({})
+    """Free-form, stored with the scene (e.g. Blender file name, scene bounds)."""
+
+    def validate(self, path: str) -> None:
+        check_id(self.upload_id, f"{path}.upload_id")
+        if len(self.images) != len(self.cameras):
+            raise ValidationError(
+                f"image count ({len(self.images)}) != camera count ({len(self.cameras)})", field=f"{path}.images"
+            )
+        for index, (camera, image) in enumerate(zip(self.cameras, self.images)):
+            if image.shape[:2] != [camera.h, camera.w]:
+                raise ValidationError(
+                    f"shape {image.shape[:2]} does not match camera {index} (h, w) = ({camera.h}, {camera.w})",
+                    field=f"{path}.images[{index}].shape",
+                )
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(image.nbytes for image in self.images)
+
+
+@message("scene_begin_reply", "reply")
+@dataclass(frozen=True)
+class SceneBeginReply:
+    upload_id: str
+    expected_bytes: int = field(metadata=limit(ge=0))
+    max_chunk_bytes: int = field(metadata=limit(ge=1))
+    """Send buffers no larger than this."""
+
+
+@dataclass(frozen=True)
+class ChunkPiece:
+    """Buffer ``i`` of the chunk holds bytes ``[offset, offset + len(buffer))`` of image ``image_index``."""
+
+    image_index: int = field(metadata=limit(ge=0))
+    offset: int = field(metadata=limit(ge=0))
+    nbytes: int = field(metadata=limit(ge=1))
+
+
+@message("scene_chunk_request", "request")
+@dataclass(frozen=True)
+class SceneChunkRequest:
+    upload_id: str
+    pieces: list[ChunkPiece] = field(metadata=limit(min_len=1, max_len=4096))
+
+    def validate(self, path: str) -> None:
+        check_id(self.upload_id, f"{path}.upload_id")
+
+    def check_buffers(self, buffers: list[BufferLike]) -> None:
+        expect_buffers(buffers, [piece.nbytes for piece in self.pieces])
+
+
+@message("scene_chunk_reply", "reply")
+@dataclass(frozen=True)
+class SceneChunkReply:
+    upload_id: str
+    received_bytes: int = field(metadata=limit(ge=0))
+    """Distinct bytes received so far (a resent piece is not counted twice)."""
+    expected_bytes: int = field(metadata=limit(ge=0))
+
+
+@message("scene_end_request", "request")
+@dataclass(frozen=True)
+class SceneEndRequest:
+    upload_id: str
+    sha256: str = field(metadata=limit(min_len=64, max_len=64))
+    """Hex SHA-256 of all image bytes concatenated in camera order; the server compares before accepting."""
+
+    def validate(self, path: str) -> None:
+        check_id(self.upload_id, f"{path}.upload_id")
+        if any(ch not in "0123456789abcdef" for ch in self.sha256):
+            raise ValidationError("must be 64 lowercase hex digits", field=f"{path}.sha256")
+
+
+@message("scene_end_reply", "reply")
+@dataclass(frozen=True)
+class SceneEndReply:
+    scene_id: str
+    """Id to pass to ``edit_start_request``."""
+    image_count: int = field(metadata=limit(ge=1))
+    total_bytes: int = field(metadata=limit(ge=0))
+    extra: dict[str, Any] = field(default_factory=dict)

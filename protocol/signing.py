@@ -1,0 +1,78 @@
+"""HMAC-SHA256 signing of messages and a bounded cache of seen signatures (replay protection).
+
+Unlike Jupyter, the binary buffers are signed too (they are the images the backend trains on), and each part's length
+is mixed into the digest so bytes cannot be moved across a frame boundary without breaking the signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from .errors import BadSignature, ReplayedMessage
+
+SIGNATURE_SCHEME = "hmac-sha256"
+
+BufferLike = bytes | bytearray | memoryview
+
+
+class Signer:
+    """Signs and verifies the signed parts of a message: header, parent_header, metadata, content, *buffers."""
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes):
+            raise TypeError("key must be bytes")
+        self._key = key
+
+    @property
+    def enabled(self) -> bool:
+        """An empty key disables signing; only allowed on loopback (see ``connection.check_bind``)."""
+        return bool(self._key)
+
+    def sign(self, parts: Iterable[BufferLike]) -> bytes:
+        if not self._key:
+            return b""
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for part in parts:
+            view = memoryview(part)
+            mac.update(view.nbytes.to_bytes(8, "big"))
+            mac.update(view)
+        return mac.hexdigest().encode("ascii")
+
+    def verify(self, signature: bytes, parts: Iterable[BufferLike]) -> None:
+        """Raise :class:`BadSignature` unless ``signature`` matches ``parts``."""
+        if not self._key:
+            return
+        if not signature:
+            raise BadSignature("message is not signed but this side requires a signature", field="signature")
+        expected = self.sign(parts)
+        if not hmac.compare_digest(expected, signature):
+            raise BadSignature("signature does not match (do both sides use the same key?)", field="signature")
+
+
+class ReplayCache:
+    """The last ``capacity`` signatures seen; a repeated signature means a replayed (or duplicated) message."""
+
+    def __init__(self, capacity: int = 65536) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, signature: object) -> bool:
+        return signature in self._seen
+
+    def check_and_add(self, signature: bytes) -> None:
+        """Raise :class:`ReplayedMessage` if ``signature`` was seen, else remember it (evicting the oldest)."""
+        if not signature:
+            return  # unsigned (keyless loopback) sessions have nothing to remember
+        if signature in self._seen:
+            raise ReplayedMessage("this exact message was already received (replay)", field="signature")
+        self._seen[signature] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)

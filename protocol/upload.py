@@ -1,0 +1,178 @@
+"""Chunked scene upload: splitting images into chunks (sender) and assembling them bit-exactly (receiver)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+from .schema import encode
+from .messages.scene import DTYPE_SIZES, ChunkPiece, ImageInfo, SceneBeginRequest, SceneChunkRequest, SceneEndRequest
+from .signing import BufferLike
+
+DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """An image as raw bytes plus their layout; no numpy needed (but see :meth:`from_array`)."""
+
+    data: memoryview
+    info: ImageInfo
+
+    @classmethod
+    def from_bytes(cls, data: BufferLike, dtype: str, shape: Sequence[int]) -> RawImage:
+        info = ImageInfo(dtype, list(shape))  # type: ignore[arg-type]  # checked by validate below
+        if dtype not in DTYPE_SIZES:
+            raise ValidationError(f"unsupported dtype {dtype!r}; use one of {sorted(DTYPE_SIZES)}", field="dtype")
+        info.validate("image")
+        view = memoryview(data).cast("B")
+        if view.nbytes != info.nbytes:
+            raise ValidationError(f"{view.nbytes} bytes, {dtype} {list(shape)} needs {info.nbytes}", field="data")
+        return cls(view, info)
+
+    @classmethod
+    def from_array(cls, array: Any) -> RawImage:
+        """From a C-contiguous numpy-like array (``.dtype.name``, ``.shape``, buffer protocol): zero-copy."""
+        if not getattr(getattr(array, "flags", None), "c_contiguous", True):
+            raise ValidationError("array must be C-contiguous (use numpy.ascontiguousarray)", field="data")
+        return cls.from_bytes(memoryview(array), str(array.dtype.name), tuple(array.shape))
+
+
+def scene_sha256(images: Sequence[RawImage | BufferLike]) -> str:
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(image.data if isinstance(image, RawImage) else image)
+    return digest.hexdigest()
+
+
+def plan_chunks(
+    images: Sequence[RawImage], upload_id: str, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[SceneChunkRequest, list[memoryview]]]:
+    """Chunk requests of at most ``max_chunk_bytes`` each, as (content, zero-copy buffers) in upload order.
+
+    Small images share a chunk; an image larger than a chunk is split across several.
+    """
+    if max_chunk_bytes < 1:
+        raise ValueError("max_chunk_bytes must be >= 1")
+    pieces: list[ChunkPiece] = []
+    buffers: list[memoryview] = []
+    room = max_chunk_bytes
+    for index, image in enumerate(images):
+        offset = 0
+        while offset < image.data.nbytes:
+            take = min(room, image.data.nbytes - offset)
+            pieces.append(ChunkPiece(image_index=index, offset=offset, nbytes=take))
+            buffers.append(image.data[offset : offset + take])
+            offset += take
+            room -= take
+            if room == 0 or len(pieces) == 4096:
+                yield SceneChunkRequest(upload_id=upload_id, pieces=pieces), buffers
+                pieces, buffers, room = [], [], max_chunk_bytes
+    if pieces:
+        yield SceneChunkRequest(upload_id=upload_id, pieces=pieces), buffers
+
+
+class _Ranges:
+    """Merged, sorted byte ranges received for one image (pieces may be resent or overlap)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[int, int]] = []
+
+    def add(self, start: int, end: int) -> None:
+        merged: list[tuple[int, int]] = []
+        for a, b in self.spans:
+            if b < start or a > end:
+                merged.append((a, b))
+            else:
+                start, end = min(a, start), max(b, end)
+        merged.append((start, end))
+        merged.sort()
+        self.spans = merged
+
+    @property
+    def covered(self) -> int:
+        return sum(b - a for a, b in self.spans)
+
+
+Allocator = Callable[[int, ImageInfo], Any]
+
+
+def _allocate_in_memory(index: int, info: ImageInfo) -> bytearray:
+    return bytearray(info.nbytes)
+
+
+class SceneAssembler:
+    """Receiver side of one upload: writes chunk pieces into per-image buffers and checks completeness + SHA-256.
+
+    ``allocate(index, info)`` returns a writable buffer of ``info.nbytes`` bytes per image (default: a bytearray; a
+    job directory can pass ``numpy.memmap`` or an ``mmap`` to land images on disk).
+    """
+
+    def __init__(self, begin: SceneBeginRequest, allocate: Allocator = _allocate_in_memory) -> None:
+        self.begin = begin
+        self.images: list[Any] = [allocate(i, info) for i, info in enumerate(begin.images)]
+        self._ranges = [_Ranges() for _ in begin.images]
+
+    @property
+    def expected_bytes(self) -> int:
+        return self.begin.total_bytes
+
+    @property
+    def received_bytes(self) -> int:
+        return sum(r.covered for r in self._ranges)
+
+    def add_chunk(self, chunk: SceneChunkRequest, buffers: Sequence[BufferLike]) -> int:
+        """Store a chunk's pieces (all checked before any is written); return the bytes received so far."""
+        if chunk.upload_id != self.begin.upload_id:
+            raise ValidationError(f"belongs to upload {chunk.upload_id!r}, not this one", field="content.upload_id")
+        if len(buffers) != len(chunk.pieces):
+            raise ValidationError(f"{len(chunk.pieces)} pieces but {len(buffers)} buffers", field="buffers")
+        for i, (piece, buffer) in enumerate(zip(chunk.pieces, buffers)):
+            path = f"content.pieces[{i}]"
+            if piece.image_index >= len(self.images):
+                raise ValidationError(
+                    f"no image {piece.image_index} (scene has {len(self.images)})", field=f"{path}.image_index"
+                )
+            size = self.begin.images[piece.image_index].nbytes
+            if piece.offset + piece.nbytes > size:
+                raise ValidationError(
+                    f"bytes {piece.offset}..{piece.offset + piece.nbytes} beyond image size {size}", field=f"{path}.nbytes"
+                )
+            if memoryview(buffer).nbytes != piece.nbytes:
+                raise ValidationError(f"buffer has {memoryview(buffer).nbytes} bytes", field=f"buffers[{i}]")
+        for piece, buffer in zip(chunk.pieces, buffers):
+            target = memoryview(self.images[piece.image_index]).cast("B")
+            target[piece.offset : piece.offset + piece.nbytes] = memoryview(buffer).cast("B")
+            self._ranges[piece.image_index].add(piece.offset, piece.offset + piece.nbytes)
+        return self.received_bytes
+
+    def finish(self, end: SceneEndRequest) -> None:
+        """Raise :class:`ValidationError` unless every byte arrived and the SHA-256 matches."""
+        if end.upload_id != self.begin.upload_id:
+            raise ValidationError(f"belongs to upload {end.upload_id!r}, not this one", field="content.upload_id")
+        for index, (ranges, info) in enumerate(zip(self._ranges, self.begin.images)):
+            if ranges.covered != info.nbytes:
+                raise ValidationError(
+                    f"incomplete: {ranges.covered} of {info.nbytes} bytes received", field=f"images[{index}]"
+                )
+        actual = scene_sha256([memoryview(image) for image in self.images])
+        if actual != end.sha256:
+            raise ValidationError(f"checksum mismatch: received data hashes to {actual}", field="content.sha256")
+
+
+def begin_request(
+    upload_id: str, cameras: Sequence[Any], images: Sequence[RawImage], scene_name: str = "", **metadata: Any
+) -> SceneBeginRequest:
+    """A validated ``scene_begin_request`` for these cameras and images."""
+    request = SceneBeginRequest(
+        upload_id=upload_id,
+        cameras=list(cameras),
+        images=[image.info for image in images],
+        scene_name=scene_name,
+        metadata=dict(metadata),
+    )
+    encode(request)  # raises ValidationError naming the field, as the server would
+    return request

@@ -1,0 +1,260 @@
+"""Wire format: framing, signing, decoding (after Jupyter's wire protocol).
+
+A message on the socket is the multipart sequence::
+
+    [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, *buffers]
+
+``header``, ``parent_header``, ``metadata`` and ``content`` are UTF-8 JSON objects; ``buffers`` are raw bytes (image
+pixels, file chunks) described by fields in ``content``. :class:`Session` turns :class:`Message` objects into frames and
+back, enforcing size limits, the signature, the replay cache and the protocol version. Content-level validation (which
+fields a ``msg_type`` needs) lives in :mod:`protocol.messages`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import zmq
+
+from .errors import MalformedMessage, OversizedMessage, ValidationError
+from .signing import BufferLike, ReplayCache, Signer
+from .version import PROTOCOL_VERSION, check_compatible
+
+DELIMITER = b"<IDS|MSG>"
+HEADER_FIELDS = ("msg_id", "session", "msg_type", "protocol_version", "date")
+#: message types whose header version is not checked by the decoder: version negotiation happens in their content
+VERSION_EXEMPT_TYPES = frozenset({"hello_request", "hello_reply"})
+MIB = 1024 * 1024
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits the decoder enforces; anything above is an :class:`OversizedMessage`."""
+
+    max_frame_bytes: int = 256 * MIB
+    """Largest single frame (one image chunk). Servers also set ZMQ_MAXMSGSIZE to this so oversized frames are
+    dropped by libzmq before they are allocated."""
+    max_message_bytes: int = 1024 * MIB
+    """Largest sum of all frames of one message."""
+    max_json_bytes: int = 16 * MIB
+    """Largest header / parent_header / metadata / content frame."""
+    max_buffers: int = 4096
+    """Most binary buffers in one message."""
+    max_routing_ids: int = 16
+    """Most routing-id frames before the delimiter."""
+
+
+@dataclass
+class Message:
+    """One decoded (or to-be-sent) message. ``content`` is the raw JSON dict; see :mod:`protocol.messages`."""
+
+    header: JsonDict
+    content: JsonDict = field(default_factory=dict)
+    parent_header: JsonDict = field(default_factory=dict)
+    metadata: JsonDict = field(default_factory=dict)
+    buffers: list[BufferLike] = field(default_factory=list)
+    #: ROUTER routing ids the message came from / goes to (empty on the DEALER side)
+    idents: list[bytes] = field(default_factory=list)
+
+    @property
+    def msg_type(self) -> str:
+        return str(self.header["msg_type"])
+
+    @property
+    def msg_id(self) -> str:
+        return str(self.header["msg_id"])
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _dumps(obj: JsonDict, part: str) -> bytes:
+    try:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except ValueError as exc:  # NaN / inf: JSON has no spelling for them and the peer would reject them
+        raise ValidationError(f"cannot encode: {exc}", field=part) from exc
+    except TypeError as exc:
+        raise ValidationError(f"cannot encode: {exc}", field=part) from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in protocol JSON")
+
+
+def _loads(data: bytes, part: str) -> JsonDict:
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, NaN, absurd nesting
+        raise MalformedMessage(f"not valid JSON: {str(exc)[:200]}", field=part) from None
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"must be a JSON object, got {type(value).__name__}", field=part)
+    return value
+
+
+def _as_bytes(frame: BufferLike | zmq.Frame) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, zmq.Frame):
+        return frame.bytes
+    return bytes(frame)
+
+
+def _as_view(frame: BufferLike | zmq.Frame) -> BufferLike:
+    if isinstance(frame, zmq.Frame):
+        return frame.buffer  # zero-copy view of the received frame
+    return frame
+
+
+def _nbytes(frame: BufferLike | zmq.Frame) -> int:
+    if isinstance(frame, zmq.Frame):
+        return len(frame)
+    return memoryview(frame).nbytes
+
+
+class Session:
+    """Builds, signs, sends, receives and checks messages for one peer identity.
+
+    Holds the signing key, the replay cache and the limits; safe to use from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        session_id: str | None = None,
+        limits: Limits | None = None,
+        replay_capacity: int = 65536,
+    ) -> None:
+        self.session_id = session_id or new_id()
+        self.signer = Signer(key)
+        self.limits = limits or Limits()
+        self.replay_cache = ReplayCache(replay_capacity)
+
+    # ------------------------------------------------------------------ building
+    def header(self, msg_type: str, *, msg_id: str | None = None) -> JsonDict:
+        return {
+            "msg_id": msg_id or new_id(),
+            "session": self.session_id,
+            "msg_type": msg_type,
+            "protocol_version": PROTOCOL_VERSION,
+            "date": utc_now(),
+        }
+
+    def msg(
+        self,
+        msg_type: str,
+        content: JsonDict | None = None,
+        *,
+        parent: Message | None = None,
+        buffers: Sequence[BufferLike] = (),
+        metadata: JsonDict | None = None,
+        msg_id: str | None = None,
+    ) -> Message:
+        return Message(
+            header=self.header(msg_type, msg_id=msg_id),
+            content=dict(content or {}),
+            parent_header=dict(parent.header) if parent is not None else {},
+            metadata=dict(metadata or {}),
+            buffers=list(buffers),
+            idents=list(parent.idents) if parent is not None else [],
+        )
+
+    # ------------------------------------------------------------------ encoding
+    def serialize(self, message: Message) -> list[BufferLike]:
+        """Frames ready for ``send_multipart(copy=False)``; buffers are passed through without copying."""
+        parts: list[BufferLike] = [
+            _dumps(message.header, "header"),
+            _dumps(message.parent_header, "parent_header"),
+            _dumps(message.metadata, "metadata"),
+            _dumps(message.content, "content"),
+            *message.buffers,
+        ]
+        signature = self.signer.sign(parts)
+        return [*message.idents, DELIMITER, signature, *parts]
+
+    def send(self, socket: zmq.Socket[Any], message: Message) -> None:
+        socket.send_multipart(self.serialize(message), copy=False)
+
+    # ------------------------------------------------------------------ decoding
+    def split_idents(self, frames: Sequence[BufferLike | zmq.Frame]) -> tuple[list[bytes], int]:
+        """Routing ids before the delimiter and the delimiter's index."""
+        limit = min(len(frames), self.limits.max_routing_ids + 1)
+        for index in range(limit):
+            if _nbytes(frames[index]) == len(DELIMITER) and _as_bytes(frames[index]) == DELIMITER:
+                return [_as_bytes(f) for f in frames[:index]], index
+        raise MalformedMessage("no '<IDS|MSG>' delimiter among the first frames", field="frames")
+
+    def deserialize(self, frames: Sequence[BufferLike | zmq.Frame]) -> Message:
+        """Check and decode one received multipart message; raise a :class:`ProtocolError` subclass if it is bad."""
+        idents, delim = self.split_idents(frames)
+        body = frames[delim + 1 :]
+        if len(body) < 5:
+            raise MalformedMessage(
+                f"expected signature + 4 JSON frames after the delimiter, got {len(body)} frames", field="frames"
+            )
+        limits = self.limits
+        if len(body) - 5 > limits.max_buffers:
+            raise OversizedMessage(f"{len(body) - 5} buffers, limit {limits.max_buffers}", field="buffers")
+        total = 0
+        for index, frame in enumerate(body):
+            size = _nbytes(frame)
+            total += size
+            name = _PART_NAMES[index] if index < 5 else f"buffers[{index - 5}]"
+            cap = limits.max_json_bytes if 0 < index < 5 else limits.max_frame_bytes
+            if index == 0:
+                cap = 1024  # a hex digest is 64 bytes
+            if size > cap:
+                raise OversizedMessage(f"{size} bytes, limit {cap}", field=name)
+        if total > limits.max_message_bytes:
+            raise OversizedMessage(f"message of {total} bytes, limit {limits.max_message_bytes}", field="frames")
+
+        signature = _as_bytes(body[0])
+        parts = [_as_view(f) for f in body[1:]]
+        self.signer.verify(signature, parts)
+        self.replay_cache.check_and_add(signature)
+
+        header = _loads(_as_bytes(parts[0]), "header")
+        message = Message(
+            header=header,
+            parent_header=_loads(_as_bytes(parts[1]), "parent_header"),
+            metadata=_loads(_as_bytes(parts[2]), "metadata"),
+            content=_loads(_as_bytes(parts[3]), "content"),
+            buffers=parts[4:],
+            idents=idents,
+        )
+        check_header(header)
+        if header["msg_type"] not in VERSION_EXEMPT_TYPES:
+            check_compatible(header["protocol_version"])
+        return message
+
+    def recv(self, socket: zmq.Socket[Any], flags: int = 0) -> Message:
+        frames = socket.recv_multipart(flags, copy=False)
+        return self.deserialize(frames)
+
+
+_PART_NAMES = ("signature", "header", "parent_header", "metadata", "content")
+
+
+def check_header(header: JsonDict, part: str = "header") -> None:
+    """Every header field present and a short string (msg_id, session and msg_type are also non-empty)."""
+    for name in HEADER_FIELDS:
+        value = header.get(name)
+        if not isinstance(value, str):
+            what = "missing" if value is None else f"must be a string, got {type(value).__name__}"
+            raise MalformedMessage(what, field=f"{part}.{name}")
+        if len(value) > 256:
+            raise MalformedMessage("longer than 256 characters", field=f"{part}.{name}")
+        if not value and name in ("msg_id", "session", "msg_type"):
+            raise MalformedMessage("must not be empty", field=f"{part}.{name}")
