@@ -1,0 +1,65 @@
+"""Precision and placement of the editor's networks: the editor half of in2n's ``in2n`` / ``in2n-small`` /
+``in2n-tiny`` methods (the NeRF half, dropping LPIPS for ``in2n-tiny``, is the job's business)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from backend.editing.components import IP2PComponents
+
+logger = logging.getLogger(__name__)
+
+EditorMemoryMode = Literal["full", "small", "tiny"]
+"""``full``: fp32 (in2n). ``small``: fp16 + model CPU offload (in2n-small). ``tiny``: as ``small`` (in2n-tiny; the
+NeRF side additionally drops LPIPS)."""
+
+
+@dataclass(frozen=True)
+class EditorPlacement:
+    """How the editor's networks are stored and run."""
+
+    device: torch.device
+    """Where the editor computes (the offload target when ``cpu_offload`` is on)."""
+    dtype: torch.dtype
+    """Dtype of the networks' weights and of the latents."""
+    cpu_offload: bool = False
+    """Keep each network on the CPU and move it to ``device`` only while it runs (accelerate hooks, as diffusers'
+    ``enable_model_cpu_offload``): peak GPU memory is the largest network (the UNet), not all three."""
+
+
+def placement_for(mode: EditorMemoryMode | str, device: torch.device | str) -> EditorPlacement:
+    """The placement of a memory mode on a device; fp16 is only used on CUDA (fp16 convolutions on the CPU are
+    unsupported or very slow), so on the CPU every mode runs fp32 without offload, with a logged note."""
+    device = torch.device(device)
+    if mode == "full":
+        return EditorPlacement(device, torch.float32)
+    if mode not in ("small", "tiny"):
+        raise ValueError(f"memory_mode must be 'full', 'small' or 'tiny', got {mode!r}")
+    if device.type != "cuda":
+        logger.info("editor memory mode %r: fp16 and CPU offload need CUDA; running fp32 on %s", mode, device)
+        return EditorPlacement(device, torch.float32)
+    return EditorPlacement(device, torch.float16, cpu_offload=True)
+
+
+def place_components(components: IP2PComponents, placement: EditorPlacement) -> None:
+    """Cast the networks to ``placement.dtype`` and move them to its device, or install CPU-offload hooks."""
+    networks = (components.text_encoder, components.unet, components.vae)  # the order they run in
+    for network in networks:
+        network.requires_grad_(False)
+        if network.dtype != placement.dtype:  # casting to the same dtype makes diffusers warn for nothing
+            network.to(dtype=placement.dtype)
+    if not placement.cpu_offload:
+        for network in networks:
+            network.to(placement.device)
+        return
+    from accelerate import cpu_offload_with_hook
+
+    previous_hook = None
+    for network in networks:
+        network.to("cpu")
+        # Each network's hook offloads the previous one when it is called (diffusers' model CPU offload chain).
+        _, previous_hook = cpu_offload_with_hook(network, placement.device, prev_module_hook=previous_hook)
