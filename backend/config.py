@@ -1,0 +1,193 @@
+"""Configuration of an edit job: the NeRF (nerfacto), Iterative Dataset Update, the editor, and the outputs.
+
+Defaults follow the Instruct-NeRF2NeRF paper and its reference implementation (``in2n`` method on nerfstudio):
+edit one view every 10 NeRF steps, noise level drawn from [0.02, 0.98], 20 DDIM steps, guidance 7.5 / 1.5, L1 + LPIPS
+on 32x32 patches, 16384 rays per batch. Tests and CPU runs shrink the NeRF through :func:`tiny_nerf_config`.
+
+Every config is a plain dataclass that round-trips through JSON (``to_dict`` / ``from_dict``), because the job
+directory stores the config it ran with and a resumed run must use the same one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+MemoryMode = Literal["in2n", "in2n-small", "in2n-tiny"]
+
+
+@dataclass
+class NerfConfig:
+    """The nerfacto model, its data sampling and optimisation."""
+
+    reconstruction_steps: int = 30000
+    """NeRF steps spent reconstructing the *original* scene before editing starts, when the job has no trained
+    checkpoint (nerfacto's default training length). 0 starts editing from an untrained NeRF."""
+    rays_per_batch: int = 16384
+    """Rays per NeRF step, sampled from all views (edited and not yet edited) in ``patch_size`` squares."""
+    patch_size: int = 32
+    """Side of the square pixel patches rays are sampled in; LPIPS compares whole patches (in2n uses 32; AlexNet needs
+    at least 32). 1 samples independent pixels (used when LPIPS is off)."""
+    use_lpips: bool = True
+    """Add the LPIPS patch loss (in2n). Needs torchvision's pretrained AlexNet weights (downloaded once)."""
+    lpips_loss_mult: float = 1.0
+    """Weight of the LPIPS loss."""
+    use_l1: bool = True
+    """L1 photometric loss as in in2n (nerfacto's own is MSE)."""
+    hidden_dim: int = 64
+    """Width of nerfacto's MLPs."""
+    num_levels: int = 16
+    """Levels of the hash grid."""
+    max_res: int = 2048
+    """Finest hash grid resolution."""
+    log2_hashmap_size: int = 19
+    """log2 of the hash table size per level."""
+    proposal_log2_hashmap_size: int = 17
+    """log2 of the hash table size of the proposal networks."""
+    num_proposal_samples_per_ray: tuple[int, ...] = (256, 96)
+    """Samples per ray for each of the two proposal networks."""
+    num_nerf_samples_per_ray: int = 48
+    """Samples per ray for the NeRF field."""
+    camera_optimizer: Literal["off", "SO3xR3"] = "SO3xR3"
+    """Refine camera poses while training (nerfacto and in2n default)."""
+    eval_num_rays_per_chunk: int = 1 << 15
+    """Rays rendered at once when rendering whole images (edits, previews, history)."""
+    implementation: Literal["auto", "tcnn", "torch"] = "auto"
+    """Hash grid implementation: ``auto`` uses tiny-cuda-nn on CUDA when installed, nerfstudio's torch code otherwise."""
+    mixed_precision: bool = True
+    """Autocast the NeRF step on CUDA (as nerfstudio's trainer does); ignored on the CPU."""
+    lr: float = 1e-2
+    """Adam learning rate of the field and proposal networks (nerfacto)."""
+    seed: int = 0
+    """Seed for ray sampling and initialisation."""
+
+
+@dataclass
+class DatasetUpdateConfig:
+    """Iterative Dataset Update: which view is edited when, and how strongly."""
+
+    edit_steps: int = 15000
+    """NeRF steps of the editing phase (in2n's ``max_num_iterations``)."""
+    edit_rate: int = 10
+    """Edit dataset images every this many NeRF steps."""
+    edit_count: int = 1
+    """How many views are edited each time."""
+    t_min: float = 0.02
+    """Lower bound of the noise level, as a fraction of the diffusion schedule."""
+    t_max: float = 0.98
+    """Upper bound of the noise level, as a fraction of the diffusion schedule."""
+    diffusion_steps: int = 20
+    """DDIM steps of the full schedule; the editor denoises the part of it at or below the drawn noise level."""
+    guidance_scale: float = 7.5
+    """Text classifier-free guidance weight."""
+    image_guidance_scale: float = 1.5
+    """Image (original view) classifier-free guidance weight."""
+    seed: int = 0
+    """Seed of the view order and noise draws; a resumed job continues the same sequence."""
+
+
+@dataclass
+class EditorConfig:
+    """Where the InstructPix2Pix editor comes from and how it is run."""
+
+    source: str = "timbrooks/instruct-pix2pix"
+    """``tiny`` (random tiny model, tests), ``full-random`` (full size, random weights, benchmarks), a Hugging Face
+    model id, or a local diffusers folder."""
+    device: str | None = None
+    """Device of the editor; None uses the NeRF's device."""
+    max_side: int = 512
+    """Longest side the editor works at (images are resized there and back)."""
+
+
+@dataclass
+class OutputConfig:
+    """What the job writes besides the edited images."""
+
+    checkpoint_every: int = 250
+    """Write a nerfstudio checkpoint every this many steps (and when the job stops)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep."""
+    history_every: int = 100
+    """Render the history views every this many editing steps (0: never)."""
+    history_views: int = 4
+    """How many training views (spread over the dataset) the history renders."""
+    export_num_points: int = 1_000_000
+    """Rays shot to build the exported point cloud (points with low opacity are dropped)."""
+    export_remove_outliers: bool = True
+    """Drop statistical outliers from the point cloud (nerfstudio's exporter default)."""
+    poisson_depth: int = 9
+    """Octree depth of the Poisson surface reconstruction of the mesh."""
+    mesh_format: Literal["ply", "obj"] = "ply"
+    """Mesh file format; both carry per-vertex colours."""
+    crop_to_scene_box: bool = True
+    """Drop exported points outside the cameras' region (nerfstudio's [-1, 1] box), i.e. the far background."""
+
+
+@dataclass
+class EditJobConfig:
+    """Everything one edit job needs apart from the scene and the job directory."""
+
+    prompt: str = ""
+    """The editing instruction, e.g. "turn the bear into a polar bear"."""
+    memory_mode: MemoryMode = "in2n"
+    """Like the reference's methods: ``in2n`` fp32 editor + LPIPS; ``in2n-small`` fp16 editor with CPU offload +
+    LPIPS; ``in2n-tiny`` fp16 editor without LPIPS (and pixel instead of patch sampling)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
+    nerf: NerfConfig = field(default_factory=NerfConfig)
+    """NeRF settings."""
+    update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
+    """Iterative Dataset Update settings."""
+    editor: EditorConfig = field(default_factory=EditorConfig)
+    """Editor settings."""
+    output: OutputConfig = field(default_factory=OutputConfig)
+    """Output settings."""
+
+    def effective_use_lpips(self) -> bool:
+        """LPIPS is on unless switched off or the memory mode drops it (``in2n-tiny``)."""
+        return self.nerf.use_lpips and self.memory_mode != "in2n-tiny"
+
+    def effective_patch_size(self) -> int:
+        """Patches only matter for LPIPS; without it independent pixels sample the images better."""
+        return self.nerf.patch_size if self.effective_use_lpips() else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditJobConfig:
+        return _from_dict(cls, data)
+
+
+def tiny_nerf_config(**overrides: Any) -> NerfConfig:
+    """A nerfacto small enough to train on two CPU cores in seconds (tests, CPU benchmarks): few rays, small grid."""
+    values: dict[str, Any] = dict(
+        reconstruction_steps=100, rays_per_batch=256, patch_size=1, use_lpips=False, hidden_dim=16, num_levels=4,
+        max_res=64, log2_hashmap_size=12, proposal_log2_hashmap_size=10, num_proposal_samples_per_ray=(32, 16),
+        num_nerf_samples_per_ray=16, camera_optimizer="off", eval_num_rays_per_chunk=4096, implementation="torch",
+    )
+    values.update(overrides)
+    return NerfConfig(**values)
+
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a (nested) config dataclass from a dict, rejecting unknown keys with their name."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            values[name] = _from_dict(type(current), value)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return cls(**values)

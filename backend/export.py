@@ -1,0 +1,171 @@
+"""Export the (edited) NeRF as a coloured point cloud and a vertex-coloured mesh, in the INPUT scene's frame.
+
+The geometry follows nerfstudio's exporter (``ns-export pointcloud --normal-method open3d``: depth along training
+rays, opacity > 0.5, crop box, open3d statistical outlier removal and normal estimation, normals turned to the
+cameras; re-done here only to bound the number of ray batches, see :func:`sample_surface_points`) and open3d's Poisson surface reconstruction (what ``ns-export poisson`` does). The
+results are then mapped from nerfstudio's normalised frame back to the frame of ``transforms.json``
+(:class:`backend.nerf.frames.DataparserTransform`), so they line up with the user's cameras in Blender.
+
+Files: binary little-endian PLY with ``float x, y, z`` and ``uchar red, green, blue`` (+ normals for the cloud), which
+Blender's PLY importer reads as positions and a ``Col`` colour attribute; the mesh can also be OBJ with vertex colours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.config import OutputConfig
+from backend.nerf import atomic
+from backend.nerf.frames import DataparserTransform
+
+
+@dataclass
+class ExportResult:
+    point_cloud: Path
+    mesh: Path
+    num_points: int
+    num_vertices: int
+    num_faces: int
+    bounds_min: list[float]
+    """Point cloud bounds in the input frame."""
+    bounds_max: list[float]
+
+
+def _colors_uint8(colors: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(colors) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_point_cloud_ply(path: Path, points: np.ndarray, colors: np.ndarray, normals: np.ndarray | None) -> None:
+    from plyfile import PlyData, PlyElement
+
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if normals is not None:
+        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
+    fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vertices = np.empty(len(points), dtype=fields)
+    vertices["x"], vertices["y"], vertices["z"] = points.T
+    if normals is not None:
+        vertices["nx"], vertices["ny"], vertices["nz"] = normals.T
+    rgb = _colors_uint8(colors)
+    vertices["red"], vertices["green"], vertices["blue"] = rgb.T
+    atomic.write_with(path, lambda temporary: PlyData([PlyElement.describe(vertices, "vertex")]).write(str(temporary)))
+
+
+def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
+    """PLY (plyfile, float32 positions, uchar colours) or OBJ (trimesh, ``v x y z r g b``) by ``path``'s suffix."""
+    if path.suffix == ".obj":
+        import trimesh
+
+        mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+        mesh.visual.vertex_colors = np.concatenate([_colors_uint8(colors), np.full((len(colors), 1), 255, np.uint8)], 1)
+        atomic.write_bytes(path, mesh.export(file_type="obj", include_normals=False).encode())
+        return
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.empty(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                            ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    vertex["x"], vertex["y"], vertex["z"] = vertices.T
+    vertex["red"], vertex["green"], vertex["blue"] = _colors_uint8(colors).T
+    face = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,))])
+    face["vertex_indices"] = faces
+    data = PlyData([PlyElement.describe(vertex, "vertex"), PlyElement.describe(face, "face")])
+    atomic.write_with(path, lambda temporary: data.write(str(temporary)))
+
+
+class ExportError(RuntimeError):
+    """The NeRF has too little opaque content to export (e.g. far too few training steps)."""
+
+
+@torch.no_grad()
+def sample_surface_points(pipeline, num_points: int, crop, max_batches: int, should_stop=lambda: False):
+    """Depth-along-ray points of opaque rays, as nerfstudio's ``generate_point_cloud`` computes them.
+
+    nerfstudio's loop shoots ray batches until ``num_points`` opaque points are found, which never ends on a mostly
+    transparent NeRF and cannot be cancelled; this loop does the same per batch but stops after ``max_batches``.
+    Returns ``(points, colours, view directions)`` as ``N 3`` tensors in nerfstudio's frame.
+    """
+    points, colors, directions = [], [], []
+    found = 0
+    for _ in range(max_batches):
+        if found >= num_points or should_stop():
+            break
+        ray_bundle, _ = pipeline.datamanager.next_train(0)
+        outputs = pipeline.model(ray_bundle)
+        rgba = pipeline.model.get_rgba_image(outputs, "rgb")
+        point = ray_bundle.origins + ray_bundle.directions * outputs["depth"]
+        keep = rgba[..., -1] > 0.5  # opacity threshold of nerfstudio's exporter
+        if crop is not None:
+            keep &= crop.within(point)
+        points.append(point[keep].cpu())
+        colors.append(rgba[keep][..., :3].cpu())
+        directions.append(ray_bundle.directions[keep].cpu())
+        found += int(keep.sum())
+    if not points:
+        return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
+    return torch.cat(points)[:num_points], torch.cat(colors)[:num_points], torch.cat(directions)[:num_points]
+
+
+def point_cloud_with_normals(points: torch.Tensor, colors: torch.Tensor, directions: torch.Tensor,
+                             remove_outliers: bool):
+    """open3d cloud: statistical outlier removal, estimated normals turned towards the cameras (as ns-export)."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud()
+    cloud.points = o3d.utility.Vector3dVector(points.double().numpy())
+    cloud.colors = o3d.utility.Vector3dVector(colors.double().clamp(0, 1).numpy())
+    if remove_outliers:
+        cloud, kept = cloud.remove_statistical_outlier(nb_neighbors=20, std_ratio=10.0)
+        directions = directions[torch.as_tensor(np.asarray(kept), dtype=torch.long)]
+    cloud.estimate_normals()
+    normals = torch.from_numpy(np.asarray(cloud.normals)).float()
+    normals[(normals * directions).sum(-1) > 0] *= -1
+    cloud.normals = o3d.utility.Vector3dVector(normals.double().numpy())
+    return cloud
+
+
+def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, config: OutputConfig,
+                    should_stop=lambda: False) -> ExportResult:
+    """Point cloud + Poisson mesh of ``pipeline``'s NeRF, written to ``out_dir`` in the input frame."""
+    import open3d as o3d
+    from nerfstudio.data.scene_box import OrientedBox
+
+    crop = None
+    if config.crop_to_scene_box:
+        # nerfstudio scales the cameras into [-1, 1]; what lies outside is background far behind the scene.
+        crop = OrientedBox(R=torch.eye(3), T=torch.zeros(3), S=torch.full((3,), 2.0))
+    rays_per_batch = pipeline.datamanager.get_train_rays_per_batch()
+    max_batches = 4 * (config.export_num_points // rays_per_batch + 1)  # enough when >= 25% of rays hit something
+    pipeline.eval()
+    try:
+        points, colors, directions = sample_surface_points(pipeline, config.export_num_points, crop, max_batches,
+                                                           should_stop)
+    finally:
+        pipeline.train()
+    if len(points) < 32:
+        raise ExportError(f"the NeRF produced only {len(points)} opaque points inside the scene; train longer")
+    cloud = point_cloud_with_normals(points, colors, directions, config.export_remove_outliers)
+    points_ns = np.asarray(cloud.points)
+    colors = np.asarray(cloud.colors)
+    normals_ns = np.asarray(cloud.normals)
+
+    # Poisson in nerfstudio's frame (as ns-export does), then map the vertices like the points.
+    mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=config.poisson_depth)
+    densities = np.asarray(densities)
+    mesh.remove_vertices_by_mask(densities < np.quantile(densities, 0.1))  # ns-export's trimming of unsupported skin
+
+    points = transform.points_to_input(points_ns)
+    normals = transform.normals_to_input(normals_ns)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cloud_path = out_dir / "point_cloud.ply"
+    write_point_cloud_ply(cloud_path, points, colors, normals)
+    mesh_vertices = transform.points_to_input(np.asarray(mesh.vertices))
+    mesh_faces = np.asarray(mesh.triangles, dtype=np.int64)
+    mesh_colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(mesh_vertices, 0.5)
+    mesh_path = out_dir / f"mesh.{config.mesh_format}"
+    write_mesh(mesh_path, mesh_vertices, mesh_faces, mesh_colors)
+    return ExportResult(cloud_path, mesh_path, len(points), len(mesh_vertices), len(mesh_faces),
+                        points.min(0).tolist(), points.max(0).tolist())

@@ -1,0 +1,68 @@
+"""A nerfstudio datamanager whose training images can be replaced while training (Iterative Dataset Update).
+
+All training images are loaded once into one ``N H W 3`` tensor (nerfstudio's ``CacheDataloader`` with every image
+cached); rays are sampled from that tensor every step, so replacing a view there is all an edit needs to take
+effect. A separate copy of the original images is kept: they are the editor's image condition, always.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Tuple, Type
+
+import torch
+from torch import Tensor
+
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+
+
+@dataclass
+class EditableDataManagerConfig(VanillaDataManagerConfig):
+    """VanillaDataManager over a replaceable, fully cached image set."""
+
+    _target: Type = field(default_factory=lambda: EditableDataManager)
+
+
+class EditableDataManager(VanillaDataManager):
+    """Samples training rays from every view's *current* image (edited or not)."""
+
+    config: EditableDataManagerConfig
+
+    def setup_train(self) -> None:
+        super().setup_train()
+        self.image_batch: Dict[str, Any] = next(self.iter_train_image_dataloader)
+        images = self.image_batch["image"]
+        if not isinstance(images, Tensor):
+            raise ValueError("all training images must share one size (got a variable-resolution batch)")
+        # image_batch rows are in dataloader order; position_of[view] finds a view's row.
+        self.position_of = {int(view): row for row, view in enumerate(self.image_batch["image_idx"].tolist())}
+        self.original_images: Tensor = images[..., :3].clone()
+
+    @property
+    def num_views(self) -> int:
+        return len(self.position_of)
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        """Rays from the whole current dataset: edited and not-yet-edited views alike."""
+        self.train_count += 1
+        assert self.train_pixel_sampler is not None
+        batch = self.train_pixel_sampler.sample(self.image_batch)
+        return self.train_ray_generator(batch["indices"]), batch
+
+    def original_image(self, view: int) -> Tensor:
+        """``H W 3`` float image as captured (never modified)."""
+        return self.original_images[self.position_of[view]]
+
+    def current_image(self, view: int) -> Tensor:
+        """``H W 3`` float image the NeRF is currently trained on."""
+        return self.image_batch["image"][self.position_of[view]][..., :3]
+
+    def set_image(self, view: int, image: Tensor) -> None:
+        """Replace view ``view``'s training image with ``image`` (``H W 3`` in [0, 1])."""
+        row = self.position_of[view]
+        target = self.image_batch["image"]
+        if image.shape != target[row][..., :3].shape:
+            raise ValueError(f"edited image has shape {tuple(image.shape)}, expected {tuple(target[row][..., :3].shape)}")
+        with torch.no_grad():
+            target[row, ..., :3] = image.to(device=target.device, dtype=target.dtype).clamp(0, 1)

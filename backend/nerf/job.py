@@ -1,0 +1,264 @@
+"""One run of an edit job (used by :class:`backend.engine.EditEngine`; see its docstring for the job directory)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+
+from backend.config import EditJobConfig
+from backend.export import export_geometry
+from backend.nerf import atomic
+from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
+from backend.nerf.frames import DataparserTransform, make_camera
+from backend.nerf.jobdir import JobDir, JobState
+from backend.nerf.setup import build_pipeline, resolve_device
+from backend.nerf.trainer import NerfTrainer
+from backend.scene import Scene
+
+if TYPE_CHECKING:
+    from backend.engine import EditEngine, JobCallbacks, Progress
+
+MEMORY_MODE_TO_EDITOR = {"in2n": "full", "in2n-small": "small", "in2n-tiny": "tiny"}
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+class JobRun:
+    def __init__(self, engine: "EditEngine", scene: Scene, job_dir: Path, callbacks: "JobCallbacks",
+                 stop: threading.Event) -> None:
+        self.engine = engine
+        self.scene = scene
+        self.jobs = JobDir(job_dir)
+        self.callbacks = callbacks
+        self.stop = stop
+        self.config = self._job_config()
+        self.state = self.jobs.read_state() or JobState()
+        self._last_progress = 0.0
+        self._last_preview = 0.0
+        self._step_times: list[float] = []
+
+    def _job_config(self) -> EditJobConfig:
+        """A resumed job keeps the config it started with (its checkpoints and edits were made with it)."""
+        if self.jobs.config.is_file():
+            stored = EditJobConfig.from_dict(json.loads(self.jobs.config.read_text()))
+            if stored != self.engine.config:
+                self.callbacks.on_log(f"resuming {self.jobs.root} with its stored config.json")
+            return stored
+        return self.engine.config
+
+    # -- the job -------------------------------------------------------------------------------------------------
+
+    def run(self):
+        from backend.engine import JobResult
+
+        config = self.config
+        if self.state.status == "done" and self.jobs.manifest.is_file():
+            self.callbacks.on_log("job already finished; nothing to do")
+            self.callbacks.on_state("done", str(self.jobs.manifest))
+            return self._result("done")
+        self.jobs.create()
+        atomic.write_json(self.jobs.config, config.to_dict())
+        self.state.status, self.state.error = "running", None
+        self.jobs.write_state(self.state)
+
+        device = resolve_device(config.device)
+        self.callbacks.on_log(f"building nerfacto on {device} for {self.scene.num_views} views")
+        pipeline, optimizers = build_pipeline(config, self.scene.root, device)
+        self.trainer = NerfTrainer(pipeline, optimizers, mixed_precision=config.nerf.mixed_precision)
+        outputs = self.trainer.datamanager.train_dataparser_outputs
+        self.transform = DataparserTransform(outputs.dataparser_transform.numpy(), float(outputs.dataparser_scale))
+        atomic.write_json(self.jobs.transforms, self.transform.to_json())
+        self.image_names = [str(Path(p).resolve().relative_to(self.scene.root)) for p in outputs.image_filenames]
+        self._restore()
+
+        editor = self._editor(device)
+        instruction = editor.encode_instruction(config.prompt)
+        schedule = EditSchedule(config.update, len(self.image_names), editor.num_train_timesteps,
+                                edits_done=self.state.edits_done)
+        self.updater = DatasetUpdater(schedule, editor, instruction)
+
+        if self.state.edit_start_step is None:
+            self.callbacks.on_state("reconstructing", f"{config.nerf.reconstruction_steps} steps")
+            if not self._train("reconstructing", config.nerf.reconstruction_steps, start=0, editing=False):
+                return self._cancelled()
+            self.trainer.save_checkpoint(self.jobs.checkpoints / "reconstruction.ckpt")
+            self.state.edit_start_step = self.trainer.step
+            self._checkpoint()
+        self.callbacks.on_state("editing", config.prompt)
+        if not self._train("editing", config.update.edit_steps, start=self.state.edit_start_step, editing=True):
+            return self._cancelled()
+        self._checkpoint()
+
+        self.callbacks.on_state("exporting", str(self.jobs.exports))
+        self.state.phase = "exporting"
+        self.jobs.write_state(self.state)
+        exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output, self.stop.is_set)
+        if self.stop.is_set():
+            return self._cancelled()
+        self._write_manifest(exported)
+        self.state.status, self.state.phase = "done", "done"
+        self.jobs.write_state(self.state)
+        self.callbacks.on_state("done", str(self.jobs.manifest))
+        result: JobResult = self._result("done")
+        return result
+
+    def _editor(self, device: str):
+        if self.engine.editor is not None:
+            return self.engine.editor
+        from backend.editing.loaders import load_editor
+
+        editor_config = self.config.editor
+        self.callbacks.on_log(f"loading editor {editor_config.source!r}")
+        self.engine.editor = load_editor(editor_config.source, device=editor_config.device or device,
+                                         memory_mode=MEMORY_MODE_TO_EDITOR[self.config.memory_mode])
+        return self.engine.editor
+
+    def _restore(self) -> None:
+        """Resume: newest checkpoint, edited images; or a fresh job (nothing to restore)."""
+        checkpoints = self.jobs.list_checkpoints()
+        if not checkpoints:
+            if self.engine.nerf_checkpoint is not None:
+                self.trainer.load_checkpoint(self.engine.nerf_checkpoint, weights_only=True)
+                self.state.edit_start_step = self.trainer.step  # the given NeRF *is* the reconstruction
+                self.callbacks.on_log(f"starting from {self.engine.nerf_checkpoint} (step {self.trainer.step})")
+            return
+        self.trainer.load_checkpoint(checkpoints[-1])
+        restored = 0
+        for view, name in enumerate(self.image_names):
+            path = self.jobs.edited_path(name)
+            if path.is_file():
+                image = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+                self.trainer.datamanager.set_image(view, torch.from_numpy(image))
+                restored += 1
+        self.callbacks.on_log(f"resumed at step {self.trainer.step} with {restored} edited images")
+
+    # -- training ------------------------------------------------------------------------------------------------
+
+    def _train(self, phase: str, steps: int, *, start: int, editing: bool) -> bool:
+        """NeRF steps ``start + (trainer.step - start) .. start + steps``; False if stopped (after checkpointing)."""
+        self.state.phase = phase
+        self.jobs.write_state(self.state)
+        output = self.config.output
+        while self.trainer.step < start + steps:
+            if self.stop.is_set():
+                self._checkpoint()
+                return False
+            self._serve_previews()
+            phase_step = self.trainer.step - start
+            if editing and output.history_every > 0 and phase_step % output.history_every == 0:
+                self._history()
+            step_started = time.perf_counter()
+            if editing and self.updater.schedule.is_edit_step(phase_step):
+                for record in self.updater.edit_next(self.trainer):
+                    self._save_edit(record)
+            losses = self.trainer.train_step()
+            self._step_times = (self._step_times + [time.perf_counter() - step_started])[-50:]
+            if self.trainer.step % output.checkpoint_every == 0:
+                self._checkpoint()
+            self._progress(phase, start, steps, losses, final=self.trainer.step == start + steps)
+        return True
+
+    def _save_edit(self, record: EditRecord) -> None:
+        name = self.image_names[record.view]
+        atomic.write_png(self.jobs.edited_path(name), to_uint8(record.image))
+        self.state.edits_done = record.edit_index + 1
+        self.state.edited_views[str(self.jobs.edited_path(name).relative_to(self.jobs.root))] = record.edit_index
+        self.jobs.write_state(self.state)
+        self.callbacks.on_log(f"edit {record.edit_index}: view {name} at t={record.timestep} "
+                              f"(render {record.render_seconds:.2f}s, edit {record.edit_seconds:.2f}s)")
+        now = time.monotonic()
+        if now - self._last_preview >= self.engine.preview_interval_s:
+            self._last_preview = now
+            self.callbacks.on_preview(f"edit/{name}", to_uint8(record.image))
+
+    def _checkpoint(self) -> None:
+        path = self.jobs.checkpoint_path(self.trainer.step)
+        self.trainer.save_checkpoint(path)
+        self.state.step, self.state.checkpoint = self.trainer.step, path.name
+        self.jobs.write_state(self.state)
+        self.jobs.prune_checkpoints(self.config.output.keep_checkpoints)
+
+    def _history(self) -> None:
+        count = min(self.config.output.history_views, len(self.image_names))
+        for view in sorted({int(v) for v in np.linspace(0, len(self.image_names) - 1, count).round()}):
+            image = to_uint8(self.trainer.render_view(view))
+            name = self.image_names[view]
+            atomic.write_png(self.jobs.history_path(self.trainer.step, name), image)
+            self.callbacks.on_preview(f"history/{name}", image)
+
+    def _serve_previews(self) -> None:
+        requests = self.engine._preview_requests
+        while not requests.empty():
+            camera = requests.get_nowait()
+            pose = self.transform.c2w_to_nerfstudio(camera.c2w)
+            nerf_camera = make_camera(pose, camera.fl_x, camera.fl_y, camera.cx, camera.cy, camera.width,
+                                      camera.height, self.trainer.device)
+            self.callbacks.on_preview(camera.name, to_uint8(self.trainer.render(nerf_camera)))
+
+    def _progress(self, phase: str, start: int, steps: int, losses: dict[str, float], final: bool) -> None:
+        from backend.engine import Progress
+
+        now = time.monotonic()
+        if not final and now - self._last_progress < self.engine.progress_interval_s:
+            return
+        self._last_progress = now
+        edit_start = self.state.edit_start_step
+        total = (edit_start if edit_start is not None else self.config.nerf.reconstruction_steps)
+        total += self.config.update.edit_steps
+        remaining = total - self.trainer.step
+        eta = remaining * float(np.mean(self._step_times)) if self._step_times else None
+        self.callbacks.on_progress(Progress(phase, self.trainer.step, total, self.trainer.step - start, steps,
+                                            losses, eta, self.state.edits_done))
+
+    # -- endings -------------------------------------------------------------------------------------------------
+
+    def _cancelled(self):
+        self.state.status = "cancelled"
+        self.jobs.write_state(self.state)
+        self.callbacks.on_state("cancelled", f"checkpoint {self.state.checkpoint}")
+        return self._result("cancelled")
+
+    def _write_manifest(self, exported) -> None:
+        relative = lambda path: str(Path(path).relative_to(self.jobs.root))  # noqa: E731
+        manifest = {
+            "prompt": self.config.prompt,
+            "scene": str(self.scene.root),
+            "steps": self.trainer.step,
+            "edit_start_step": self.state.edit_start_step,
+            "edits_done": self.state.edits_done,
+            "point_cloud": relative(exported.point_cloud),
+            "mesh": relative(exported.mesh),
+            "num_points": exported.num_points,
+            "num_mesh_vertices": exported.num_vertices,
+            "num_mesh_faces": exported.num_faces,
+            "bounds_min": exported.bounds_min,
+            "bounds_max": exported.bounds_max,
+            "frame": "input (transforms.json); dataparser_transforms.json maps it to the NeRF frame",
+            "edited_images": {name: relative(self.jobs.edited_path(name)) for name in self.image_names
+                              if self.jobs.edited_path(name).is_file()},
+            "history": sorted(relative(p) for p in self.jobs.history.glob("step-*")),
+            "checkpoint": f"checkpoints/{self.state.checkpoint}",
+            "config": dataclasses.asdict(self.config),
+        }
+        atomic.write_json(self.jobs.manifest, manifest)
+
+    def _result(self, status: str):
+        from backend.engine import JobResult
+
+        manifest = json.loads(self.jobs.manifest.read_text()) if status == "done" else {}
+        return JobResult(
+            status, self.jobs.root, steps=self.state.step, edits_done=self.state.edits_done,
+            manifest=self.jobs.manifest if status == "done" else None,
+            point_cloud=self.jobs.root / manifest["point_cloud"] if manifest else None,
+            mesh=self.jobs.root / manifest["mesh"] if manifest else None,
+        )

@@ -1,0 +1,85 @@
+"""Paths and small state files of a job directory (layout documented in :mod:`backend.engine`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.nerf import atomic
+
+CHECKPOINT_PATTERN = re.compile(r"^step-(\d{9})\.ckpt$")
+
+
+@dataclass
+class JobState:
+    """``state.json``: where the job is. Rewritten (atomically) after every edit and checkpoint."""
+
+    status: str = "new"
+    """new | running | cancelled | failed | done"""
+    phase: str = "validating"
+    """validating | reconstructing | editing | exporting | done"""
+    step: int = 0
+    """NeRF steps of the newest checkpoint."""
+    edit_start_step: int | None = None
+    """Global NeRF step at which editing began (None until then)."""
+    edits_done: int = 0
+    """Edits made so far (their images are in edited/)."""
+    checkpoint: str | None = None
+    """File name (in checkpoints/) of the newest checkpoint."""
+    edited_views: dict[str, int] = field(default_factory=dict)
+    """edited/ file -> edit index that wrote it."""
+    error: str | None = None
+    updated: float = 0.0
+
+
+class JobDir:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    config = property(lambda self: self.root / "config.json")
+    state_file = property(lambda self: self.root / "state.json")
+    manifest = property(lambda self: self.root / "manifest.json")
+    transforms = property(lambda self: self.root / "dataparser_transforms.json")
+    edited = property(lambda self: self.root / "edited")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    history = property(lambda self: self.root / "history")
+    exports = property(lambda self: self.root / "exports")
+
+    def create(self) -> None:
+        for folder in (self.root, self.edited, self.checkpoints, self.history, self.exports):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def read_state(self) -> JobState | None:
+        if not self.state_file.is_file():
+            return None
+        data: dict[str, Any] = json.loads(self.state_file.read_text())
+        known = set(JobState.__dataclass_fields__)
+        return JobState(**{k: v for k, v in data.items() if k in known})
+
+    def write_state(self, state: JobState) -> None:
+        state.updated = time.time()
+        atomic.write_json(self.state_file, asdict(state))
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:09d}.ckpt"
+
+    def list_checkpoints(self) -> list[Path]:
+        """Step checkpoints, oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(p for p in self.checkpoints.iterdir() if CHECKPOINT_PATTERN.match(p.name))
+
+    def prune_checkpoints(self, keep: int) -> None:
+        for old in self.list_checkpoints()[: -max(keep, 1)]:
+            old.unlink(missing_ok=True)
+
+    def edited_path(self, relative_image: str) -> Path:
+        """Edited image for an input image (same relative path, PNG)."""
+        return (self.edited / relative_image).with_suffix(".png")
+
+    def history_path(self, step: int, relative_image: str) -> Path:
+        return self.history / f"step-{step:09d}" / Path(relative_image).with_suffix(".png").name

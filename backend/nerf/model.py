@@ -1,0 +1,138 @@
+"""nerfacto with Instruct-NeRF2NeRF's losses: L1 + LPIPS on square ray patches, plus nerfacto's regularisers.
+
+LPIPS needs torchvision's pretrained AlexNet. nerfacto itself builds torchmetrics' LPIPS *metric* at construction
+(only used for evaluation images); the in2n loss re-uses that metric's network, so AlexNet is loaded once. When the job
+runs without LPIPS (``--no-lpips`` / ``in2n-tiny``) the metric is replaced by :class:`LpipsDisabled`, which raises
+if anything ever calls it, so that a job without the weights neither needs them nor silently fakes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Type
+
+import torch
+from torch import Tensor, nn
+
+from nerfstudio.model_components.losses import L1Loss, MSELoss
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+
+
+class LpipsWeightsMissing(RuntimeError):
+    """torchvision's AlexNet weights (LPIPS backbone) are not on disk and could not be downloaded."""
+
+
+def alexnet_weights_path() -> Path:
+    """Where torchvision keeps the AlexNet weights LPIPS needs (``$TORCH_HOME/hub/checkpoints/...``)."""
+    from torchvision.models import AlexNet_Weights
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
+
+
+def ensure_lpips_weights() -> Path:
+    """Make sure the LPIPS backbone weights are available, downloading them the normal way if needed.
+
+    Raises :class:`LpipsWeightsMissing` with instructions when they are absent and cannot be fetched (offline).
+    """
+    path = alexnet_weights_path()
+    if path.is_file():
+        return path
+    from torchvision.models import AlexNet_Weights
+
+    url = AlexNet_Weights.IMAGENET1K_V1.url
+    try:
+        torch.hub.load_state_dict_from_url(url, progress=False, map_location="cpu")
+    except Exception as error:  # URLError, HTTPError, socket errors, SSL errors: all mean "could not download"
+        raise LpipsWeightsMissing(
+            f"LPIPS needs torchvision's pretrained AlexNet weights, which are not at {path} and could not be "
+            f"downloaded ({type(error).__name__}: {error}). Either run once with internet access (they are fetched "
+            f"automatically), or download {url} to {path} (TORCH_HOME moves that folder), or turn the LPIPS loss off "
+            f"(--no-lpips, or memory mode in2n-tiny)."
+        ) from error
+    return path
+
+
+class LpipsDisabled(nn.Module):
+    """Stands in for nerfacto's LPIPS metric in jobs without LPIPS; fails loudly if used."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        raise RuntimeError("LPIPS is disabled for this job (use_lpips=False); its backbone weights were not loaded")
+
+
+@contextlib.contextmanager
+def _nerfacto_without_lpips_metric() -> Iterator[None]:
+    """While active, nerfacto's ``populate_modules`` builds :class:`LpipsDisabled` instead of torchmetrics' LPIPS
+    (nerfacto imports the class from ``torchmetrics.image.lpip`` inside ``populate_modules``)."""
+    import torchmetrics.image.lpip as lpip_module
+
+    original = lpip_module.LearnedPerceptualImagePatchSimilarity
+    lpip_module.LearnedPerceptualImagePatchSimilarity = lambda *args, **kwargs: LpipsDisabled()  # type: ignore
+    try:
+        yield
+    finally:
+        lpip_module.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]
+
+
+@dataclass
+class In2nNerfactoModelConfig(NerfactoModelConfig):
+    """nerfacto plus in2n's losses."""
+
+    _target: Type = field(default_factory=lambda: In2nNerfactoModel)
+    use_lpips: bool = True
+    """Add LPIPS between rendered and dataset patches."""
+    use_l1: bool = True
+    """L1 instead of nerfacto's MSE photometric loss."""
+    patch_size: int = 32
+    """Side of the ray patches the datamanager samples (must match it)."""
+    lpips_loss_mult: float = 1.0
+    """Weight of the LPIPS loss."""
+
+
+class In2nNerfactoModel(NerfactoModel):
+    """nerfacto trained with in2n's L1 + patch LPIPS losses."""
+
+    config: In2nNerfactoModelConfig
+
+    def populate_modules(self) -> None:
+        if self.config.use_lpips:
+            super().populate_modules()
+        else:
+            with _nerfacto_without_lpips_metric():
+                super().populate_modules()
+        self.rgb_loss = L1Loss() if self.config.use_l1 else MSELoss()
+
+    def lpips_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """LPIPS between ``N*P*P 3`` ray colours taken as ``N`` patches of ``P x P`` (the datamanager's order)."""
+        size = self.config.patch_size
+
+        def to_patches(rgb: Tensor) -> Tensor:
+            return rgb.reshape(-1, size, size, 3).permute(0, 3, 1, 2).clamp(0, 1)
+
+        # The metric's network is a plain module (no metric state), so calling it every step accumulates nothing.
+        network = self.lpips.net
+        return network(to_patches(predicted), to_patches(target), normalize=True).mean()
+
+    def get_loss_dict(self, outputs: dict[str, Any], batch: dict[str, Any], metrics_dict: Any = None
+                      ) -> dict[str, Tensor]:
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)  # rgb (L1 via self.rgb_loss) + regularisers
+        if self.config.use_lpips:
+            image = batch["image"].to(self.device)[..., :3]
+            loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.lpips_loss(outputs["rgb"], image)
+        return loss_dict
+
+    def frozen_state_prefixes(self) -> tuple[str, ...]:
+        """State-dict keys not worth checkpointing: the pretrained, frozen LPIPS network."""
+        return ("lpips.",)
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_state_prefixes())}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load a checkpoint written by :meth:`trainable_state_dict`; every trainable tensor must be present."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(self.frozen_state_prefixes())]
+        unexpected = [k for k in unexpected if not k.startswith(self.frozen_state_prefixes())]
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

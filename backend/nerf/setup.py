@@ -1,0 +1,109 @@
+"""Build the nerfstudio pipeline (dataparser, editable datamanager, in2n nerfacto) and its optimisers from a job config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
+from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+
+from backend.config import EditJobConfig
+from backend.nerf.datamanager import EditableDataManagerConfig
+from backend.nerf.model import In2nNerfactoModelConfig, ensure_lpips_weights
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _implementation(config: EditJobConfig, device: str) -> str:
+    if config.nerf.implementation != "auto":
+        return config.nerf.implementation
+    if not device.startswith("cuda"):
+        return "torch"
+    try:
+        import tinycudann  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "tcnn"
+
+
+def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str) -> VanillaPipelineConfig:
+    """nerfstudio's config objects for this job (the same objects ``ns-train`` would build)."""
+    nerf = config.nerf
+    patch_size = config.effective_patch_size()
+    implementation = _implementation(config, device)
+    dataparser = NerfstudioDataParserConfig(
+        data=Path(scene_dir),
+        eval_mode="all",  # every view is edited and trained on; there is no held-out split
+        downscale_factor=1,  # use the images as given (the client chose the resolution)
+    )
+    datamanager = EditableDataManagerConfig(
+        dataparser=dataparser,
+        train_num_rays_per_batch=max(nerf.rays_per_batch, patch_size * patch_size),
+        eval_num_rays_per_batch=nerf.rays_per_batch,
+        patch_size=patch_size,
+    )
+    proposal_args = [
+        {"hidden_dim": 16, "log2_hashmap_size": nerf.proposal_log2_hashmap_size, "num_levels": 5,
+         "max_res": max_res, "use_linear": False}
+        for max_res in (128, 256)
+    ]
+    model = In2nNerfactoModelConfig(
+        eval_num_rays_per_chunk=nerf.eval_num_rays_per_chunk,
+        average_init_density=0.01,  # nerfacto's method config
+        hidden_dim=nerf.hidden_dim,
+        hidden_dim_color=nerf.hidden_dim,
+        hidden_dim_transient=nerf.hidden_dim,
+        num_levels=nerf.num_levels,
+        max_res=nerf.max_res,
+        log2_hashmap_size=nerf.log2_hashmap_size,
+        num_proposal_samples_per_ray=tuple(nerf.num_proposal_samples_per_ray),
+        num_nerf_samples_per_ray=nerf.num_nerf_samples_per_ray,
+        proposal_net_args_list=proposal_args,
+        implementation=implementation,  # type: ignore[arg-type]
+        camera_optimizer=CameraOptimizerConfig(mode=nerf.camera_optimizer),
+        use_lpips=config.effective_use_lpips(),
+        use_l1=nerf.use_l1,
+        patch_size=patch_size,
+        lpips_loss_mult=nerf.lpips_loss_mult,
+    )
+    return VanillaPipelineConfig(datamanager=datamanager, model=model)
+
+
+def optimizer_config(config: EditJobConfig) -> dict[str, Any]:
+    """in2n's optimisers: nerfacto's Adam for fields and proposals, in2n's weight-decayed Adam for cameras."""
+    lr = config.nerf.lr
+    return {
+        "proposal_networks": {
+            "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr / 100, max_steps=200000),
+        },
+        "fields": {
+            "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr / 100, max_steps=200000),
+        },
+        "camera_opt": {
+            "optimizer": AdamOptimizerConfig(lr=6e-4, eps=1e-8, weight_decay=1e-2),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=6e-6, max_steps=5000),
+        },
+    }
+
+
+def build_pipeline(config: EditJobConfig, scene_dir: Path, device: str) -> tuple[VanillaPipeline, Optimizers]:
+    """Load the scene into nerfstudio and build the model; raises LpipsWeightsMissing before any heavy work."""
+    if config.effective_use_lpips():
+        ensure_lpips_weights()
+    torch.manual_seed(config.nerf.seed)
+    pipeline = pipeline_config(config, scene_dir, device).setup(device=device, test_mode="val")
+    assert isinstance(pipeline, VanillaPipeline)
+    optimizers = Optimizers(optimizer_config(config), pipeline.get_param_groups())
+    return pipeline, optimizers
