@@ -125,7 +125,7 @@ def build_error(session: Session, parent: Message | None, error: ProtocolError |
         content = error_content(error.ename, error.message, error.field)
     else:
         content = error_content(type(error).__name__, str(error) or type(error).__name__)
-    msg_type = reply_type_for(parent.msg_type) if parent is not None else "error_reply"
+    msg_type = reply_type_for(str(parent.header.get("msg_type", ""))) if parent is not None else "error_reply"
     return session.msg(msg_type, content, parent=parent)
 
 

@@ -1,0 +1,122 @@
+"""``python -m backend serve`` and ``python -m backend ping``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from protocol import Client, Limits, ProtocolError, read_connection_file, write_connection_file
+
+from .basic import register_basic_handlers
+from .config import ServerConfig
+from .core import Server
+
+log = logging.getLogger("backend.server")
+
+#: Functions that add more handlers to a freshly built server (the jobs module appends itself here).
+EXTENSIONS: list[Callable[[Server, argparse.Namespace], None]] = []
+
+
+def setup_logging(log_file: Path | None, verbose: bool = False) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend serve", description="Run the server Blender connects to.")
+    parser.add_argument("--connection-file", type=Path, default=None,
+                        help="where to write host/port/key (mode 0600); default: a file in the temp dir")
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (non-loopback needs a key)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 = let the OS choose (default)")
+    parser.add_argument("--key", default=None, help="HMAC key; default: a fresh random key")
+    parser.add_argument("--max-frame-mb", type=float, default=256.0, help="largest accepted frame in MiB")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat interval in seconds")
+    parser.add_argument("--no-device-probe", action="store_true", help="do not import torch to report the GPU")
+    parser.add_argument("--log-file", type=Path, default=None, help="also log to this file")
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def build_server(args: argparse.Namespace) -> Server:
+    frame = int(args.max_frame_mb * 1024 * 1024)
+    config = ServerConfig(
+        host=args.bind,
+        port=args.port,
+        key=args.key,
+        limits=Limits(max_frame_bytes=frame, max_message_bytes=max(frame, Limits().max_message_bytes)),
+        heartbeat_interval_s=args.heartbeat,
+        probe_device=not args.no_device_probe,
+    )
+    server = Server(config)
+    register_basic_handlers(server)
+    for extend in EXTENSIONS:
+        extend(server, args)
+    return server
+
+
+def main_serve(argv: list[str] | None = None) -> int:
+    args = serve_parser().parse_args(argv)
+    setup_logging(args.log_file, args.verbose)
+    try:
+        server = build_server(args)
+        info = server.bind()
+    except (ProtocolError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    connection_file = args.connection_file or Path(tempfile.gettempdir()) / f"in2n-backend-{info.port}.json"
+    write_connection_file(connection_file, info)
+    log.info("connection file: %s", connection_file)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.serve_forever()
+    finally:
+        Path(connection_file).unlink(missing_ok=True)
+    return 0
+
+
+def main_ping(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend ping", description="Ask a running server if it is alive.")
+    parser.add_argument("--connection-file", type=Path, required=True)
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per attempt")
+    parser.add_argument("--retries", type=int, default=1)
+    parser.add_argument("--hello", action="store_true", help="also print server info (waits for the GPU probe)")
+    args = parser.parse_args(argv)
+    try:
+        info = read_connection_file(args.connection_file)
+        with Client(info, timeout_s=args.timeout, retries=args.retries, client_name="backend ping") as client:
+            rtt = client.ping("ping")
+            result: dict[str, object] = {"ok": True, "url": info.url, "rtt_ms": round(rtt * 1000, 3)}
+            if args.hello:
+                hello = client.hello()
+                result.update(protocol_version=hello.protocol_version, server_version=hello.server_version,
+                              device=hello.device_status, gpu_name=hello.gpu_name, pid=hello.pid)
+    except ProtocolError as exc:
+        print(json.dumps({"ok": False, "error": exc.ename, "message": str(exc)}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_serve())

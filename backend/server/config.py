@@ -1,0 +1,29 @@
+"""Server settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol import Limits
+
+
+@dataclass
+class ServerConfig:
+    """How the ZeroMQ server listens and what it tolerates."""
+
+    host: str = "127.0.0.1"
+    """Address to bind. Anything but loopback requires a key."""
+    port: int = 0
+    """0: let the OS pick a free port (the connection file tells clients which)."""
+    key: str | None = None
+    """HMAC key; None: generate a fresh random one. Empty string: unsigned (loopback only)."""
+    limits: Limits = field(default_factory=Limits)
+    """Frame / message size limits (oversized frames are dropped by libzmq or answered with OversizedMessage)."""
+    max_chunk_bytes: int = 16 * 1024 * 1024
+    """Largest upload chunk a client should send (advertised in scene_begin_reply)."""
+    reply_cache_size: int = 4096
+    """How many recent replies are kept by msg_id, to answer retried requests without running them twice."""
+    heartbeat_interval_s: float = 5.0
+    """How often subscribed clients get a ``heartbeat`` event."""
+    probe_device: bool = True
+    """Import torch in a background thread at start-up to report the GPU in ``hello_reply`` (never on ping)."""
