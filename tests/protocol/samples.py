@@ -1,0 +1,61 @@
+"""Valid sample content for every message type (tests build bad variants from these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol import messages as m
+
+IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 2.0], [0.0, 0.0, 0.0, 1.0]]
+SHA = "0" * 64
+
+
+def camera(w: int = 32, h: int = 24, **kw: Any) -> m.Camera:
+    values: dict[str, Any] = dict(fl_x=40.0, fl_y=40.0, cx=w / 2, cy=h / 2, w=w, h=h, transform_matrix=IDENTITY)
+    values.update(kw)
+    return m.Camera(**values)
+
+
+def artifact() -> m.ArtifactInfo:
+    return m.ArtifactInfo(name="mesh.ply", kind="mesh", size=10, sha256=SHA)
+
+
+def samples() -> dict[str, tuple[Any, list[bytes]]]:
+    """msg_type -> (valid content, buffers)."""
+    progress = m.Progress(phase="edit", step=3, total_steps=10, fraction=0.3, eta_s=12.0, losses={"rgb": 0.1})
+    items: list[tuple[Any, list[bytes]]] = [
+        (m.HelloRequest(protocol_versions=["1.0"], client_name="t"), []),
+        (m.HelloReply(protocol_version="1.0", server_name="s", server_version="0", python_version="3", pid=1,
+                      limits=m.ServerLimits(max_frame_bytes=10, max_message_bytes=10)), []),
+        (m.PingRequest(payload="x"), []),
+        (m.PingReply(payload="x", server_time="t", uptime_s=1.0), []),
+        (m.ShutdownRequest(reason="r"), []),
+        (m.ShutdownReply(), []),
+        (m.Heartbeat(server_time="t", interval_s=1.0), []),
+        (m.ErrorReply(ename="E", evalue="v"), []),
+        (m.SceneBeginRequest(upload_id="u", cameras=[camera()], images=[m.ImageInfo("uint8", [24, 32, 3])]), []),
+        (m.SceneBeginReply(upload_id="u", expected_bytes=2304, max_chunk_bytes=1024), []),
+        (m.SceneChunkRequest(upload_id="u", pieces=[m.ChunkPiece(0, 0, 4)]), [b"abcd"]),
+        (m.SceneChunkReply(upload_id="u", received_bytes=4, expected_bytes=2304), []),
+        (m.SceneEndRequest(upload_id="u", sha256=SHA), []),
+        (m.SceneEndReply(scene_id="s", image_count=1, total_bytes=2304), []),
+        (m.EditStartRequest(scene_id="s", instruction="make it snowy"), []),
+        (m.EditStartReply(job_id="j", state="queued", queue_position=0), []),
+        (m.PreviewSettingsRequest(job_id="j", preview=m.PreviewSettings(camera=camera())), []),
+        (m.PreviewSettingsReply(job_id="j"), []),
+        (m.CancelRequest(job_id="j"), []),
+        (m.CancelReply(job_id="j", state="cancelled"), []),
+        (m.JobSnapshotRequest(job_id=None), []),
+        (m.JobSnapshotReply(jobs=[m.JobSnapshot(job_id="j", state="editing", scene_id="s", instruction="i",
+                                                progress=progress, artifacts=[artifact()])]), []),
+        (m.ResultListRequest(job_id="j"), []),
+        (m.ResultListReply(job_id="j", artifacts=[artifact()]), []),
+        (m.ResultFetchRequest(job_id="j", name="mesh.ply"), []),
+        (m.ResultFetchReply(job_id="j", name="mesh.ply", offset=0, length=3, size=10, sha256=SHA), [b"abc"]),
+        (m.JobStateEvent(job_id="j", state="editing"), []),
+        (m.JobProgressEvent(job_id="j", progress=progress), []),
+        (m.JobPreviewEvent(job_id="j", step=1, image=m.ImageInfo("uint8", [2, 2, 3])), [bytes(12)]),
+        (m.JobLogEvent(text="hello", level="warning"), []),
+        (m.JobResultEvent(job_id="j", artifacts=[artifact()]), []),
+    ]
+    return {m.msg_type_of(content): (content, buffers) for content, buffers in items}
