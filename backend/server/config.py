@@ -23,6 +23,8 @@ class ServerConfig:
     """Largest upload chunk a client should send (advertised in scene_begin_reply)."""
     reply_cache_size: int = 4096
     """How many recent replies are kept by msg_id, to answer retried requests without running them twice."""
+    reply_cache_bytes: int = 256 * 1024 * 1024
+    """Cap on the binary buffers held by cached replies (result chunks); the oldest replies are evicted first."""
     heartbeat_interval_s: float = 5.0
     """How often subscribed clients get a ``heartbeat`` event."""
     probe_device: bool = True

@@ -84,7 +84,8 @@ class Server:
         self._wake_push: zmq.Socket[Any] | None = None
         self._wake_lock = threading.Lock()
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._replies: OrderedDict[tuple[str, str], list[BufferLike] | None] = OrderedDict()
+        self._replies: OrderedDict[tuple[str, str], Message | None] = OrderedDict()
+        self._cached_bytes = 0
         self._subscriptions: dict[bytes, set[str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -246,7 +247,12 @@ class Server:
             cached = self._replies[key]
             log.info("duplicate msg_id %s (%s): %s", message.msg_id, message.msg_type, "resending reply" if cached else "still in progress")
             if cached is not None:
-                self._send_frames([*message.idents, *cached])
+                # Re-signed with a fresh date: the client never saw this reply (or it would not resend), and an
+                # identical byte copy would look like a replay to a client that did.
+                resent = Message(header={**cached.header, "date": utc_now()}, content=cached.content,
+                                 parent_header=cached.parent_header, metadata=cached.metadata,
+                                 buffers=cached.buffers, idents=message.idents)
+                self._send_frames(self.session.serialize(resent))
             return
         try:
             content = m.parse(message)
@@ -274,17 +280,20 @@ class Server:
         else:
             request.reply(result)
 
-    def _remember(self, key: tuple[str, str], frames: list[BufferLike] | None) -> None:
-        self._replies[key] = frames
+    def _remember(self, key: tuple[str, str], reply: Message | None) -> None:
+        previous = self._replies.get(key)
+        self._cached_bytes += _buffer_bytes(reply) - _buffer_bytes(previous)
+        self._replies[key] = reply
         self._replies.move_to_end(key)
-        while len(self._replies) > self.config.reply_cache_size:
-            self._replies.popitem(last=False)
+        while len(self._replies) > self.config.reply_cache_size or (
+            self._cached_bytes > self.config.reply_cache_bytes and len(self._replies) > 1
+        ):
+            _, evicted = self._replies.popitem(last=False)
+            self._cached_bytes -= _buffer_bytes(evicted)
 
     def _send_reply(self, request: Message, reply: Message) -> None:
-        frames = self.session.serialize(reply)
-        body = frames[len(reply.idents) :]
-        self._remember((request.header["session"], request.msg_id), body)
-        self._send_frames(frames)
+        self._remember((request.header["session"], request.msg_id), reply)
+        self._send_frames(self.session.serialize(reply))
 
     def _send_to(self, identity: bytes, message: Message) -> None:
         message.idents = [identity]
@@ -321,6 +330,10 @@ class Server:
         beat = m.build(self.session, m.Heartbeat(server_time=utc_now(), interval_s=self.config.heartbeat_interval_s))
         for identity in list(self._subscriptions):
             self._send_to(identity, beat)
+
+
+def _buffer_bytes(message: Message | None) -> int:
+    return sum(memoryview(b).nbytes for b in message.buffers) if message is not None else 0
 
 
 def _unverified_header(frames: Sequence[zmq.Frame], delim: int) -> dict[str, Any]:
