@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -83,14 +84,17 @@ def pretrained_components(source: str, *, torch_dtype: torch.dtype = torch.float
                                        f"a diffusers InstructPix2Pix folder, e.g. a copy of {DEFAULT_MODEL_ID!r} "
                                        f"made with `hf download {DEFAULT_MODEL_ID} --local-dir <folder>`")
         source = str(folder)
-    try:
-        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype)
-        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=torch_dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-        scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
-    except OSError as error:  # huggingface_hub's not-cached / not-found / connection errors are all OSErrors
-        raise EditorWeightsMissing(_missing_message(source, looks_like_path, error)) from error
+    with warnings.catch_warnings():
+        # diffusers passes a deprecated argument to huggingface_hub: noise in the user's log, not their problem.
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        try:
+            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype)
+            vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype)
+            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=torch_dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
+            scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
+        except OSError as error:  # huggingface_hub's not-cached / not-found / connection errors are all OSErrors
+            raise EditorWeightsMissing(_missing_message(source, looks_like_path, error)) from error
     return IP2PComponents(unet.eval(), vae.eval(), text_encoder.eval(), tokenizer, scheduler)
 
 
@@ -104,5 +108,6 @@ def _missing_message(source: str, is_folder: bool, error: Exception) -> str:
     return (f"the InstructPix2Pix weights {source!r} are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
             f"and could not be downloaded{offline}. Download them once (~5 GB) on a machine with internet access: "
             f"`hf download {source}` (older huggingface_hub: `huggingface-cli download {source}`), or run once "
-            f"online so diffusers caches them, or pass a local diffusers folder as the editor source. For a test "
-            f"run without weights use the editor source 'tiny'. ({type(error).__name__}: {str(error)[:300]})")
+            f"online so diffusers caches them, or pass a local diffusers folder as the editor source. On a machine "
+            f"without internet, HF_HUB_OFFLINE=1 skips the download retries. For a test run without weights use "
+            f"the editor source 'tiny'. (diffusers: {type(error).__name__}: {str(error)[:300]})")
