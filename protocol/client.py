@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,69 @@ class Client:
             "(is the backend running?)"
         )
 
+    def request_pipelined(
+        self,
+        requests: Iterable[tuple[Any, Sequence[BufferLike]]],
+        *,
+        window: int = 3,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+    ) -> Iterator[Received]:
+        """Send requests with up to ``window`` in flight and yield their replies in order.
+
+        Keeps both ends busy (signing the next chunk overlaps the server verifying the last). On a timeout every
+        unanswered request is resent with its msg_id (the server answers duplicates from its reply cache).
+        """
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        attempts_left = self.retries if retries is None else retries
+        pending: OrderedDict[str, tuple[Any, Sequence[BufferLike]]] = OrderedDict()
+        answered: dict[str, Received] = {}
+        source = iter(requests)
+        exhausted = False
+        deadline = time.monotonic() + timeout
+        while True:
+            while not exhausted and len(pending) < window:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                msg_id = new_id()
+                pending[msg_id] = item
+                self.session.send(self._ensure_socket(), m.build(self.session, item[0], buffers=item[1], msg_id=msg_id))
+                if len(pending) == 1:
+                    deadline = time.monotonic() + timeout
+            if not pending:
+                return
+            oldest = next(iter(pending))
+            if oldest in answered:
+                pending.pop(oldest)
+                deadline = time.monotonic() + timeout
+                yield answered.pop(oldest)
+                continue
+            received = self._receive(max(0.0, deadline - time.monotonic()))
+            if received is not None:
+                parent = received.message.parent_header.get("msg_id")
+                kind = m.spec_for(received.msg_type).kind
+                if kind == "reply" and parent in pending:
+                    m.raise_for_error(received.content)
+                    answered[str(parent)] = received
+                elif kind == "event":
+                    self.events.append(received)
+                else:
+                    self.dropped += 1
+                continue
+            if time.monotonic() < deadline:
+                continue
+            if attempts_left <= 0:
+                raise RequestTimeout(f"no reply from {self.info.url} to {m.msg_type_of(pending[oldest][0])} (is the backend running?)")
+            attempts_left -= 1
+            log.info("pipelined request timed out; resending %d requests", len(pending))
+            self.reconnect()
+            for msg_id, (content, buffers) in pending.items():
+                if msg_id not in answered:
+                    self.session.send(self._ensure_socket(), m.build(self.session, content, buffers=buffers, msg_id=msg_id))
+            deadline = time.monotonic() + timeout
+
     def request(self, content: Any, buffers: Sequence[BufferLike] = (), **kwargs: Any) -> Any:
         """Like :meth:`request_raw` but returns only the typed reply content."""
         return self.request_raw(content, buffers, **kwargs).content
@@ -203,21 +267,30 @@ class Client:
         upload_id: str | None = None,
         scene_name: str = "",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        window: int = 3,
         progress: ProgressCallback | None = None,
         **metadata: Any,
     ) -> m.SceneEndReply:
-        """Upload cameras + images in chunks; returns the server's ``scene_end_reply`` (with ``scene_id``)."""
+        """Upload cameras + images in chunks (``window`` in flight); returns the ``scene_end_reply`` (``scene_id``).
+
+        ``progress(done_bytes, total_bytes)`` is called after each acknowledged chunk."""
         upload_id = upload_id or new_id()
         begin = begin_request(upload_id, cameras, images, scene_name, **metadata)
         reply = self.request(begin)
         assert isinstance(reply, m.SceneBeginReply)
         total, done = begin.total_bytes, 0
-        for chunk, buffers in plan_chunks(images, upload_id, min(chunk_bytes, reply.max_chunk_bytes)):
-            self.request(chunk, buffers)
-            done += sum(piece.nbytes for piece in chunk.pieces)
+        checksum: list[str] = []
+        # hashlib releases the GIL: the checksum is computed while the chunks are on their way
+        hasher = threading.Thread(target=lambda: checksum.append(scene_sha256(images)), daemon=True)
+        hasher.start()
+        chunks = plan_chunks(images, upload_id, min(chunk_bytes, reply.max_chunk_bytes))
+        for received in self.request_pipelined(chunks, window=window):
+            assert isinstance(received.content, m.SceneChunkReply)
+            done = received.content.received_bytes
             if progress is not None:
                 progress(done, total)
-        end = self.request(m.SceneEndRequest(upload_id=upload_id, sha256=scene_sha256(images)))
+        hasher.join()
+        end = self.request(m.SceneEndRequest(upload_id=upload_id, sha256=checksum[0]))
         assert isinstance(end, m.SceneEndReply)
         return end
 
