@@ -95,51 +95,63 @@ def tiny_components() -> IP2PComponents:
                           stable_diffusion_ddim_scheduler())
 
 
+def full_random_unet() -> UNet2DConditionModel:
+    """InstructPix2Pix's UNet: Stable Diffusion 1.5's (``timbrooks/instruct-pix2pix/unet/config.json``) with 8 input
+    channels; random weights."""
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    ).eval()
+
+
+def full_random_vae() -> AutoencoderKL:
+    """Stable Diffusion's VAE architecture (8x down-sampling, 4 latent channels); random weights."""
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    ).eval()
+
+
+def full_random_text_encoder() -> CLIPTextModel:
+    """CLIP ViT-L/14's text tower (Stable Diffusion 1.x's text encoder); random weights."""
+    torch.manual_seed(0)
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=CLIP_CONTEXT_LENGTH,
+        hidden_act="quick_gelu",
+        projection_dim=768,
+        bos_token_id=_BOS_ID,
+        eos_token_id=_EOS_ID,
+        pad_token_id=1,
+    )).eval()
+
+
 def full_random_components(device: torch.device | str = "cpu") -> IP2PComponents:
     """The real InstructPix2Pix architecture (SD 1.5 + 8-channel UNet input) with random weights, built on ``device``.
 
-    Configs are those of ``timbrooks/instruct-pix2pix`` (unet / vae / text_encoder ``config.json``), written out so
-    that no download is needed. Building on the target device avoids a 3.4 GB CPU -> GPU copy.
+    Configs are those of ``timbrooks/instruct-pix2pix``, written out so that no download is needed. Building on the
+    target device avoids a 4 GB CPU -> GPU copy; ``meta`` builds the architecture without memory (parameter counts).
     """
     with torch.device(device):
-        torch.manual_seed(0)
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            in_channels=8,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                              "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        )
-        torch.manual_seed(0)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-        )
-        torch.manual_seed(0)
-        text_encoder = CLIPTextModel(CLIPTextConfig(  # CLIP ViT-L/14 text tower
-            vocab_size=CLIP_VOCAB_SIZE,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=CLIP_CONTEXT_LENGTH,
-            hidden_act="quick_gelu",
-            projection_dim=768,
-            bos_token_id=_BOS_ID,
-            eos_token_id=_EOS_ID,
-            pad_token_id=1,
-        ))
-    return IP2PComponents(unet.eval(), vae.eval(), text_encoder.eval(), load_clip_tokenizer(),
-                          stable_diffusion_ddim_scheduler())
+        unet, vae, text_encoder = full_random_unet(), full_random_vae(), full_random_text_encoder()
+    return IP2PComponents(unet, vae, text_encoder, load_clip_tokenizer(), stable_diffusion_ddim_scheduler())

@@ -124,16 +124,16 @@ class InstructPix2PixEditor:
         batch, _, height, width = render.shape
         size = working_size(height, width, self.max_side, self.size_multiple)
         dtype, device = self.placement.dtype, self.device
-        render_pixels = resize(render.to(device, torch.float32), size).to(dtype) * 2 - 1
-        original_pixels = resize(original.to(device, torch.float32), size).to(dtype) * 2 - 1
+        pixels = torch.cat([resize(render.to(device, torch.float32), size),
+                            resize(original.to(device, torch.float32), size)]).clamp(0, 1).to(dtype) * 2 - 1
 
         vae, unet, scheduler = self.components.vae, self.components.unet, self.components.scheduler
         scaling = vae.config.scaling_factor
-        # The render latent is scaled (diffusion space); the original's is not: IP2P's image condition is the raw
-        # posterior mode (diffusers' prepare_image_latents). The mode rather than a sample for the render, too:
-        # the forward noise added next dominates the VAE posterior's tiny spread.
-        latents = vae.encode(render_pixels).latent_dist.mode() * scaling
-        image_latents = vae.encode(original_pixels).latent_dist.mode()
+        # One VAE pass for render and original. The render latent is scaled (diffusion space); the original's is
+        # not: IP2P's image condition is the raw posterior mode (diffusers' prepare_image_latents). The mode rather
+        # than a sample for the render, too: the forward noise added next dominates the posterior's tiny spread.
+        render_latents, image_latents = vae.encode(pixels).latent_dist.mode().chunk(2)
+        latents = render_latents * scaling
         image_condition = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
         prompt_embeds = torch.cat([
             instruction.text.to(device, dtype).expand(batch, -1, -1),
