@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+# Concrete modules rather than the lazy ``diffusers`` namespace, so type checkers see the real classes.
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from backend.editing.clip_tokenizer import CLIP_CONTEXT_LENGTH, CLIP_VOCAB_SIZE, load_clip_tokenizer

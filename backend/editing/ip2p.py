@@ -75,19 +75,19 @@ class InstructPix2PixEditor:
     def __init__(self, components: IP2PComponents, placement: EditorPlacement, *, max_side: int = 512) -> None:
         """``components`` are placed (cast, moved, or hooked for CPU offload) according to ``placement``.
         ``max_side``: longest side of the working size (larger inputs are resized for editing and back)."""
-        if components.unet.config.in_channels != 2 * components.vae.config.latent_channels:
+        if components.unet.config["in_channels"] != 2 * components.vae.config["latent_channels"]:
             raise ValueError("InstructPix2Pix needs a UNet whose in_channels is twice the VAE's latent_channels "
                              f"(noisy latent + image latent); got unet.in_channels="
-                             f"{components.unet.config.in_channels}, vae.latent_channels="
-                             f"{components.vae.config.latent_channels}")
+                             f"{components.unet.config['in_channels']}, vae.latent_channels="
+                             f"{components.vae.config['latent_channels']}")
         if max_side < 8:
             raise ValueError(f"max_side must be at least 8, got {max_side}")
         place_components(components, placement)
         self.components = components
         self.placement = placement
         self.max_side = max_side
-        self.num_train_timesteps: int = components.scheduler.config.num_train_timesteps
-        vae_scale_factor = 2 ** (len(components.vae.config.block_out_channels) - 1)
+        self.num_train_timesteps: int = components.scheduler.config["num_train_timesteps"]
+        vae_scale_factor = 2 ** (len(components.vae.config["block_out_channels"]) - 1)
         self.size_multiple = max(8, vae_scale_factor)
         """Working sizes are multiples of this (Stable Diffusion: 8, the VAE's down-sampling)."""
 
@@ -128,7 +128,7 @@ class InstructPix2PixEditor:
                             resize(original.to(device, torch.float32), size)]).clamp(0, 1).to(dtype) * 2 - 1
 
         vae, unet, scheduler = self.components.vae, self.components.unet, self.components.scheduler
-        scaling = vae.config.scaling_factor
+        scaling = vae.config["scaling_factor"]
         # One VAE pass for render and original. The render latent is scaled (diffusion space); the original's is
         # not: IP2P's image condition is the raw posterior mode (diffusers' prepare_image_latents). The mode rather
         # than a sample for the render, too: the forward noise added next dominates the posterior's tiny spread.

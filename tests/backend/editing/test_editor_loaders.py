@@ -119,3 +119,18 @@ def test_full_random_is_the_instruct_pix2pix_architecture():
                                            "text_encoder": 123_060_480}
     assert components.unet.config.in_channels == 8 and components.unet.config.cross_attention_dim == 768
     assert components.text_encoder.config.hidden_size == 768
+
+
+def test_a_text_to_image_unet_is_rejected_as_editor():
+    """A plain Stable Diffusion UNet (4 input channels) cannot take the image condition: say so, by field."""
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    from backend.editing.ip2p import InstructPix2PixEditor
+
+    components = tiny_components()
+    components.unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
+                                           out_channels=4, cross_attention_dim=32,
+                                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    with pytest.raises(ValueError, match="in_channels"):
+        InstructPix2PixEditor(components, placement_for("full", "cpu"))
