@@ -104,11 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> EditJobConfig:
-    nerf = tiny_nerf_config() if args.tiny_nerf else NerfConfig()
+    if args.tiny_nerf:  # LPIPS needs 32x32 patches; the tiny preset samples single pixels only without it
+        nerf = tiny_nerf_config(use_lpips=not args.no_lpips, patch_size=1 if args.no_lpips else 32)
+    else:
+        nerf = NerfConfig(use_lpips=not args.no_lpips)
     nerf.reconstruction_steps = args.reconstruction_steps
     nerf.seed = args.seed
-    if args.no_lpips:
-        nerf.use_lpips = False
     if args.rays_per_batch is not None:
         nerf.rays_per_batch = args.rays_per_batch
     return EditJobConfig(

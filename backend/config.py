@@ -49,6 +49,8 @@ class NerfConfig:
     """Samples per ray for each of the two proposal networks."""
     num_nerf_samples_per_ray: int = 48
     """Samples per ray for the NeRF field."""
+    average_init_density: float = 0.01
+    """Initial density of the field (nerfacto's method config uses 0.01; higher makes surfaces appear sooner)."""
     camera_optimizer: Literal["off", "SO3xR3"] = "SO3xR3"
     """Refine camera poses while training (nerfacto and in2n default)."""
     eval_num_rays_per_chunk: int = 1 << 15

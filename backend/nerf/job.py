@@ -97,6 +97,8 @@ class JobRun:
         self.callbacks.on_state("editing", config.prompt)
         if not self._train("editing", config.update.edit_steps, start=self.state.edit_start_step, editing=True):
             return self._cancelled()
+        if config.output.history_every > 0:
+            self._history()  # the final state is always one of the iterations the user can pick
         self._checkpoint()
 
         self.callbacks.on_state("exporting", str(self.jobs.exports))
@@ -120,7 +122,8 @@ class JobRun:
         editor_config = self.config.editor
         self.callbacks.on_log(f"loading editor {editor_config.source!r}")
         self.engine.editor = load_editor(editor_config.source, device=editor_config.device or device,
-                                         memory_mode=MEMORY_MODE_TO_EDITOR[self.config.memory_mode])
+                                         memory_mode=MEMORY_MODE_TO_EDITOR[self.config.memory_mode],
+                                         max_side=editor_config.max_side)
         return self.engine.editor
 
     def _restore(self) -> None:

@@ -96,7 +96,7 @@ def render_spheres(
         hit = disc > 0
         depth = np.where(hit, -b - np.sqrt(np.maximum(disc, 0)), np.inf)
         closer = hit & (depth > 0) & (depth < nearest)
-        points = origin + dirs * depth[..., None]
+        points = origin + dirs * np.where(closer, depth, 0.0)[..., None]  # finite everywhere: no NaN warnings
         normals = (points - sphere_center) / (scale * sphere.radius)
         shade = 0.35 + 0.65 * np.clip(normals @ light, 0, 1)
         image[closer] = (np.array(sphere.color) * shade[..., None])[closer]

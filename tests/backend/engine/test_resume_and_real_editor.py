@@ -1,0 +1,158 @@
+"""Resume after an interrupted job; the real (tiny, random-weight) InstructPix2Pix editor with LPIPS end to end; CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
+from backend.engine import EditEngine, JobCallbacks, JobResult, Progress
+from tests.backend.engine.editors import ChannelSwapEditor
+from tests.helpers.scenes import TinyScene, make_tiny_scene
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+RECONSTRUCTION_STEPS = 200
+EDIT_STEPS = 48
+EDIT_RATE = 4
+STOP_AFTER_EDIT = 5
+
+
+def config(**nerf) -> EditJobConfig:
+    return EditJobConfig(
+        prompt="make it blue", device="cpu",
+        nerf=tiny_nerf_config(reconstruction_steps=RECONSTRUCTION_STEPS, **nerf),
+        update=DatasetUpdateConfig(edit_steps=EDIT_STEPS, edit_rate=EDIT_RATE),
+        output=OutputConfig(checkpoint_every=1000, history_every=0, export_num_points=4000, poisson_depth=6),
+    )
+
+
+@dataclass
+class Run:
+    result: JobResult
+    states: list[str]
+    logs: list[str]
+    progress: list[Progress]
+
+
+def run_job(engine: EditEngine, scene: Path, job: Path, stop_after_edit: int | None = None) -> Run:
+    states: list[str] = []
+    logs: list[str] = []
+    progress: list[Progress] = []
+    stop = threading.Event()
+
+    def on_log(line: str) -> None:
+        logs.append(line)
+        if stop_after_edit is not None and line.startswith(f"edit {stop_after_edit}:"):
+            stop.set()  # as the server's cancel would, from the callback thread
+
+    callbacks = JobCallbacks(on_state=lambda s, d: states.append(s), on_log=on_log, on_progress=progress.append)
+    return Run(engine.run(scene, job, callbacks, stop), states, logs, progress)
+
+
+def edit_indices(logs: list[str]) -> list[int]:
+    return [int(line.split(":")[0].split()[1]) for line in logs if line.startswith("edit ")]
+
+
+@dataclass
+class Resumed:
+    scene: TinyScene
+    job: Path
+    first: Run
+    state_after_cancel: dict
+    second: Run
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory) -> Resumed:
+    root = tmp_path_factory.mktemp("resume")
+    scene = make_tiny_scene(root / "scene", num_views=10, size=32)
+    job = root / "job"
+    first = run_job(EditEngine(config(), ChannelSwapEditor(), progress_interval_s=0), scene.path, job,
+                    stop_after_edit=STOP_AFTER_EDIT)
+    state = json.loads((job / "state.json").read_text())
+    # A new process would start from scratch: new engine, new editor, same job directory.
+    second = run_job(EditEngine(config(), ChannelSwapEditor(), progress_interval_s=0), scene.path, job)
+    return Resumed(scene, job, first, state, second)
+
+
+def test_cancel_stops_within_one_cycle_with_a_checkpoint(resumed):
+    assert resumed.first.result.status == "cancelled"
+    assert resumed.first.states[-1] == "cancelled"
+    state = resumed.state_after_cancel
+    assert state["status"] == "cancelled" and state["edits_done"] == STOP_AFTER_EDIT + 1
+    stop_step = RECONSTRUCTION_STEPS + STOP_AFTER_EDIT * EDIT_RATE + 1  # the step after the edit still runs
+    assert state["step"] == stop_step and state["checkpoint"] == f"step-{stop_step:09d}.ckpt"
+    assert (resumed.job / "checkpoints" / state["checkpoint"]).is_file()
+
+
+def test_resume_continues_from_the_checkpoint_with_the_edited_images(resumed):
+    second = resumed.second
+    assert second.result.status == "done", second.result.error
+    assert "reconstructing" not in second.states  # the reconstruction is not redone
+    assert second.progress[0].step == resumed.state_after_cancel["step"] + 1
+    assert any("resumed at step" in line and f"with {STOP_AFTER_EDIT + 1} edited images" in line
+               for line in second.logs)
+    # The edit sequence continues where it stopped: no edit repeated, none skipped.
+    assert edit_indices(resumed.first.logs) == list(range(STOP_AFTER_EDIT + 1))
+    assert edit_indices(second.logs) == list(range(STOP_AFTER_EDIT + 1, EDIT_STEPS // EDIT_RATE))
+    assert second.result.steps == RECONSTRUCTION_STEPS + EDIT_STEPS
+    manifest = json.loads((resumed.job / "manifest.json").read_text())
+    assert manifest["edits_done"] == EDIT_STEPS // EDIT_RATE and len(manifest["edited_images"]) == 10
+
+
+def test_rerunning_a_finished_job_does_nothing(resumed):
+    before = (resumed.job / "manifest.json").read_bytes()
+    again = run_job(EditEngine(config(), ChannelSwapEditor()), resumed.scene.path, resumed.job)
+    assert again.result.status == "done" and again.states == ["validating", "done"]
+    assert (resumed.job / "manifest.json").read_bytes() == before
+
+
+def test_real_tiny_instructpix2pix_with_lpips_end_to_end(resumed, random_alexnet_torch_home, tmp_path):
+    from backend.editing.loaders import load_editor
+
+    editor = load_editor("tiny", device="cpu")
+    job_config = config(use_lpips=True, patch_size=32)
+    job_config.update = DatasetUpdateConfig(edit_steps=10, edit_rate=5, diffusion_steps=4)
+    engine = EditEngine(job_config, editor, progress_interval_s=0,
+                        nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
+    run = run_job(engine, resumed.scene.path, tmp_path / "job")
+    assert run.result.status == "done", run.result.error
+    assert run.states == ["validating", "editing", "exporting", "done"]
+    assert all("lpips_loss" in p.losses and np.isfinite(p.losses["lpips_loss"]) for p in run.progress)
+    assert edit_indices(run.logs) == [0, 1]
+    edited = sorted((tmp_path / "job" / "edited" / "images").glob("*.png"))
+    assert len(edited) == 2
+    for path in edited:
+        original = np.asarray(Image.open(resumed.scene.path / "images" / path.name), dtype=np.float64)
+        image = np.asarray(Image.open(path), dtype=np.float64)
+        assert image.shape == original.shape and np.abs(image - original).mean() > 1.0
+    assert run.result.point_cloud is not None and run.result.point_cloud.stat().st_size > 0
+
+
+def test_cli_edits_from_a_checkpoint_and_reports_missing_lpips_weights(resumed, tmp_path, monkeypatch, capsys):
+    from backend.cli_edit import main
+
+    checkpoint = resumed.job / "checkpoints" / "reconstruction.ckpt"
+    common = ["--data", str(resumed.scene.path), "--prompt", "make it blue", "--editor", "tiny", "--tiny-nerf",
+              "--checkpoint", str(checkpoint), "--steps", "8", "--edit-rate", "4", "--diffusion-steps", "3",
+              "--device", "cpu", "--export-points", "3000", "--history-every", "4", "--quiet"]
+    assert main([*common, "--output", str(tmp_path / "ok"), "--no-lpips"]) == 0
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    assert manifest["edits_done"] == 2 and (tmp_path / "ok" / manifest["mesh"]).is_file()
+    assert len(manifest["history"]) == 2
+
+    # No AlexNet weights, and offline even where the machine has internet: a proxy that refuses connections.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    capsys.readouterr()
+    assert main([*common, "--output", str(tmp_path / "needs_lpips")]) == 4
+    error = capsys.readouterr().err
+    assert "LpipsWeightsMissing" in error and "--no-lpips" in error and "alexnet-owt-7be5be79.pth" in error

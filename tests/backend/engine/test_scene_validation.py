@@ -1,0 +1,101 @@
+"""Bad scenes are rejected before any heavy work, with an error naming the bad field or file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from backend.scene import SceneError, load_scene
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def edit_transforms(scene_path: Path, change) -> None:
+    path = scene_path / "transforms.json"
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def test_valid_scene_loads_all_frames_with_intrinsics(tiny_scene_factory):
+    scene = tiny_scene_factory(num_views=8, size=32)
+    loaded = load_scene(scene.path)
+    assert loaded.num_views == 8
+    frame = loaded.frames[3]
+    assert (frame.width, frame.height, frame.fl_x) == (32, 32, pytest.approx(scene.focal))
+    assert frame.c2w == pytest.approx(scene.c2w[3])
+    assert frame.image_path.is_file()
+
+
+@pytest.mark.parametrize("field, change", [
+    ("frames", lambda meta: meta.update(frames=[])),
+    ("frames[2].transform_matrix", lambda meta: meta["frames"][2]["transform_matrix"][1].__setitem__(3, float("nan"))),
+    ("frames[1].transform_matrix", lambda meta: meta["frames"][1].update(transform_matrix=[[1, 0, 0], [0, 1, 0]])),
+    ("frames[0].file_path", lambda meta: meta["frames"][0].pop("file_path")),
+    ("fl_x", lambda meta: meta.pop("fl_x")),
+    ("cy", lambda meta: meta.update(cy="middle")),
+])
+def test_bad_transforms_fields_are_named(tiny_scene_factory, field, change):
+    scene = tiny_scene_factory(num_views=4)
+    edit_transforms(scene.path, change)
+    with pytest.raises(SceneError) as error:
+        load_scene(scene.path)
+    assert error.value.field == field
+    assert field in str(error.value)
+
+
+def test_missing_image_names_the_file(tiny_scene_factory):
+    scene = tiny_scene_factory(num_views=4)
+    (scene.path / "images" / "frame_00002.png").unlink()
+    with pytest.raises(SceneError, match=r"frames\[2\]\.file_path .*frame_00002\.png.*not found"):
+        load_scene(scene.path)
+
+
+def test_image_size_mismatch_is_reported(tiny_scene_factory):
+    scene = tiny_scene_factory(num_views=4, size=32)
+    Image.new("RGB", (40, 32)).save(scene.path / "images" / "frame_00001.png")
+    with pytest.raises(SceneError, match=r"frame_00001\.png.*40x32 but w x h is 32x32"):
+        load_scene(scene.path)
+
+
+def test_unreadable_image_is_reported(tiny_scene_factory):
+    scene = tiny_scene_factory(num_views=4)
+    image = scene.path / "images" / "frame_00003.png"
+    image.write_bytes(image.read_bytes()[:60])  # truncated PNG
+    with pytest.raises(SceneError, match=r"frames\[3\]\.file_path .*unreadable image"):
+        load_scene(scene.path)
+
+
+def test_missing_or_broken_transforms_json(tmp_path):
+    with pytest.raises(SceneError, match="transforms.json not found"):
+        load_scene(tmp_path)
+    (tmp_path / "transforms.json").write_text("{not json")
+    with pytest.raises(SceneError, match="not readable JSON"):
+        load_scene(tmp_path)
+
+
+def test_cli_rejects_bad_scene_with_exit_code_3_before_loading_models(tiny_scene_factory, tmp_path):
+    scene = tiny_scene_factory(num_views=4)
+    edit_transforms(scene.path, lambda meta: meta["frames"][0]["transform_matrix"][0].__setitem__(0, float("nan")))
+    job = tmp_path / "job"
+    completed = subprocess.run(
+        [sys.executable, "-m", "backend", "edit", "--data", str(scene.path), "--prompt", "make it blue",
+         "--output", str(job), "--editor", "tiny", "--quiet"],
+        capture_output=True, text=True, timeout=110, cwd=Path(__file__).resolve().parents[3],
+    )
+    assert completed.returncode == 3, completed.stderr
+    assert "frames[0].transform_matrix" in completed.stderr and "NaN" in completed.stderr
+    assert not (job / "checkpoints").exists()  # rejected before the job started
+
+
+def test_cli_help_documents_options_and_exit_codes():
+    completed = subprocess.run([sys.executable, "-m", "backend", "edit", "--help"], capture_output=True, text=True,
+                               timeout=60, cwd=Path(__file__).resolve().parents[3])
+    assert completed.returncode == 0
+    for text in ("--data", "--prompt", "--output", "--editor", "--steps", "--no-lpips", "exit codes", "resume"):
+        assert text in completed.stdout
