@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
                         "the tiny editor and 1 for the full UNet, GPU 5)")
     parser.add_argument("--skip-full", action="store_true", help="skip the full-size measurements")
     parser.add_argument("--skip-offload", action="store_true", help="GPU: skip the fp16 + CPU-offload edit")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     report: dict = {
         "benchmark": "editor", "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
