@@ -1,0 +1,255 @@
+"""Client-side view of the backend connection and the current job, updated only by worker notices.
+
+:meth:`SessionState.apply` is a pure state machine: it takes a notice and returns the *actions* the Blender side
+must carry out (show a preview, report a message, import results). The bpy shell executes them; tests check them
+without Blender.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import worker_api as api
+from .protocol_link import protocol
+
+m = protocol.messages
+ConnectionState = Literal["disconnected", "connecting", "connected", "lost"]
+PHASE_LABELS = {"preparing": "Preparing", "reconstruct": "Reconstructing", "edit": "Editing", "export": "Exporting"}
+
+
+# ---------------------------------------------------------------- actions for the bpy shell
+@dataclass(frozen=True)
+class Report:
+    level: Literal["INFO", "WARNING", "ERROR"]
+    message: str
+
+
+@dataclass(frozen=True)
+class ShowPreview:
+    snapshot: PreviewSnapshot
+
+
+@dataclass(frozen=True)
+class ImportResults:
+    job_id: str
+    files: dict[str, Path]
+    kinds: dict[str, str]
+    """Artifact name -> kind (mesh, pointcloud, image)."""
+
+
+@dataclass(frozen=True)
+class RememberJob:
+    """Store the job id in the .blend (so reopening the file and connecting follows it again)."""
+
+    job_id: str
+
+
+Action = Report | ShowPreview | ImportResults | RememberJob
+
+
+# ---------------------------------------------------------------- state
+@dataclass(frozen=True)
+class PreviewSnapshot:
+    step: int
+    width: int
+    height: int
+    pixels: NDArray[np.float32]
+
+
+@dataclass
+class JobView:
+    job_id: str
+    state: str = "queued"
+    queue_position: int | None = None
+    phase: str = ""
+    step: int = 0
+    total_steps: int = 0
+    fraction: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+    error: str = ""
+    artifacts: list[Any] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in m.FINAL_STATES
+
+    @property
+    def has_results(self) -> bool:
+        return self.state == "done" and any(a.kind in ("mesh", "pointcloud") for a in self.artifacts)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
+
+
+@dataclass
+class SessionState:
+    connection: ConnectionState = "disconnected"
+    url: str = ""
+    server: Any = None
+    """``HelloReply`` of the connected server."""
+    job: JobView | None = None
+    upload: tuple[int, int] | None = None
+    """(done, total) bytes while a scene uploads."""
+    fetch: tuple[str, int, int] | None = None
+    last_error: str = ""
+    history: deque[PreviewSnapshot] = field(default_factory=lambda: deque(maxlen=64))
+    """Preview snapshots, oldest first (bounded)."""
+    log_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+
+    # ------------------------------------------------------------------ display
+    @property
+    def busy(self) -> bool:
+        return self.upload is not None or self.fetch is not None or (self.job is not None and not self.job.finished)
+
+    def status_line(self) -> str:
+        if self.connection == "connecting":
+            return "Connecting..."
+        if self.connection != "connected":
+            return "Connection lost" if self.connection == "lost" else "Not connected"
+        server = self.server
+        parts = [f"Connected (protocol {server.protocol_version})"]
+        parts.append(f"GPU: {server.gpu_name}" if server.gpu_name else f"device: {server.device_status or 'CPU'}")
+        job = self.job
+        if job is not None and job.state == "queued" and job.queue_position:
+            parts.append(f"queue position {job.queue_position}")
+        return ", ".join(parts)
+
+    def progress_text(self) -> str:
+        if self.upload is not None:
+            done, total = self.upload
+            return f"Uploading scene {done / max(total, 1):.0%}"
+        if self.fetch is not None:
+            name, done, total = self.fetch
+            return f"Downloading {name} {done / max(total, 1):.0%}"
+        job = self.job
+        if job is None:
+            return ""
+        if job.finished:
+            return {"done": "Done", "cancelled": "Cancelled"}.get(job.state, f"Failed: {job.error}")
+        if job.state == "queued":
+            return f"Queued (position {job.queue_position})" if job.queue_position else "Queued"
+        phase = PHASE_LABELS.get(job.phase, job.state.capitalize())
+        text = f"{phase} {job.step}/{job.total_steps}" if job.total_steps else phase
+        eta = format_eta(job.eta_s)
+        return f"{text}, ETA {eta}" if eta else text
+
+    def progress_fraction(self) -> float:
+        if self.upload is not None:
+            return self.upload[0] / max(self.upload[1], 1)
+        if self.fetch is not None:
+            return self.fetch[1] / max(self.fetch[2], 1)
+        return self.job.fraction if self.job is not None else 0.0
+
+    # ------------------------------------------------------------------ transitions
+    def apply(self, notice: api.Notice, *, remembered_job_id: str = "") -> list[Action]:
+        handler = getattr(self, f"_on_{type(notice).__name__.lower()}")
+        result: list[Action] = handler(notice, remembered_job_id) if isinstance(notice, api.Connected) else handler(notice)
+        return result
+
+    def _on_connected(self, notice: api.Connected, remembered_job_id: str) -> list[Action]:
+        self.connection, self.url, self.server, self.last_error = "connected", notice.url, notice.hello, ""
+        actions: list[Action] = [Report("INFO", f"Connected to {notice.hello.server_name} at {notice.url}")]
+        wanted = remembered_job_id or (self.job.job_id if self.job else "")
+        match = [job for job in notice.jobs if job.job_id == wanted]
+        if not match:  # otherwise follow the newest unfinished job
+            match = [job for job in notice.jobs if job.state not in m.FINAL_STATES][-1:]
+        if match:
+            snap = match[0]
+            self.job = JobView(snap.job_id, snap.state, snap.queue_position, error=snap.error_message or "",
+                               artifacts=list(snap.artifacts))
+            if snap.progress is not None:
+                self._set_progress(snap.progress)
+            actions += [RememberJob(snap.job_id), Report("INFO", f"Following job {snap.job_id} ({snap.state})")]
+        return actions
+
+    def _on_disconnected(self, notice: api.Disconnected) -> list[Action]:
+        self.upload = self.fetch = None
+        if notice.reason:
+            self.connection, self.last_error = "lost", notice.reason
+            return [Report("ERROR", notice.reason)]
+        self.connection = "disconnected"
+        return [Report("INFO", "Disconnected; jobs keep running on the backend")]
+
+    def _on_failed(self, notice: api.Failed) -> list[Action]:
+        self.last_error = notice.message
+        if notice.action == "Connect":
+            self.connection = "disconnected"
+        if notice.action == "Edit":
+            self.upload = None
+        if notice.action == "Import result":
+            self.fetch = None
+        return [Report("ERROR", notice.message)]
+
+    def _on_uploadprogress(self, notice: api.UploadProgress) -> list[Action]:
+        self.upload = (notice.done_bytes, notice.total_bytes)
+        return []
+
+    def _on_fetchprogress(self, notice: api.FetchProgress) -> list[Action]:
+        self.fetch = (notice.name, notice.done_bytes, notice.total_bytes)
+        return []
+
+    def _on_jobstarted(self, notice: api.JobStarted) -> list[Action]:
+        self.upload = None
+        self.history.clear()
+        self.job = JobView(notice.job_id, notice.state, notice.queue_position)
+        return [RememberJob(notice.job_id), Report("INFO", f"Edit job {notice.job_id} started ({notice.state})")]
+
+    def _on_previewready(self, notice: api.PreviewReady) -> list[Action]:
+        if self.job is None or notice.job_id != self.job.job_id:
+            return []
+        snapshot = PreviewSnapshot(notice.step, notice.width, notice.height, notice.pixels)
+        if self.history and self.history[-1].step == notice.step:
+            self.history.pop()  # a resent preview (reconnect) replaces, not duplicates
+        self.history.append(snapshot)
+        return [ShowPreview(snapshot)]
+
+    def _on_resultsfetched(self, notice: api.ResultsFetched) -> list[Action]:
+        self.fetch = None
+        kinds = {artifact.name: artifact.kind for artifact in notice.artifacts}
+        return [ImportResults(notice.job_id, dict(notice.files), kinds)]
+
+    def _set_progress(self, progress: Any) -> None:
+        job = self.job
+        assert job is not None
+        job.phase, job.step, job.total_steps = progress.phase, progress.step, progress.total_steps
+        job.fraction, job.eta_s = progress.fraction, progress.eta_s
+
+    def _on_serverevent(self, notice: api.ServerEvent) -> list[Action]:
+        content = notice.content
+        job = self.job
+        if isinstance(content, m.JobLogEvent):
+            if content.job_id in (None, job.job_id if job else None):
+                self.log_lines.append(content.text)
+            return [Report("WARNING", content.text)] if content.level in ("warning", "error") else []
+        if job is None or getattr(content, "job_id", None) != job.job_id:
+            return []  # heartbeats, other clients' jobs
+        if isinstance(content, m.JobProgressEvent):
+            self._set_progress(content.progress)
+            return []
+        if isinstance(content, m.JobResultEvent):
+            job.artifacts = list(content.artifacts)
+            return [Report("INFO", f"Results of job {job.job_id} are ready: press Import result")]
+        if isinstance(content, m.JobStateEvent):
+            previous, job.state = job.state, content.state
+            job.queue_position, job.message = content.queue_position, content.message
+            if content.state == "failed":
+                job.error = f"{content.error_name or 'Error'}: {content.error_message or content.message}"
+                return [Report("ERROR", f"Edit job {job.job_id} failed: {job.error}")] if previous != "failed" else []
+            if content.state == "cancelled" and previous != "cancelled":
+                return [Report("INFO", f"Edit job {job.job_id} cancelled")]
+            if content.state == "done":
+                job.fraction = 1.0
+        return []

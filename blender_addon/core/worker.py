@@ -1,0 +1,239 @@
+"""The backend worker: a thread that owns the ZeroMQ client (sockets are not thread-safe), runs commands from the
+main thread and turns replies and pushed events into notices for the main thread's timer to apply.
+
+Liveness: the server sends heartbeats; when nothing was heard for ``3 x`` its interval the worker pings once and
+reports a lost connection if that fails. Jobs live on the server, so a lost or closed connection loses nothing:
+``Connect`` asks for a job snapshot and subscribes again (zguide "Clone").
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import worker_api as api
+from .local_backend import BackendStartError, log_tail
+from .pixels import to_blender_pixels
+from .protocol_link import protocol
+from .user_errors import describe
+
+log = logging.getLogger(__name__)
+m = protocol.messages
+
+ClientFactory = Callable[[Any], Any]
+"""``factory(connection_info) -> protocol.Client`` (tests inject short timeouts)."""
+
+
+def default_client_factory(info: Any) -> Any:
+    return protocol.Client(info, timeout_s=10.0, retries=1, client_name="in2n-blender add-on")
+
+
+def preview_array(event: Any, buffer: Any) -> np.ndarray:
+    """The ``job_preview`` pixels as an ``H W C`` array (copied out of the ZeroMQ frame)."""
+    dtype = np.dtype(event.image.dtype)
+    return np.frombuffer(memoryview(buffer), dtype=dtype).reshape(event.image.shape).copy()
+
+
+class BackendWorker:
+    """Start with :meth:`start`; send commands with :meth:`submit`; drain :attr:`notices` on the main thread."""
+
+    def __init__(self, client_factory: ClientFactory = default_client_factory, *, poll_s: float = 0.05) -> None:
+        self.commands: queue.Queue[api.Command] = queue.Queue()
+        self.notices: queue.Queue[api.Notice] = queue.Queue()
+        self._client_factory = client_factory
+        self._poll_s = poll_s
+        self._client: Any = None
+        self._heartbeat_s = 5.0
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ main-thread side
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="in2n-backend-worker", daemon=True)
+            self._thread.start()
+
+    def submit(self, command: api.Command) -> None:
+        self.start()
+        self.commands.put(command)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self.commands.put(api.Stop())
+            self._thread.join(timeout_s)
+        self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def drain(self) -> list[api.Notice]:
+        notices = []
+        while True:
+            try:
+                notices.append(self.notices.get_nowait())
+            except queue.Empty:
+                return notices
+
+    # ------------------------------------------------------------------ worker thread
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    command = self.commands.get(timeout=self._poll_s if self._client is not None else 0.5)
+                except queue.Empty:
+                    command = None
+                if isinstance(command, api.Stop):
+                    break
+                if command is not None:
+                    self._handle(command)
+                if self._client is not None:
+                    self._pump_events()
+        finally:
+            self._close()
+
+    def _handle(self, command: api.Command) -> None:
+        name = type(command).__name__
+        handler = getattr(self, f"_do_{name.lower()}")
+        if not isinstance(command, (api.Connect, api.Disconnect)) and self._client is None:
+            self.notices.put(api.Failed(self._action(command), "not connected to a backend: press Connect first"))
+            return
+        try:
+            handler(command)
+        except Exception as exc:  # every failure becomes a report for the user, never a dead thread
+            url = self._client.info.url if self._client is not None else ""
+            self.notices.put(api.Failed(self._action(command), describe(exc, action=self._action(command), url=url),
+                                        getattr(exc, "ename", type(exc).__name__)))
+            if isinstance(exc, (protocol.RequestTimeout, protocol.BadSignature)) and not isinstance(command, api.Connect):
+                self._lost(describe(exc, url=url))
+
+    @staticmethod
+    def _action(command: api.Command) -> str:
+        return {"Connect": "Connect", "StartEdit": "Edit", "Cancel": "Cancel", "FetchResults": "Import result",
+                "SetPreview": "Preview settings", "Disconnect": "Disconnect"}.get(type(command).__name__, "Backend call")
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _lost(self, reason: str) -> None:
+        self._close()
+        self.notices.put(api.Disconnected(reason=reason))
+
+    # ------------------------------------------------------------------ commands
+    def _do_connect(self, command: api.Connect) -> None:
+        self._close()
+        info = command.info
+        if info is None:
+            deadline = time.monotonic() + command.wait_s
+            while True:
+                try:
+                    info = protocol.read_connection_file(command.connection_file)
+                    break
+                except protocol.ConnectionFileError:
+                    if command.process is not None and command.process.poll() is not None:
+                        raise BackendStartError(
+                            f"the backend exited with code {command.process.returncode} before it was ready:\n"
+                            + log_tail(Path(command.log_file))) from None
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.1)
+        client = self._client_factory(info)
+        try:
+            hello = client.request(
+                m.HelloRequest(protocol_versions=[protocol.PROTOCOL_VERSION], client_name=client.client_name),
+                timeout_s=max(command.hello_timeout_s, client.timeout_s), retries=0,
+            )
+            protocol.version.check_compatible(hello.protocol_version, field="hello_reply.protocol_version")
+            client.server = hello
+            snapshot = client.snapshot(None, subscribe=True) if "job_snapshot_request" in (hello.capabilities or ["job_snapshot_request"]) else m.JobSnapshotReply()
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        self._heartbeat_s = hello.heartbeat_interval_s or 5.0
+        self.notices.put(api.Connected(url=info.url, hello=hello, jobs=list(snapshot.jobs)))
+
+    def _do_disconnect(self, command: api.Disconnect) -> None:
+        was_connected = self._client is not None
+        self._close()
+        if was_connected:
+            self.notices.put(api.Disconnected(reason=""))
+
+    def _do_startedit(self, command: api.StartEdit) -> None:
+        images = [protocol.RawImage.from_array(np.ascontiguousarray(image)) for image in command.images]
+        end = self._client.upload_scene(
+            command.cameras, images, scene_name=command.scene_name,
+            progress=lambda done, total: self.notices.put(api.UploadProgress(done, total)), **command.metadata,
+        )
+        request = command.request
+        fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
+        reply = self._client.start_edit(type(request)(**{**fields, "scene_id": end.scene_id}))
+        self.notices.put(api.JobStarted(reply.job_id, reply.state, reply.queue_position, end.scene_id))
+        self._client.snapshot(reply.job_id, subscribe=True)
+
+    def _do_cancel(self, command: api.Cancel) -> None:
+        reply = self._client.cancel(command.job_id)
+        self.notices.put(api.ServerEvent(m.JobStateEvent(job_id=reply.job_id, state=reply.state)))
+
+    def _do_setpreview(self, command: api.SetPreview) -> None:
+        self._client.request(m.PreviewSettingsRequest(job_id=command.job_id, preview=command.preview))
+
+    def _do_fetchresults(self, command: api.FetchResults) -> None:
+        listing = self._client.request(m.ResultListRequest(job_id=command.job_id))
+        wanted = [a for a in listing.artifacts if a.kind in command.kinds]
+        if not wanted:
+            raise protocol.ValidationError(
+                f"job {command.job_id} has no results of kind {', '.join(command.kinds)} (yet)", field="artifacts")
+        files: dict[str, Path] = {}
+        folder = Path(command.folder)
+        for artifact in wanted:
+            target = folder / artifact.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            files[artifact.name] = self._client.fetch_result(
+                command.job_id, artifact.name, target,
+                progress=lambda done, total, name=artifact.name: self.notices.put(api.FetchProgress(name, done, total)),
+            )
+        self.notices.put(api.ResultsFetched(command.job_id, files, wanted))
+
+    # ------------------------------------------------------------------ pushed events and liveness
+    def _pump_events(self) -> None:
+        try:
+            received = self._client.poll_events(timeout_s=0.0)
+        except protocol.ProtocolError as exc:
+            self._lost(describe(exc, url=self._client.info.url))
+            return
+        for event in received:
+            content = event.content
+            if isinstance(content, m.JobPreviewEvent):
+                try:
+                    pixels = preview_array(content, event.message.buffers[0])
+                except (ValueError, TypeError, IndexError) as exc:
+                    log.warning("bad preview image: %s", exc)
+                    continue
+                height, width = pixels.shape[:2]
+                self.notices.put(api.PreviewReady(content.job_id, content.step, width, height,
+                                                  to_blender_pixels(pixels), content.camera_index))
+            else:
+                self.notices.put(api.ServerEvent(content))
+        self._check_alive()
+
+    def _check_alive(self) -> None:
+        client = self._client
+        if client is None or client.last_heard is None:
+            return
+        silent = time.monotonic() - client.last_heard
+        if silent < max(3 * self._heartbeat_s, 2.0):
+            return
+        try:
+            client.request(m.PingRequest(payload="alive?"), timeout_s=min(5.0, max(1.0, self._heartbeat_s)), retries=0)
+        except protocol.ProtocolError as exc:
+            self._lost(f"lost the connection to the backend at {client.info.url} ({describe(exc)}); jobs keep "
+                       "running there: press Connect to pick them up again")
