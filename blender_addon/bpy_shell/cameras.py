@@ -1,0 +1,107 @@
+"""Blender cameras <-> nerfstudio cameras: export intrinsics/extrinsics, create cameras (orbit, capture import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from ..core.camera_model import BlenderCamera, Intrinsics, blender_from_intrinsics, intrinsics_from_blender, render_size
+from ..core.poses import orbit_poses, rigid
+
+#: custom properties an imported capture camera keeps, so export can write the capture back as it was
+PROP_FILE_PATH = "in2n_file_path"
+PROP_SIZE = "in2n_size"
+PROP_EXTRA = "in2n_frame_extra"
+
+
+class CameraError(ValueError):
+    """A camera that cannot be exported; the message names it."""
+
+
+def scene_render_size(scene: bpy.types.Scene) -> tuple[int, int]:
+    render = scene.render
+    return render_size(render.resolution_x, render.resolution_y, render.resolution_percentage)
+
+
+def camera_intrinsics(obj: bpy.types.Object, scene: bpy.types.Scene, size: tuple[int, int] | None = None) -> Intrinsics:
+    """Intrinsics of ``obj`` rendered with ``scene``'s resolution and pixel aspect (or ``size``)."""
+    data = obj.data
+    if obj.type != "CAMERA":
+        raise CameraError(f"'{obj.name}' is not a camera")
+    if data.type != "PERSP":
+        raise CameraError(f"camera '{obj.name}' is {data.type.lower()}: only perspective cameras can be used")
+    if size is None:
+        stored = obj.get(PROP_SIZE)
+        size = (int(stored[0]), int(stored[1])) if stored is not None else scene_render_size(scene)
+    return intrinsics_from_blender(BlenderCamera(
+        lens=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height, sensor_fit=data.sensor_fit,
+        shift_x=data.shift_x, shift_y=data.shift_y, width=size[0], height=size[1],
+        pixel_aspect_x=scene.render.pixel_aspect_x, pixel_aspect_y=scene.render.pixel_aspect_y,
+    ))
+
+
+def camera_to_world(obj: bpy.types.Object) -> list[list[float]]:
+    """``transform_matrix``: the camera's world matrix without scale (Blender camera axes = nerfstudio's)."""
+    return rigid(np.array(obj.matrix_world, dtype=np.float64)).tolist()
+
+
+def collection_cameras(collection: bpy.types.Collection | None) -> list[bpy.types.Object]:
+    """Cameras of a collection (and its children), in name order so exports are reproducible."""
+    if collection is None:
+        return []
+    return sorted((obj for obj in collection.all_objects if obj.type == "CAMERA"), key=lambda obj: obj.name)
+
+
+def new_collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
+    collection = bpy.data.collections.new(name)
+    scene.collection.children.link(collection)
+    return collection
+
+
+def new_camera(collection: bpy.types.Collection, name: str, matrix: list[list[float]] | np.ndarray) -> bpy.types.Object:
+    data = bpy.data.cameras.new(name)
+    obj = bpy.data.objects.new(name, data)
+    obj.matrix_world = Matrix([list(row) for row in np.asarray(matrix, dtype=np.float64)])
+    collection.objects.link(obj)
+    return obj
+
+
+def apply_intrinsics(obj: bpy.types.Object, intrinsics: Intrinsics) -> BlenderCamera:
+    """Set lens, sensor and shift so the camera projects with ``intrinsics`` (pixel aspect is per scene)."""
+    settings = blender_from_intrinsics(intrinsics, sensor_width=obj.data.sensor_width)
+    data = obj.data
+    data.sensor_fit, data.sensor_width, data.sensor_height = settings.sensor_fit, settings.sensor_width, settings.sensor_height
+    data.lens, data.shift_x, data.shift_y = settings.lens, settings.shift_x, settings.shift_y
+    return settings
+
+
+def bounds_of(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
+    """World-space axis-aligned bounds of the objects' bounding boxes."""
+    corners = [np.array(obj.matrix_world, dtype=np.float64) @ np.c_[np.array(obj.bound_box), np.ones(8)].T
+               for obj in objects if obj.type not in ("CAMERA", "LIGHT", "EMPTY")]
+    if not corners:
+        raise CameraError("select at least one object with geometry to orbit around")
+    points = np.concatenate([c[:3].T for c in corners])
+    return points.min(axis=0), points.max(axis=0)
+
+
+def create_orbit(scene: bpy.types.Scene, targets: list[bpy.types.Object], count: int, *, elevation_deg: float,
+                 distance_factor: float, name: str = "in2n orbit cameras") -> bpy.types.Collection:
+    low, high = bounds_of(targets)
+    collection = new_collection(scene, name)
+    for index, pose in enumerate(orbit_poses(low, high, count, elevation_deg=elevation_deg, distance_factor=distance_factor)):
+        camera = new_camera(collection, f"in2n_orbit_{index:03d}", pose)
+        camera.data.clip_end = max(camera.data.clip_end, float(np.linalg.norm(high - low)) * distance_factor * 4)
+    return collection
+
+
+def file_path_of(obj: bpy.types.Object, index: int) -> str:
+    return str(obj.get(PROP_FILE_PATH, f"images/frame_{index + 1:05d}.png"))
+
+
+def image_path_of(obj: bpy.types.Object, capture_folder: Path) -> Path | None:
+    stored = obj.get(PROP_FILE_PATH)
+    return (capture_folder / stored).resolve() if stored else None

@@ -1,0 +1,77 @@
+"""Bringing results into Blender: meshes and coloured point clouds (already in the scene's world frame, since the
+add-on exported ``matrix_world``), through Blender's own importers; edited photos onto capture image planes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from . import capture as capture_io
+from . import cameras as cams
+
+COLOR_ATTRIBUTE = "Col"
+"""Blender's PLY importer names the vertex colour attribute of uchar red/green/blue properties ``Col``."""
+
+
+def _import_file(path: Path) -> list[bpy.types.Object]:
+    """Import one PLY/OBJ with Blender's importer; returns the new objects."""
+    before = set(bpy.data.objects)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        result = bpy.ops.wm.ply_import(filepath=str(path), forward_axis="Y", up_axis="Z")
+    elif suffix == ".obj":
+        result = bpy.ops.wm.obj_import(filepath=str(path), forward_axis="Y", up_axis="Z")
+    elif suffix in (".glb", ".gltf"):
+        result = bpy.ops.import_scene.gltf(filepath=str(path))
+    else:
+        raise ValueError(f"{path.name}: unsupported result format {suffix!r} (expected .ply, .obj, .glb)")
+    if "FINISHED" not in result:
+        raise RuntimeError(f"Blender could not import {path}")
+    return [obj for obj in bpy.data.objects if obj not in before]
+
+
+def vertex_color_material(name: str) -> bpy.types.Material:
+    """Shows the ``Col`` attribute (point colours / vertex colours) in the viewport and in renders."""
+    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    attribute = nodes.new("ShaderNodeAttribute")
+    attribute.attribute_name = COLOR_ATTRIBUTE
+    shader = nodes.new("ShaderNodeBsdfPrincipled")
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(attribute.outputs["Color"], shader.inputs["Base Color"])
+    links.new(shader.outputs["BSDF"], output.inputs["Surface"])
+    return material
+
+
+def import_results(scene: bpy.types.Scene, files: dict[str, Path], kinds: dict[str, str], *, job_id: str,
+                   mesh: bool = True, pointcloud: bool = True) -> bpy.types.Collection:
+    """Import the chosen kinds into a new collection named after the job; objects are moved, not copied."""
+    collection = cams.new_collection(scene, f"in2n result {job_id}")
+    material = vertex_color_material("in2n vertex colours")
+    wanted = {"mesh": mesh, "pointcloud": pointcloud}
+    for name, path in sorted(files.items()):
+        kind = kinds.get(name, "other")
+        if not wanted.get(kind, False):
+            continue
+        for obj in _import_file(Path(path)):
+            for owner in list(obj.users_collection):
+                owner.objects.unlink(obj)
+            collection.objects.link(obj)
+            obj["in2n_kind"] = kind
+            if obj.type == "MESH" and COLOR_ATTRIBUTE in obj.data.color_attributes:
+                obj.data.materials.append(material)
+    return collection
+
+
+def apply_edited_images(camera_objects: list[bpy.types.Object], files: dict[str, Path]) -> int:
+    """Put each edited image on the image plane of the camera whose photo has the same file name."""
+    by_name = {Path(name).name: path for name, path in files.items()}
+    count = 0
+    for obj in camera_objects:
+        path = by_name.get(Path(cams.file_path_of(obj, 0)).name)
+        if path is not None and capture_io.set_plane_image(obj, bpy.data.images.load(str(path), check_existing=True)):
+            count += 1
+    return count
