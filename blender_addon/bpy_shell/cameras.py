@@ -15,6 +15,8 @@ from ..core.poses import orbit_poses, rigid
 PROP_FILE_PATH = "in2n_file_path"
 PROP_SIZE = "in2n_size"
 PROP_EXTRA = "in2n_frame_extra"
+PROP_ASPECT = "in2n_pixel_aspect"
+"""Pixel aspect is a scene setting in Blender; a capture whose frames differ keeps each frame's own here."""
 
 
 class CameraError(ValueError):
@@ -36,10 +38,11 @@ def camera_intrinsics(obj: bpy.types.Object, scene: bpy.types.Scene, size: tuple
     if size is None:
         stored = obj.get(PROP_SIZE)
         size = (int(stored[0]), int(stored[1])) if stored is not None else scene_render_size(scene)
+    aspect = obj.get(PROP_ASPECT) or (scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)
     return intrinsics_from_blender(BlenderCamera(
         lens=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height, sensor_fit=data.sensor_fit,
         shift_x=data.shift_x, shift_y=data.shift_y, width=size[0], height=size[1],
-        pixel_aspect_x=scene.render.pixel_aspect_x, pixel_aspect_y=scene.render.pixel_aspect_y,
+        pixel_aspect_x=float(aspect[0]), pixel_aspect_y=float(aspect[1]),
     ))
 
 
@@ -75,6 +78,7 @@ def apply_intrinsics(obj: bpy.types.Object, intrinsics: Intrinsics) -> BlenderCa
     data = obj.data
     data.sensor_fit, data.sensor_width, data.sensor_height = settings.sensor_fit, settings.sensor_width, settings.sensor_height
     data.lens, data.shift_x, data.shift_y = settings.lens, settings.shift_x, settings.shift_y
+    obj[PROP_ASPECT] = [settings.pixel_aspect_x, settings.pixel_aspect_y]
     return settings
 
 

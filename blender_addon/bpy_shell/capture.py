@@ -75,7 +75,8 @@ def add_image_plane(collection: bpy.types.Collection, camera: bpy.types.Object, 
 
 def photo_material(image: bpy.types.Image) -> bpy.types.Material:
     material = bpy.data.materials.new(f"in2n_{image.name}")
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always node-based from 5.0 (the flag is deprecated there)
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     texture = nodes.new("ShaderNodeTexImage")

@@ -34,7 +34,8 @@ def _import_file(path: Path) -> list[bpy.types.Object]:
 def vertex_color_material(name: str) -> bpy.types.Material:
     """Shows the ``Col`` attribute (point colours / vertex colours) in the viewport and in renders."""
     material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always node-based from 5.0 (the flag is deprecated there)
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     attribute = nodes.new("ShaderNodeAttribute")

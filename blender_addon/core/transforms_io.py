@@ -114,17 +114,19 @@ def read_capture(path: str | os.PathLike[str]) -> Capture:
 
 
 def capture_to_json(capture: Capture) -> dict[str, Any]:
-    """The ``transforms.json`` object: values shared by every frame at the top level, the rest per frame."""
+    """The ``transforms.json`` object: each intrinsic's most common value at the top level, frames that differ
+    carry their own (nerfstudio reads per-frame values over top-level ones)."""
     per_frame = [{**frame.extra, **_intrinsics_dict(frame.intrinsics)} for frame in capture.frames]
     shared: dict[str, Any] = {}
     for key in (*INTRINSIC_KEYS, *DISTORTION_KEYS):
-        values = [frame.get(key) for frame in per_frame]
-        if key in per_frame[0] and all(key in frame and values[0] == value for frame, value in zip(per_frame, values)):
-            shared[key] = values[0]
+        values = [json.dumps(frame[key]) for frame in per_frame if key in frame]
+        if len(values) == len(per_frame):  # only keys every frame has can move to the top level
+            most_common = max(dict.fromkeys(values), key=values.count)  # ties: the first frame's value
+            shared[key] = json.loads(most_common)
     frames = []
     for frame, values in zip(capture.frames, per_frame):
         entry: dict[str, Any] = {"file_path": frame.file_path, "transform_matrix": frame.transform_matrix}
-        entry.update({k: v for k, v in values.items() if k not in shared})
+        entry.update({k: v for k, v in values.items() if k not in shared or v != shared[k]})
         frames.append(entry)
     return {"camera_model": capture.camera_model, **shared, **capture.extra, "frames": frames}
 
