@@ -147,6 +147,9 @@ class BackendWorker:
                     time.sleep(0.1)
         client = self._client_factory(info)
         try:
+            # ping first with the normal timeout: a dead backend is reported in seconds, while hello may
+            # legitimately wait for the server's one-time GPU probe (it imports torch)
+            client.ping("connect")
             hello = client.request(
                 m.HelloRequest(protocol_versions=[protocol.PROTOCOL_VERSION], client_name=client.client_name),
                 timeout_s=max(command.hello_timeout_s, client.timeout_s), retries=0,

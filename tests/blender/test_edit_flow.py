@@ -1,0 +1,233 @@
+"""The panel's operators against the real server core with a scripted job: render 8 views -> Edit -> progress and
+previews into the Image datablock -> Import result; Cancel; disconnect / reconnect mid-job; clear error reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import bpy
+import numpy as np
+import pytest
+
+import protocol
+from tests.blender.helpers import pump_until
+from tests.blender.scripted_backend import ScriptedBackend, ply_bytes, preview_for
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def source_objects(scene: bpy.types.Scene) -> list[bpy.types.Object]:
+    """A small scene away from the origin: a cube and a sphere, rendered with Cycles (works headless)."""
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(2.0, 1.0, 0.5))
+    cube = bpy.context.active_object
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.6, location=(3.0, 1.5, 0.8), segments=16, ring_count=8)
+    sphere = bpy.context.active_object
+    bpy.ops.object.light_add(type="SUN", location=(0, 0, 5))
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    for obj in scene.objects:
+        obj.select_set(obj in (cube, sphere))
+    return [cube, sphere]
+
+
+def world_points(objects: list[bpy.types.Object]) -> np.ndarray:
+    points = []
+    for obj in objects:
+        local = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
+        obj.data.vertices.foreach_get("co", local)
+        matrix = np.array(obj.matrix_world)
+        points.append((matrix[:3, :3] @ local.reshape(-1, 3).T).T + matrix[:3, 3])
+    return np.concatenate(points)
+
+
+def bounds(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
+    points = world_points(objects)
+    return points.min(axis=0), points.max(axis=0)
+
+
+@pytest.fixture
+def edit_scene(addon: ModuleType, scene: bpy.types.Scene, tmp_path: Path) -> Iterator[tuple[list[bpy.types.Object], ScriptedBackend]]:
+    objects = source_objects(scene)
+    points = world_points(objects)
+    colors = np.tile(np.array([[200, 30, 40]], np.uint8), (len(points), 1))
+    backend = ScriptedBackend({"pointcloud.ply": ("pointcloud", ply_bytes(points, colors)),
+                               "images/frame_00000.png": ("image", b"\x89PNG not read")})
+    connection = tmp_path / "connection.json"
+    protocol.write_connection_file(connection, backend.info)
+    settings = scene.in2n
+    settings.connection_file = str(connection)
+    settings.orbit_count, settings.resolution_x, settings.resolution_y, settings.render_samples = 8, 32, 24, 2
+    settings.instruction = "make it look like marble"
+    yield objects, backend
+    backend.stop()
+
+
+def connect(addon: ModuleType) -> None:
+    assert bpy.ops.in2n.connect() == {"FINISHED"}
+    pump_until(addon, lambda: addon.bpy_shell.runtime.get().state.connection == "connected")
+
+
+def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
+    objects, backend = edit_scene
+    assert not bpy.ops.in2n.edit.poll()  # not connected yet: disabled
+    connect(addon)
+    rt = addon.bpy_shell.runtime.get()
+    assert rt.state.status_line().startswith("Connected (protocol 1.0)")
+    assert bpy.ops.in2n.generate_orbit() == {"FINISHED"}
+    cameras = addon.bpy_shell.cameras.collection_cameras(scene.in2n.camera_collection)
+    assert len(cameras) == 8
+
+    assert bpy.ops.in2n.edit() == {"FINISHED"}
+    progress_seen: set[str] = set()
+
+    def running() -> bool:
+        job = rt.state.job
+        if job is not None and job.phase:
+            progress_seen.add(rt.state.progress_text().split(" ")[0])
+        return job is not None and job.state == "done"
+
+    pump_until(addon, running, timeout_s=120)
+    assert {"Reconstructing", "Editing"} <= progress_seen
+
+    # the server received 8 rendered 32x24 views with the exported cameras
+    begin, images = next(iter(backend.scenes.values()))
+    assert len(images) == 8 and all(img.shape == (24, 32, 3) for img in images)
+    assert np.std(images[0]) > 1.0  # a real render, not a blank image
+    k = addon.bpy_shell.cameras.camera_intrinsics(cameras[0], scene, (32, 24))
+    assert begin.cameras[0].fl_x == pytest.approx(k.fl_x) and begin.cameras[0].w == 32
+    job = backend.jobs[rt.state.job.job_id]
+    assert job.request.instruction == "make it look like marble" and job.request.schedule.total_steps == 15000
+
+    # previews reached the one Image datablock (in place), the history keeps every snapshot
+    image = bpy.data.images[addon.bpy_shell.runtime.PREVIEW_IMAGE]
+    assert [s.step for s in rt.state.history] == [4, 8, 12]
+    pixels = addon.bpy_shell.runtime.preview_as_array().reshape(24, 32, 4)
+    expected = preview_for(images[0], 12, 12)
+    np.testing.assert_allclose(pixels[::-1, :, :3], expected / 255.0, atol=1e-6)
+    assert scene.camera is None or image in [bg.image for bg in scene.camera.data.background_images]
+    scene.in2n.preview_history = 1  # the slider shows the first snapshot
+    np.testing.assert_allclose(addon.bpy_shell.runtime.preview_as_array().reshape(24, 32, 4)[::-1, :, :3],
+                               preview_for(images[0], 4, 12) / 255.0, atol=1e-6)
+    assert len([img for img in bpy.data.images if img.name.startswith("in2n preview")]) == 1
+
+    # import result: geometry in the source objects' world frame, colours as attribute Col
+    assert scene.in2n.job_id == rt.state.job.job_id
+    assert bpy.ops.in2n.import_result() == {"FINISHED"}
+    pump_until(addon, lambda: bool(rt.imported))
+    collection = rt.imported[-1]
+    imported = [obj for obj in collection.objects if obj.get("in2n_kind") == "pointcloud"]
+    assert len(imported) == 1
+    low, high = bounds(imported)
+    want_low, want_high = bounds(objects)
+    np.testing.assert_allclose(low, want_low, atol=1e-4)
+    np.testing.assert_allclose(high, want_high, atol=1e-4)
+    colors = imported[0].data.color_attributes["Col"]
+    assert colors.domain == "POINT"
+
+
+def test_cancel_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
+    objects, backend = edit_scene
+    backend.gate.clear()  # the job waits before export until cancelled
+    connect(addon)
+    bpy.ops.in2n.generate_orbit()
+    bpy.ops.in2n.edit()
+    rt = addon.bpy_shell.runtime.get()
+    pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "editing")
+    assert not bpy.ops.in2n.edit.poll()  # one job at a time
+    assert bpy.ops.in2n.cancel() == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.job.state == "cancelled")
+    assert backend.jobs[rt.state.job.job_id].cancel.is_set()
+    assert not bpy.ops.in2n.cancel.poll()
+    assert any("cancelled" in r.message for r in rt.reports)
+
+
+def test_disconnect_mid_job_then_reconnect_picks_it_up(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
+    objects, backend = edit_scene
+    backend.gate.clear()
+    connect(addon)
+    bpy.ops.in2n.generate_orbit()
+    bpy.ops.in2n.edit()
+    rt = addon.bpy_shell.runtime.get()
+    pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "editing")
+    job_id = rt.state.job.job_id
+    assert bpy.ops.in2n.disconnect() == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.connection == "disconnected")
+    # a fresh Blender session: nothing but the job id saved in the .blend
+    addon.bpy_shell.runtime.shutdown()
+    assert scene.in2n.job_id == job_id
+    backend.gate.set()  # the job finishes while nobody is connected
+    deadline = time.monotonic() + 30
+    while backend.jobs[job_id].state != "done" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    connect(addon)
+    rt = addon.bpy_shell.runtime.get()
+    pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "done")
+    assert rt.state.job.job_id == job_id and rt.state.job.has_results
+    assert [s.step for s in rt.state.history] == [12]  # the latest preview is resent on reconnect
+    assert bpy.ops.in2n.import_result.poll()
+
+
+def test_errors_become_reports(addon: ModuleType, scene: bpy.types.Scene, tmp_path: Path) -> None:
+    settings = scene.in2n
+    # backend not running: a stale connection file pointing at a closed port
+    backend = ScriptedBackend({})
+    stale = protocol.ConnectionInfo(host="127.0.0.1", port=backend.info.port, key=backend.info.key)
+    backend.stop()
+    protocol.write_connection_file(tmp_path / "stale.json", stale)
+    rt = addon.bpy_shell.runtime.get()
+    vendored = addon.core.protocol_link.protocol  # the add-on's own copy: its exception classes are the ones it knows
+    rt.worker._client_factory = lambda info: vendored.Client(info, timeout_s=0.5, retries=0)
+    settings.connection_file = str(tmp_path / "stale.json")
+    bpy.ops.in2n.connect()
+    pump_until(addon, lambda: bool(rt.state.last_error))
+    assert "no answer from the backend" in rt.state.last_error and rt.state.connection == "disconnected"
+
+    # wrong key
+    backend = ScriptedBackend({})
+    try:
+        wrong = protocol.ConnectionInfo(host="127.0.0.1", port=backend.info.port, key="not-the-key")
+        protocol.write_connection_file(tmp_path / "wrong.json", wrong)
+        settings.connection_file = str(tmp_path / "wrong.json")
+        rt.state.last_error = ""
+        bpy.ops.in2n.connect()
+        pump_until(addon, lambda: bool(rt.state.last_error))
+        assert "key does not match" in rt.state.last_error
+    finally:
+        backend.stop()
+
+    # missing connection file
+    settings.connection_file = str(tmp_path / "missing.json")
+    rt.state.last_error = ""
+    bpy.ops.in2n.connect()
+    pump_until(addon, lambda: bool(rt.state.last_error))
+    assert "no such connection file" in rt.state.last_error
+    assert all(r.level == "ERROR" for r in rt.reports if "failed" in r.message)
+
+
+def test_version_mismatch_and_lost_connection(addon: ModuleType, scene: bpy.types.Scene, tmp_path: Path) -> None:
+    backend = ScriptedBackend({})
+    try:
+        def old_hello(request):  # a backend that only speaks protocol 2.x
+            raise protocol.VersionMismatch("no common protocol version: this side speaks 2.0", field="content.protocol_versions")
+
+        backend.server.register("hello_request", old_hello)
+        protocol.write_connection_file(tmp_path / "c.json", backend.info)
+        scene.in2n.connection_file = str(tmp_path / "c.json")
+        rt = addon.bpy_shell.runtime.get()
+        bpy.ops.in2n.connect()
+        pump_until(addon, lambda: bool(rt.state.last_error))
+        assert "protocol version mismatch" in rt.state.last_error
+    finally:
+        backend.stop()
+
+    backend = ScriptedBackend({}, heartbeat_s=0.2)
+    protocol.write_connection_file(tmp_path / "c.json", backend.info)
+    rt.state.last_error = ""
+    connect(addon)
+    backend.stop()  # the backend dies while we are connected
+    pump_until(addon, lambda: rt.state.connection == "lost", timeout_s=30)
+    assert "lost the connection" in rt.state.last_error
+    assert bpy.ops.in2n.connect.poll()  # the user can connect again
