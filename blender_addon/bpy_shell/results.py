@@ -47,6 +47,33 @@ def vertex_color_material(name: str) -> bpy.types.Material:
     return material
 
 
+def points_node_group(name: str, radius: float, material: bpy.types.Material) -> bpy.types.NodeTree:
+    """Geometry nodes: faceless mesh -> points of ``radius`` with ``material``, so a point cloud shows up in the
+    viewport and in renders (loose vertices alone are invisible in object mode). Values live on the nodes
+    (modifier input properties differ between Blender versions)."""
+    group = bpy.data.node_groups.new(name, "GeometryNodeTree")
+    group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    nodes, links = group.nodes, group.links
+    inputs, outputs = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
+    to_points, set_material = nodes.new("GeometryNodeMeshToPoints"), nodes.new("GeometryNodeSetMaterial")
+    to_points.inputs["Radius"].default_value = radius
+    set_material.inputs["Material"].default_value = material
+    links.new(inputs.outputs["Geometry"], to_points.inputs["Mesh"])
+    links.new(to_points.outputs["Points"], set_material.inputs["Geometry"])
+    links.new(set_material.outputs["Geometry"], outputs.inputs["Geometry"])
+    return group
+
+
+def show_as_points(obj: bpy.types.Object, material: bpy.types.Material) -> bpy.types.Modifier:
+    """Add the points modifier; the radius follows the cloud's size and density (editable on the node)."""
+    size = max(obj.dimensions) or 1.0
+    radius = 0.5 * size / max(len(obj.data.vertices), 1) ** (1 / 3)
+    modifier = obj.modifiers.new("in2n points", "NODES")
+    modifier.node_group = points_node_group(f"in2n points {obj.name}", radius, material)
+    return modifier
+
+
 def import_results(scene: bpy.types.Scene, files: dict[str, Path], kinds: dict[str, str], *, job_id: str,
                    mesh: bool = True, pointcloud: bool = True) -> bpy.types.Collection:
     """Import the chosen kinds into a new collection named after the job; objects are moved, not copied."""
@@ -64,6 +91,8 @@ def import_results(scene: bpy.types.Scene, files: dict[str, Path], kinds: dict[s
             obj["in2n_kind"] = kind
             if obj.type == "MESH" and COLOR_ATTRIBUTE in obj.data.color_attributes:
                 obj.data.materials.append(material)
+            if obj.type == "MESH" and len(obj.data.polygons) == 0:
+                show_as_points(obj, material)
     return collection
 
 

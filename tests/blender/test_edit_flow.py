@@ -126,7 +126,19 @@ def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, e
     np.testing.assert_allclose(high, want_high, atol=1e-4)
     colors = imported[0].data.color_attributes["Col"]
     assert colors.domain == "POINT"
-
+    rgb = np.empty(len(colors.data) * 4, dtype=np.float32)
+    colors.data.foreach_get("color_srgb", rgb)
+    np.testing.assert_allclose(rgb.reshape(-1, 4)[:, :3], np.tile([[200 / 255, 30 / 255, 40 / 255]], (len(colors.data), 1)), atol=1e-3)
+    # shown as points (loose vertices alone are invisible in object mode), same place after evaluation
+    assert imported[0].modifiers["in2n points"].node_group.name.startswith("in2n points")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    geometry = imported[0].evaluated_get(depsgraph).evaluated_geometry()  # keep references: RNA views of them
+    cloud = geometry.pointcloud
+    assert cloud is not None and len(cloud.points) == len(imported[0].data.vertices)
+    positions = np.empty(len(cloud.points) * 3, dtype=np.float32)
+    cloud.attributes["position"].data.foreach_get("vector", positions)
+    np.testing.assert_allclose(positions.reshape(-1, 3).min(axis=0), want_low, atol=1e-4)
+    assert cloud.materials[0].name == "in2n vertex colours"
 
 def test_cancel_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
     objects, backend = edit_scene
