@@ -214,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     addon = sub.add_parser("addon", help="build the installable Blender extension zip into dist/")
     addon.add_argument("addon_args", nargs=argparse.REMAINDER, help="arguments passed to the packager")
     addon.set_defaults(func=command_addon)
-    args = parser.parse_args(argv)
+    # Options meant for pytest / the demo (e.g. `test -x -q`) are passed through rather than rejected.
+    args, passthrough = parser.parse_known_args(argv)
+    for name in ("pytest_args", "demo_args", "addon_args"):
+        if hasattr(args, name):
+            setattr(args, name, [*getattr(args, name), *passthrough])
+            passthrough = []
+    if passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     return args.func(args)
 
 
