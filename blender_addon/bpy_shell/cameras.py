@@ -28,6 +28,12 @@ def scene_render_size(scene: bpy.types.Scene) -> tuple[int, int]:
     return render_size(render.resolution_x, render.resolution_y, render.resolution_percentage)
 
 
+def native_size(obj: bpy.types.Object, scene: bpy.types.Scene) -> tuple[int, int]:
+    """The camera's own image size: an imported photo's size, else the scene's render size."""
+    stored = obj.get(PROP_SIZE)
+    return (int(stored[0]), int(stored[1])) if stored is not None else scene_render_size(scene)
+
+
 def camera_intrinsics(obj: bpy.types.Object, scene: bpy.types.Scene, size: tuple[int, int] | None = None) -> Intrinsics:
     """Intrinsics of ``obj`` rendered with ``scene``'s resolution and pixel aspect (or ``size``)."""
     data = obj.data
@@ -36,8 +42,7 @@ def camera_intrinsics(obj: bpy.types.Object, scene: bpy.types.Scene, size: tuple
     if data.type != "PERSP":
         raise CameraError(f"camera '{obj.name}' is {data.type.lower()}: only perspective cameras can be used")
     if size is None:
-        stored = obj.get(PROP_SIZE)
-        size = (int(stored[0]), int(stored[1])) if stored is not None else scene_render_size(scene)
+        size = native_size(obj, scene)
     aspect = obj.get(PROP_ASPECT) or (scene.render.pixel_aspect_x, scene.render.pixel_aspect_y)
     return intrinsics_from_blender(BlenderCamera(
         lens=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height, sensor_fit=data.sensor_fit,

@@ -85,6 +85,7 @@ class IN2N_OT_edit(bpy.types.Operator):
             self.report({"ERROR"}, f"Edit failed: {exc}")
             return {"CANCELLED"}
         metadata = {"blend_file": bpy.data.filepath, "source": settings.source}
+        scene[runtime.UPLOADED_CAMERAS] = json.dumps([obj.name for obj in objects])
         runtime.get().submit(api.StartEdit(cameras, images, request, scene_name=scene.name, metadata=metadata))
         self.report({"INFO"}, f"Uploading {len(images)} views...")
         return {"FINISHED"}
@@ -143,4 +144,38 @@ class IN2N_OT_import_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (IN2N_OT_edit, IN2N_OT_cancel, IN2N_OT_import_result)
+class IN2N_OT_preview_from_camera(bpy.types.Operator):
+    """Render the live preview from the scene's active camera"""
+
+    bl_idname = "in2n.preview_from_camera"
+    bl_label = "Preview from active camera"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        rt = _connected_runtime()
+        if rt is None or rt.state.job is None or rt.state.job.finished:
+            cls.poll_message_set("No running job")
+            return False
+        if context.scene.camera is None or context.scene.camera.type != "CAMERA":
+            cls.poll_message_set("The scene has no active camera")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene, settings = context.scene, context.scene.in2n
+        width, height = cams.native_size(scene.camera, scene)
+        scale = min(1.0, settings.preview_max_side / max(width, height))
+        try:
+            camera = render.protocol_camera(scene.camera, scene, (max(1, round(width * scale)), max(1, round(height * scale))))
+        except cams.CameraError as exc:
+            self.report({"ERROR"}, f"Preview camera: {exc}")
+            return {"CANCELLED"}
+        preview = m.PreviewSettings(enabled=True, max_rate_hz=settings.preview_rate, camera=camera,
+                                    max_side=settings.preview_max_side)
+        rt = runtime.get()
+        assert rt.state.job is not None
+        rt.submit(api.SetPreview(rt.state.job.job_id, preview))
+        return {"FINISHED"}
+
+
+CLASSES = (IN2N_OT_edit, IN2N_OT_cancel, IN2N_OT_import_result, IN2N_OT_preview_from_camera)

@@ -111,11 +111,13 @@ class IN2N_PT_preview(_Base, bpy.types.Panel):
         image = bpy.data.images.get(runtime.PREVIEW_IMAGE)
         if image is None:
             layout.label(text="No preview yet")
+            layout.operator("in2n.preview_from_camera", icon="CAMERA_DATA")
             return
         layout.template_icon(icon_value=image.preview.icon_id if image.preview else 0, scale=8.0)
         rt = runtime.peek()
         kept = len(rt.state.history) if rt is not None else 0
         layout.prop(settings, "preview_history", text=f"History (0 = live, {kept} kept)")
+        layout.operator("in2n.preview_from_camera", icon="CAMERA_DATA")
         layout.label(text=f"Step {image.get('in2n_step', '?')}")
 
 

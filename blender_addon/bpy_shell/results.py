@@ -96,12 +96,17 @@ def import_results(scene: bpy.types.Scene, files: dict[str, Path], kinds: dict[s
     return collection
 
 
-def apply_edited_images(camera_objects: list[bpy.types.Object], files: dict[str, Path]) -> int:
-    """Put each edited image on the image plane of the camera whose photo has the same file name."""
-    by_name = {Path(name).name: path for name, path in files.items()}
+def apply_edited_images(uploaded: list[bpy.types.Object], files: dict[str, Path],
+                        camera_index: dict[str, int]) -> int:
+    """Put each edited image on the image plane of its camera: by the artifact's ``camera_index`` into the uploaded
+    cameras, else by the photo's file name or the camera's name. Returns how many planes changed."""
+    by_file = {Path(cams.file_path_of(obj, i)).name: obj for i, obj in enumerate(uploaded)}
+    by_name = {obj.name: obj for obj in uploaded}
     count = 0
-    for obj in camera_objects:
-        path = by_name.get(Path(cams.file_path_of(obj, 0)).name)
-        if path is not None and capture_io.set_plane_image(obj, bpy.data.images.load(str(path), check_existing=True)):
+    for name, path in files.items():
+        index = camera_index.get(name)
+        camera = (uploaded[index] if index is not None and 0 <= index < len(uploaded)
+                  else by_file.get(Path(name).name) or by_name.get(Path(name).stem))
+        if camera is not None and capture_io.set_plane_image(camera, bpy.data.images.load(str(path), check_existing=True)):
             count += 1
     return count

@@ -8,6 +8,7 @@ themselves until it returns None or their condition holds.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import tempfile
@@ -25,6 +26,8 @@ from . import ADDON_ID
 log = logging.getLogger(__name__)
 
 PREVIEW_IMAGE = "in2n preview"
+UPLOADED_CAMERAS = "in2n_uploaded_cameras"
+"""Scene custom property: names of the cameras of the last upload, in upload order (results refer to indices)."""
 INTERVAL_S = 0.1
 
 
@@ -123,11 +126,11 @@ def execute(runtime: Runtime, action: ss.Action) -> None:
         collection = results.import_results(scene, action.files, action.kinds, job_id=action.job_id,
                                             mesh=settings.import_mesh, pointcloud=settings.import_pointcloud)
         runtime.imported.append(collection)
-        if settings.import_textures and settings.camera_collection is not None:
-            from .cameras import collection_cameras
-
+        if settings.import_textures:
             images = {n: p for n, p in action.files.items() if action.kinds.get(n) == "image"}
-            results.apply_edited_images(collection_cameras(settings.camera_collection), images)
+            uploaded = [bpy.data.objects[n] for n in json.loads(scene.get(UPLOADED_CAMERAS, "[]")) if n in bpy.data.objects]
+            changed = results.apply_edited_images(uploaded, images, action.camera_index)
+            report(runtime, ss.Report("INFO", f"Edited photos on {changed} image plane(s)"))
         report(runtime, ss.Report("INFO", f"Imported {len(collection.objects)} object(s) into '{collection.name}'"))
 
 

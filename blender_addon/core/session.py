@@ -41,6 +41,8 @@ class ImportResults:
     files: dict[str, Path]
     kinds: dict[str, str]
     """Artifact name -> kind (mesh, pointcloud, image)."""
+    camera_index: dict[str, int] = field(default_factory=dict)
+    """Edited image name -> index of the uploaded camera it belongs to (from the artifact's metadata)."""
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,9 @@ class SessionState:
     def _on_resultsfetched(self, notice: api.ResultsFetched) -> list[Action]:
         self.fetch = None
         kinds = {artifact.name: artifact.kind for artifact in notice.artifacts}
-        return [ImportResults(notice.job_id, dict(notice.files), kinds)]
+        camera_index = {a.name: int(a.metadata["camera_index"]) for a in notice.artifacts
+                        if isinstance(a.metadata.get("camera_index"), int)}
+        return [ImportResults(notice.job_id, dict(notice.files), kinds, camera_index)]
 
     def _set_progress(self, progress: Any) -> None:
         job = self.job

@@ -55,12 +55,13 @@ class ScriptedJob:
 
 
 class ScriptedBackend:
-    def __init__(self, results: dict[str, tuple[str, bytes]], *, steps: int = 12, step_s: float = 0.01,
+    def __init__(self, results: dict[str, tuple[Any, ...]], *, steps: int = 12, step_s: float = 0.01,
                  key: str | None = None, heartbeat_s: float = 0.3) -> None:
         self.server = Server(ServerConfig(key=key, probe_device=False, heartbeat_interval_s=heartbeat_s))
         register_basic_handlers(self.server)
         self.results = results
-        """Artifact name -> (kind, bytes) every job produces."""
+        """Artifact name -> (kind, bytes[, metadata]) every job produces."""
+        self.preview_requests: list[m.PreviewSettingsRequest] = []
         self.steps, self.step_s = steps, step_s
         self.gate = threading.Event()
         self.gate.set()
@@ -73,7 +74,7 @@ class ScriptedBackend:
             ("scene_end_request", self._scene_end), ("edit_start_request", self._edit_start),
             ("job_snapshot_request", self._snapshot), ("cancel_request", self._cancel),
             ("result_list_request", self._result_list), ("result_fetch_request", self._result_fetch),
-            ("preview_settings_request", lambda r: m.PreviewSettingsReply(job_id=r.content.job_id)),
+            ("preview_settings_request", self._preview_settings),
         ]:
             self.server.register(msg_type, handler)
         self.info = self.server.bind()
@@ -169,10 +170,15 @@ class ScriptedBackend:
                 self._set_state(job, "cancelled")
                 return
         self._set_state(job, "exporting")
-        job.artifacts = [m.ArtifactInfo(name=name, kind=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-                         for name, (kind, data) in self.results.items()]
+        job.artifacts = [m.ArtifactInfo(name=name, kind=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                                        metadata=dict(rest[0]) if rest else {})
+                         for name, (kind, data, *rest) in self.results.items()]
         self.server.publish(job.job_id, m.JobResultEvent(job_id=job.job_id, artifacts=job.artifacts))
         self._set_state(job, "done")
+
+    def _preview_settings(self, request: Request) -> m.PreviewSettingsReply:
+        self.preview_requests.append(request.content)
+        return m.PreviewSettingsReply(job_id=request.content.job_id)
 
     # ------------------------------------------------------------------ results
     def _result_list(self, request: Request) -> m.ResultListReply:
@@ -181,7 +187,7 @@ class ScriptedBackend:
 
     def _result_fetch(self, request: Request) -> tuple[m.ResultFetchReply, list[bytes]]:
         content = request.content
-        kind, data = self.results[content.name]
+        data = self.results[content.name][1]
         piece = data[content.offset:content.offset + content.length]
         end = content.offset + len(piece)
         return (m.ResultFetchReply(job_id=content.job_id, name=content.name, offset=content.offset, length=len(piece),
