@@ -119,14 +119,14 @@ def capture_to_json(capture: Capture) -> dict[str, Any]:
     per_frame = [{**frame.extra, **_intrinsics_dict(frame.intrinsics)} for frame in capture.frames]
     shared: dict[str, Any] = {}
     for key in (*INTRINSIC_KEYS, *DISTORTION_KEYS):
-        values = [json.dumps(frame[key]) for frame in per_frame if key in frame]
-        if len(values) == len(per_frame):  # only keys every frame has can move to the top level
-            most_common = max(dict.fromkeys(values), key=values.count)  # ties: the first frame's value
+        encoded = [json.dumps(frame[key]) for frame in per_frame if key in frame]
+        if len(encoded) == len(per_frame):  # only keys every frame has can move to the top level
+            most_common = max(dict.fromkeys(encoded), key=encoded.count)  # ties: the first frame's value
             shared[key] = json.loads(most_common)
     frames = []
-    for frame, values in zip(capture.frames, per_frame):
+    for frame, own in zip(capture.frames, per_frame):
         entry: dict[str, Any] = {"file_path": frame.file_path, "transform_matrix": frame.transform_matrix}
-        entry.update({k: v for k, v in values.items() if k not in shared or v != shared[k]})
+        entry.update({k: v for k, v in own.items() if k not in shared or v != shared[k]})
         frames.append(entry)
     return {"camera_model": capture.camera_model, **shared, **capture.extra, "frames": frames}
 
