@@ -57,14 +57,15 @@ class IN2N_OT_connect(bpy.types.Operator):
         if settings.connection_mode == "FILE":
             command = api.Connect(connection_file=bpy.path.abspath(settings.connection_file))
         else:
-            try:
-                info = protocol.ConnectionInfo(host=settings.host, port=settings.port, key=settings.key)
-                if not settings.key:
-                    protocol.check_bind(settings.host, "")
-            except protocol.ProtocolError as exc:
-                self.report({"ERROR"}, f"Connect failed: {exc}")
+            if not protocol.is_loopback(settings.host) and not bpy.app.online_access:
+                # Blender's "Allow Online Access" preference governs any connection beyond this machine
+                self.report({"ERROR"}, f"Connect failed: {settings.host} is not this machine and online access is "
+                                       "disabled (Preferences > System > Network)")
                 return {"CANCELLED"}
-            command = api.Connect(info=info)
+            if not settings.key and not protocol.is_loopback(settings.host):
+                self.report({"ERROR"}, "Connect failed: a key is required for a backend on another machine")
+                return {"CANCELLED"}
+            command = api.Connect(info=protocol.ConnectionInfo(host=settings.host, port=settings.port, key=settings.key))
         runtime.get().submit(command)
         return {"FINISHED"}
 

@@ -243,3 +243,20 @@ def test_version_mismatch_and_lost_connection(addon: ModuleType, scene: bpy.type
     pump_until(addon, lambda: rt.state.connection == "lost", timeout_s=30)
     assert "lost the connection" in rt.state.last_error
     assert bpy.ops.in2n.connect.poll()  # the user can connect again
+
+
+def test_connect_by_address(addon: ModuleType, scene: bpy.types.Scene) -> None:
+    backend = ScriptedBackend({})
+    try:
+        settings = scene.in2n
+        settings.connection_mode, settings.host, settings.port, settings.key = "ADDRESS", "127.0.0.1", backend.info.port, ""
+        assert bpy.ops.in2n.connect.poll()
+        settings.host = "192.0.2.1"  # not this machine, without a key
+        expected = "key is required" if bpy.app.online_access else "online access is disabled"
+        with pytest.raises(RuntimeError, match=expected):
+            bpy.ops.in2n.connect()
+        settings.host, settings.key = "127.0.0.1", backend.info.key
+        connect(addon)
+        assert addon.bpy_shell.runtime.get().state.url == f"tcp://127.0.0.1:{backend.info.port}"
+    finally:
+        backend.stop()
