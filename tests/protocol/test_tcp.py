@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -102,9 +103,14 @@ def test_lazy_pirate_retry_reuses_msg_id(make_peer: Any) -> None:
 
 def test_no_reply_raises_request_timeout(make_peer: Any) -> None:
     peer, info = make_peer(lambda peer, message: None)
-    with protocol.Client(info, timeout_s=0.2, retries=1) as client:
+    # 1 s per attempt: a retry reconnects a fresh socket, which on a loaded 2-core machine can take > 0.2 s to deliver.
+    with protocol.Client(info, timeout_s=1.0, retries=1) as client:
         with pytest.raises(protocol.RequestTimeout, match="after 2 attempts"):
             client.ping()
+    # The peer records messages on its own thread: give the second attempt a bounded moment to be recorded.
+    deadline = time.monotonic() + 3.0
+    while len(peer.seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(peer.seen) == 2
 
 
