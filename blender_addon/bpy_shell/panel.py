@@ -113,7 +113,7 @@ class IN2N_PT_preview(_Base, bpy.types.Panel):
             layout.label(text="No preview yet")
             layout.operator("in2n.preview_from_camera", icon="CAMERA_DATA")
             return
-        layout.template_icon(icon_value=image.preview.icon_id if image.preview else 0, scale=8.0)
+        layout.template_icon(icon_value=layout.icon(image), scale=8.0)  # layout.icon() ensures the preview exists
         rt = runtime.peek()
         kept = len(rt.state.history) if rt is not None else 0
         layout.prop(settings, "preview_history", text=f"History (0 = live, {kept} kept)")
