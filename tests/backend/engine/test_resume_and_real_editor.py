@@ -16,7 +16,8 @@ from backend.engine import EditEngine, JobCallbacks, JobResult, Progress
 from tests.backend.engine.editors import ChannelSwapEditor
 from tests.helpers.scenes import TinyScene, make_tiny_scene
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# Generous: ~1 min on an idle 2-core machine, several times that when other jobs share the CPU.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 RECONSTRUCTION_STEPS = 300
 EDIT_STEPS = 48
