@@ -139,11 +139,20 @@ def _add_primitive(primitive: PrimitiveSpec) -> "bpy.types.Object":
     return obj
 
 
-def build_scene(spec: SceneSpec | None = None, settings: RenderSettings | None = None) -> BuiltScene:
-    """Replace the current Blender file with a fresh, empty one and build the scene in it."""
+def build_scene(spec: SceneSpec | None = None, settings: RenderSettings | None = None, *,
+                factory_reset: bool = True) -> BuiltScene:
+    """Replace the current Blender file with a fresh, empty one and build the scene in it.
+
+    ``factory_reset``: start from factory settings (a standalone script: nothing from the user's startup file or
+    preferences leaks in); False only empties the file and keeps preferences and enabled add-ons (tests that share
+    one Blender process).
+    """
     spec = spec or SceneSpec()
     settings = settings or RenderSettings()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    if factory_reset:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+    else:
+        bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     built = BuiltScene(spec, scene)
 
@@ -186,6 +195,11 @@ def build_scene(spec: SceneSpec | None = None, settings: RenderSettings | None =
     scene.render.image_settings.color_mode = "RGB"
     scene.render.image_settings.color_depth = "8"
     scene.render.resolution_percentage = 100
+    # PNG metadata (date, render time, file name, host...) would make identical renders differ as files.
+    for stamp in ("date", "time", "render_time", "frame", "frame_range", "memory", "hostname", "camera", "lens",
+                  "scene", "marker", "filename", "sequencer_strip", "note"):
+        if hasattr(scene.render, f"use_stamp_{stamp}"):
+            setattr(scene.render, f"use_stamp_{stamp}", False)
     return built
 
 
