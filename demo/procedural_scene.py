@@ -263,6 +263,8 @@ def render_camera(camera: "bpy.types.Object", path: Path | str, width: int, heig
 def camera_intrinsics(camera: "bpy.types.Object", width: int, height: int):
     """nerfstudio pinhole intrinsics of a Blender camera (the add-on's own camera model)."""
     data = camera.data
+    if not isinstance(data, bpy.types.Camera):
+        raise TypeError(f"camera: object {camera.name!r} is not a camera")
     return intrinsics_from_blender(BlenderCamera(
         lens=data.lens, sensor_width=data.sensor_width, sensor_height=data.sensor_height,
         sensor_fit=data.sensor_fit, shift_x=data.shift_x, shift_y=data.shift_y, width=width, height=height,

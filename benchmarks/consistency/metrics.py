@@ -50,7 +50,9 @@ def ssim(prediction: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None
     a = _tensor(prediction).permute(2, 0, 1)[None]
     b = _tensor(target).permute(2, 0, 1)[None]
     if mask is None:
-        return float(structural_similarity_index_measure(a, b, data_range=1.0))
+        value = structural_similarity_index_measure(a, b, data_range=1.0)
+        assert isinstance(value, Tensor)  # a tuple only with return_full_image=True
+        return float(value)
     _, full = structural_similarity_index_measure(a, b, data_range=1.0, return_full_image=True)
     per_pixel = full[0].mean(0)  # H W (torchmetrics pads the map back to the image size)
     selected = torch.as_tensor(np.asarray(mask) if not isinstance(mask, Tensor) else mask).bool()
