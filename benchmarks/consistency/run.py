@@ -58,6 +58,9 @@ def nerf_config(args: argparse.Namespace, steps: int) -> NerfConfig:
                                   seed=args.seed)
     if args.quick:
         return tiny_nerf_config(**common, rays_per_batch=args.rays or 512)
+    if args.preset == "cpu":  # the tiny preset with a finer hash grid: a CPU run that can fit a 64 px scene
+        return tiny_nerf_config(**common, rays_per_batch=args.rays or 1024, hidden_dim=32, num_levels=8, max_res=256,
+                                log2_hashmap_size=14)
     return NerfConfig(**common, rays_per_batch=args.rays or 4096, max_res=1024, eval_num_rays_per_chunk=1 << 14)
 
 
@@ -83,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="output folder (job directories, renders, results)")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
     parser.add_argument("--quick", action="store_true", help="tiny NeRF and few steps: a CPU smoke run")
+    parser.add_argument("--preset", choices=("gpu", "cpu"), default="gpu",
+                        help="NeRF size without --quick: gpu (nerfacto, 4096 rays) or cpu (small hash grid, 1024 rays)")
     parser.add_argument("--steps", type=int, default=None,
                         help="reconstruction steps of the original scene (default 2000; --quick 60)")
     parser.add_argument("--edit-steps", type=int, default=None,
@@ -194,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"reconstruction_steps": args.steps, "edit_steps": args.edit_steps,
                      "one_shot_steps": args.one_shot_steps, "edit_rate": args.edit_rate, "t_min": args.t_min,
                      "t_max": args.t_max, "one_shot_t": args.one_shot_t, "rays_per_batch": no_edit_rays(args),
-                     "seed": args.seed, "edited_region_fraction": float(np.mean(masks))},
+                     "seed": args.seed, "preset": "quick" if args.quick else args.preset,
+                     "edited_region_fraction": float(np.mean(masks))},
         "methods": methods,
         "comparison": {
             "iterative_du_minus_one_shot_psnr_db": du_margin,
