@@ -28,11 +28,13 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         bars = axis.bar(methods, values, color=[colors.get(m, "tab:green") for m in methods])
         axis.bar_label(bars, fmt="%.3f" if key.startswith("ssim") else "%.1f")
         axis.set_title(title)
+        axis.set_ylim(0, 1.15 * max([v for v in values if v == v] + [1e-6]))  # room for the labels (NaN skipped)
         if key == "psnr" and "target_psnr_db" in results.get("targets", {}):
             axis.axhline(results["targets"]["target_psnr_db"], color="tab:red", linestyle="--", linewidth=1)
     seconds = [results["methods"][m]["train_seconds"] for m in methods]
     bars = axes[-1].bar(methods, seconds, color=[colors.get(m, "tab:green") for m in methods])
     axes[-1].bar_label(bars, fmt="%.0f")
+    axes[-1].set_ylim(0, 1.15 * max(seconds + [1e-6]))
     axes[-1].set_title("wall time (s)")
     for axis in axes:
         axis.tick_params(axis="x", labelrotation=20)
