@@ -23,6 +23,9 @@ class Peer:
     def __init__(self, key: str, behaviour: Callable[["Peer", protocol.Message], None]) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
+        # As the real server does: a retry reconnects with the same routing id (the session id); without handover
+        # libzmq drops the new connection while the old one is still known, and the resend never arrives.
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
         self.session = Session(key.encode())
         self.behaviour = behaviour
