@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--output", required=True, type=Path, help="job directory (created; an existing one is resumed)")
     job.add_argument("--editor", default=EditorConfig().source,
                      help="tiny | full-random | Hugging Face model id | local diffusers folder (default: %(default)s)")
+    job.add_argument("--editor-max-side", type=int, default=EditorConfig().max_side,
+                     help="longest side the editor works at; larger views are resized for editing and back "
+                          "(default: %(default)s)")
     job.add_argument("--memory-mode", choices=["in2n", "in2n-small", "in2n-tiny"], default="in2n",
                      help="in2n: fp32 editor + LPIPS; in2n-small: fp16 editor with CPU offload + LPIPS; "
                           "in2n-tiny: fp16 editor, no LPIPS (default: %(default)s)")
@@ -99,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rays shot for the point cloud (default: %(default)s)")
     output.add_argument("--mesh-format", choices=["ply", "obj"], default=d_output.mesh_format,
                         help="mesh file format (default: %(default)s)")
+    output.add_argument("--no-geometry", action="store_true",
+                        help="skip the point cloud and mesh export (edited images, checkpoints and history only)")
     output.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary")
     return parser
 
@@ -121,9 +126,10 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
             edit_steps=args.steps, edit_rate=args.edit_rate, edit_count=args.edit_count, t_min=args.t_min,
             t_max=args.t_max, diffusion_steps=args.diffusion_steps, guidance_scale=args.guidance_scale,
             image_guidance_scale=args.image_guidance_scale, seed=args.seed),
-        editor=EditorConfig(source=args.editor),
+        editor=EditorConfig(source=args.editor, max_side=args.editor_max_side),
         output=OutputConfig(checkpoint_every=args.checkpoint_every, history_every=args.history_every,
-                            export_num_points=args.export_points, mesh_format=args.mesh_format),
+                            export_num_points=args.export_points, mesh_format=args.mesh_format,
+                            export_geometry=not args.no_geometry),
     )
 
 

@@ -114,6 +114,9 @@ class OutputConfig:
     """Render the history views every this many editing steps (0: never)."""
     history_views: int = 4
     """How many training views (spread over the dataset) the history renders."""
+    export_geometry: bool = True
+    """Export the point cloud and mesh when the job ends (off: edited images, checkpoints and history only, e.g.
+    for benchmarks that score images; the manifest then lists no geometry)."""
     export_num_points: int = 1_000_000
     """Rays shot to build the exported point cloud (points with low opacity are dropped)."""
     export_remove_outliers: bool = True

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--full-nerf", action="store_true", help="real nerfacto settings instead of the tiny preset")
     parser.add_argument("--no-lpips", action="store_true", help="(full nerf) without LPIPS; needs no AlexNet weights")
+    parser.add_argument("--memory-mode", default="in2n", choices=("in2n", "in2n-small", "in2n-tiny"),
+                        help="in2n: fp32 editor; in2n-small: fp16 + CPU offload; in2n-tiny: that without LPIPS")
     parser.add_argument("--edit-rate", type=int, default=10)
     parser.add_argument("--diffusion-steps", type=int, default=20)
     parser.add_argument("--timestep", type=int, default=500, help="fixed noise level (steps taken scale with it)")
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, tiny_nerf_config
     from backend.editing.loaders import load_editor
     from backend.nerf.dataset_update import DatasetUpdater, EditSchedule
+    from backend.nerf.job import MEMORY_MODE_TO_EDITOR
     from backend.nerf.setup import build_pipeline
     from backend.nerf.trainer import NerfTrainer
     from tests.helpers.scenes import make_tiny_scene
@@ -72,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         nerf = tiny_nerf_config()
     update = DatasetUpdateConfig(edit_rate=args.edit_rate, diffusion_steps=args.diffusion_steps,
                                  t_min=args.timestep / 1000, t_max=args.timestep / 1000)
-    config = EditJobConfig(prompt="make it look like autumn", device=args.device, nerf=nerf, update=update)
+    config = EditJobConfig(prompt="make it look like autumn", device=args.device, nerf=nerf, update=update,
+                           memory_mode=args.memory_mode)
     with tempfile.TemporaryDirectory() as folder:
         scene = make_tiny_scene(Path(folder) / "scene", num_views=args.views, size=args.image_size)
         setup_seconds, (pipeline, optimizers) = timed(args.device,
                                                       lambda: build_pipeline(config, scene.path, args.device))
         trainer = NerfTrainer(pipeline, optimizers, mixed_precision=nerf.mixed_precision)
-        editor_seconds, editor = timed(args.device, lambda: load_editor(args.editor, device=args.device))
+        editor_seconds, editor = timed(args.device, lambda: load_editor(
+            args.editor, device=args.device, memory_mode=MEMORY_MODE_TO_EDITOR[args.memory_mode]))
         instruction = editor.encode_instruction(config.prompt)
         updater = DatasetUpdater(EditSchedule(update, args.views, editor.num_train_timesteps), editor, instruction)
         renders, edits, nerf_steps = [], [], []
@@ -92,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 renders.append(render_seconds)
                 edits.append(max(cycle_seconds - render_seconds, 0.0))  # edit_view renders, then edits
                 nerf_steps.append(steps_seconds / args.edit_rate)
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None
     render, edit, step = (statistics.median(values) for values in (renders, edits, nerf_steps))
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(json.dumps({
         "benchmark": "du_cycle", "device": args.device, "device_name": device_name, "editor": args.editor,
+        "memory_mode": args.memory_mode, "peak_gpu_memory_gib": None if peak_gib is None else round(peak_gib, 2),
         "image_size": args.image_size, "nerf": "full" if args.full_nerf else "tiny",
         "rays_per_batch": nerf.rays_per_batch, "lpips": config.effective_use_lpips(), "edit_rate": args.edit_rate,
         "timestep": args.timestep, "diffusion_steps": args.diffusion_steps, "cycles": args.cycles,

@@ -101,12 +101,14 @@ class JobRun:
             self._history()  # the final state is always one of the iterations the user can pick
         self._checkpoint()
 
-        self.callbacks.on_state("exporting", str(self.jobs.exports))
-        self.state.phase = "exporting"
-        self.jobs.write_state(self.state)
-        exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output, self.stop.is_set)
-        if self.stop.is_set():
-            return self._cancelled()
+        exported = None
+        if config.output.export_geometry:
+            self.callbacks.on_state("exporting", str(self.jobs.exports))
+            self.state.phase = "exporting"
+            self.jobs.write_state(self.state)
+            exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output, self.stop.is_set)
+            if self.stop.is_set():
+                return self._cancelled()
         self._write_manifest(exported)
         self.state.status, self.state.phase = "done", "done"
         self.jobs.write_state(self.state)
@@ -239,13 +241,13 @@ class JobRun:
             "steps": self.trainer.step,
             "edit_start_step": self.state.edit_start_step,
             "edits_done": self.state.edits_done,
-            "point_cloud": relative(exported.point_cloud),
-            "mesh": relative(exported.mesh),
-            "num_points": exported.num_points,
-            "num_mesh_vertices": exported.num_vertices,
-            "num_mesh_faces": exported.num_faces,
-            "bounds_min": exported.bounds_min,
-            "bounds_max": exported.bounds_max,
+            "point_cloud": relative(exported.point_cloud) if exported else None,
+            "mesh": relative(exported.mesh) if exported else None,
+            "num_points": exported.num_points if exported else 0,
+            "num_mesh_vertices": exported.num_vertices if exported else 0,
+            "num_mesh_faces": exported.num_faces if exported else 0,
+            "bounds_min": exported.bounds_min if exported else None,
+            "bounds_max": exported.bounds_max if exported else None,
             "frame": "input (transforms.json); dataparser_transforms.json maps it to the NeRF frame",
             "edited_images": {name: relative(self.jobs.edited_path(name)) for name in self.image_names
                               if self.jobs.edited_path(name).is_file()},
@@ -262,6 +264,6 @@ class JobRun:
         return JobResult(
             status, self.jobs.root, steps=self.state.step, edits_done=self.state.edits_done,
             manifest=self.jobs.manifest if status == "done" else None,
-            point_cloud=self.jobs.root / manifest["point_cloud"] if manifest else None,
-            mesh=self.jobs.root / manifest["mesh"] if manifest else None,
+            point_cloud=self.jobs.root / manifest["point_cloud"] if manifest.get("point_cloud") else None,
+            mesh=self.jobs.root / manifest["mesh"] if manifest.get("mesh") else None,
         )

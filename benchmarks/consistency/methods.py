@@ -85,15 +85,10 @@ def run_job(name: str, config: EditJobConfig, editor: SimulatedInstructEditor, s
     engine = EditEngine(config, editor, nerf_checkpoint=nerf_checkpoint, progress_interval_s=1.0)
     result: JobResult = engine.run(scene_dir, job_dir, timer.callbacks())
     finished = time.perf_counter()
-    notes = []
-    status = result.status
-    if result.status == "failed" and result.error_kind == "ExportError":
-        # The NeRF is trained and checkpointed before the export; a too-short (--quick) run may have too little
-        # opaque geometry to export, which does not matter for image metrics.
-        notes.append(f"geometry export failed: {result.error}")
-        status = "trained"
-    elif result.status != "done":
+    notes: list[str] = []
+    if result.status != "done":
         raise RuntimeError(f"{name}: engine job {result.status}: {result.error_kind}: {result.error}")
+    status = result.status
     train_end = timer.exporting_at or finished
     state = json.loads((job_dir / "state.json").read_text())
     return MethodRun(name, job_dir, scene_dir, status, train_end - timer.started, finished - timer.started,

@@ -72,10 +72,8 @@ def job_config(args: argparse.Namespace, reconstruction_steps: int, edit_steps: 
         nerf=nerf_config(args, reconstruction_steps),
         update=DatasetUpdateConfig(edit_steps=edit_steps, edit_rate=args.edit_rate, t_min=args.t_min,
                                    t_max=args.t_max, seed=args.seed),
-        # The engine always exports geometry at the end; keep it to a few ray batches (its sampling loop stops after
-        # 4x the batches the point count needs), since only the images are scored here.
-        output=OutputConfig(checkpoint_every=10**9, keep_checkpoints=1, history_every=0,
-                            export_num_points=nerf_config(args, 1).rays_per_batch, poisson_depth=6),
+        # Only images are scored here: no geometry export.
+        output=OutputConfig(checkpoint_every=10**9, keep_checkpoints=1, history_every=0, export_geometry=False),
     )
 
 

@@ -137,6 +137,21 @@ def test_real_tiny_instructpix2pix_with_lpips_end_to_end(resumed, random_alexnet
     assert run.result.point_cloud is not None and run.result.point_cloud.stat().st_size > 0
 
 
+def test_a_job_without_geometry_export_keeps_its_edits_and_writes_no_geometry(resumed, tmp_path):
+    job_config = config()
+    job_config.update = DatasetUpdateConfig(edit_steps=8, edit_rate=4)
+    job_config.output.export_geometry = False
+    engine = EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0,
+                        nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
+    run = run_job(engine, resumed.scene.path, tmp_path / "job")
+    assert run.result.status == "done", run.result.error
+    assert run.states == ["validating", "editing", "done"]  # no "exporting"
+    assert run.result.point_cloud is None and run.result.mesh is None
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert manifest["point_cloud"] is None and manifest["mesh"] is None and manifest["num_points"] == 0
+    assert len(manifest["edited_images"]) == 2 and not list((tmp_path / "job").glob("exports/*.ply"))
+
+
 def test_cli_edits_from_a_checkpoint_and_reports_missing_lpips_weights(resumed, tmp_path, monkeypatch, capsys):
     from backend.cli_edit import main
 
