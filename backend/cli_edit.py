@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("error: --prompt is required for a new job", file=sys.stderr)
         return EXIT_USAGE
+    # Deprecation notices from torch / nerfstudio internals are not actionable for a user and break the progress bar.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"nerfstudio\.")
+    # nerfstudio sizes its (unused: all images are cached) loader workers for a big machine.
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     from backend.engine import EditEngine, JobCallbacks  # torch and nerfstudio load only now (fast --help)
 
     bar = ProgressBar(args.quiet)

@@ -12,6 +12,7 @@ Blender's PLY importer reads as positions and a ``Col`` colour attribute; the me
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def sample_surface_points(pipeline, num_points: int, crop, max_batches: int, sho
         point = ray_bundle.origins + ray_bundle.directions * outputs["depth"]
         keep = rgba[..., -1] > 0.5  # opacity threshold of nerfstudio's exporter
         if crop is not None:
-            keep &= crop.within(point)
+            with warnings.catch_warnings():  # OrientedBox.within re-wraps its own tensors with torch.tensor(...)
+                warnings.simplefilter("ignore", UserWarning)
+                keep &= crop.within(point)
         points.append(point[keep].cpu())
         colors.append(rgba[keep][..., :3].cpu())
         directions.append(ray_bundle.directions[keep].cpu())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -98,12 +99,28 @@ def optimizer_config(config: EditJobConfig) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def quiet_nerfstudio_console() -> Iterator[None]:
+    """Silence nerfstudio's rich console while it sets up: its chatter ("Setting up training dataset...", "Caching all
+    N images.", and a warning about ``--eval-mode=all``, which the engine uses on purpose: every view is edited and
+    trained on) would break the job's own progress display."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    previous = CONSOLE.quiet
+    CONSOLE.quiet = True
+    try:
+        yield
+    finally:
+        CONSOLE.quiet = previous
+
+
 def build_pipeline(config: EditJobConfig, scene_dir: Path, device: str) -> tuple[VanillaPipeline, Optimizers]:
     """Load the scene into nerfstudio and build the model; raises LpipsWeightsMissing before any heavy work."""
     if config.effective_use_lpips():
         ensure_lpips_weights()
     torch.manual_seed(config.nerf.seed)
-    pipeline = pipeline_config(config, scene_dir, device).setup(device=device, test_mode="val")
+    with quiet_nerfstudio_console():
+        pipeline = pipeline_config(config, scene_dir, device).setup(device=device, test_mode="val")
     assert isinstance(pipeline, VanillaPipeline)
     optimizers = Optimizers(optimizer_config(config), pipeline.get_param_groups())
     return pipeline, optimizers

@@ -75,7 +75,7 @@ class NerfTrainer:
         losses = {name: float(value.detach()) for name, value in loss_dict.items()}
         losses["loss"] = float(loss.detach())
         if "psnr" in metrics_dict:
-            losses["psnr"] = float(metrics_dict["psnr"])
+            losses["psnr"] = float(metrics_dict["psnr"].detach())
         return losses
 
     @torch.no_grad()
