@@ -1,76 +1,86 @@
-"""``python -m demo``: start the backend server, talk to it through the protocol client, shut it down.
+"""``python -m demo`` (run by ``python3 build.py demo``): the whole product, headless, in a few minutes.
 
-The backend runs in its own interpreter (``$IN2N_BACKEND_PYTHON``, the backend environment; fallback: this one), as it
-does for the Blender add-on. A later stage extends this into the full end-to-end edit.
+Builds a procedural Blender scene (coloured objects on a checkered ground), renders training views with Cycles,
+installs the in2n-blender extension and uses its own buttons: Start local backend, Edit (render, upload, Iterative
+Dataset Update with InstructPix2Pix), live progress and previews, Import result. Writes to the output folder:
+the .blend, a before/after contact sheet, a turntable of the imported result (GIF + strip), the loss plot and
+summary.json, and prints where they are.
+
+Editor: real InstructPix2Pix when its weights are on this machine (``--editor PATH`` or the Hugging Face cache) and
+the backend has a GPU; otherwise the tiny RANDOM editor, whose edit is NOT meaningful (the demo says so).
+The backend runs with ``$IN2N_BACKEND_PYTHON`` (build.py sets it to the backend environment).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from protocol import Client, ProtocolError, read_connection_file
+from demo.config import DemoConfig, clean_outputs
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_backend(connection_file: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    python = os.environ.get("IN2N_BACKEND_PYTHON") or sys.executable
-    command = [python, "-m", "backend", "serve", "--connection-file", str(connection_file), "--log-file", str(log_file)]
-    return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
-def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"backend exited with code {process.returncode} before it was ready")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"backend did not write {path} within {timeout_s:.0f} s")
-        time.sleep(0.05)
+def parse_args(argv: list[str] | None) -> DemoConfig:
+    defaults = DemoConfig()
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=defaults.out_dir, help="output folder (default: %(default)s)")
+    parser.add_argument("--instruction", default=defaults.instruction, help="edit instruction (default: %(default)r)")
+    parser.add_argument("--editor", default=None,
+                        help="tiny, or a local diffusers InstructPix2Pix folder (default: the Hugging Face cache's "
+                             "timbrooks/instruct-pix2pix when present, else tiny)")
+    parser.add_argument("--preset", choices=("auto", "cpu", "paper"), default="auto",
+                        help="cpu: tiny models, minutes on a CPU; paper: the paper's schedule on a GPU; auto: paper "
+                             "with real weights on a GPU backend, else cpu (default)")
+    parser.add_argument("--views", type=int, help="training views (preset: cpu 10, paper 12)")
+    parser.add_argument("--size", type=int, help="render size in pixels, square (preset: cpu 96, paper 512)")
+    parser.add_argument("--samples", type=int, help="Cycles samples of the training renders")
+    parser.add_argument("--reconstruction-steps", type=int, help="nerfacto steps before editing")
+    parser.add_argument("--edit-steps", type=int, help="Iterative Dataset Update steps")
+    parser.add_argument("--turntable-frames", type=int, default=defaults.turntable_frames)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="Cycles threads (0: automatic)")
+    parser.add_argument("--job-timeout", type=float, default=defaults.job_timeout_s,
+                        help="seconds the edit job may take (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if not args.instruction.strip():
+        parser.error("--instruction must not be empty")
+    for name in ("views", "size", "samples", "reconstruction_steps", "edit_steps"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name != "reconstruction_steps" else 0):
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return DemoConfig(out_dir=args.out, instruction=args.instruction, editor=args.editor, preset=args.preset,
+                      views=args.views, size=args.size, samples=args.samples,
+                      reconstruction_steps=args.reconstruction_steps, edit_steps=args.edit_steps,
+                      turntable_frames=args.turntable_frames, seed=args.seed, threads=args.threads,
+                      job_timeout_s=args.job_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the backend to start")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="in2n-demo-") as tmp:
-        connection_file, log_file = Path(tmp) / "connection.json", Path(tmp) / "backend.log"
-        print(f"[demo] starting backend ({os.environ.get('IN2N_BACKEND_PYTHON') or sys.executable})", flush=True)
-        backend = start_backend(connection_file, log_file)
-        try:
-            wait_for_file(connection_file, backend, args.timeout)
-            info = read_connection_file(connection_file)
-            with Client(info, timeout_s=args.timeout, retries=1, client_name="in2n-blender demo") as client:
-                rtts = [client.ping(f"demo-{i}") * 1000 for i in range(5)]
-                hello = client.hello()  # waits for the backend's one-time torch/GPU probe
-                print(json.dumps({
-                    "url": info.url,
-                    "protocol_version": hello.protocol_version,
-                    "server": f"{hello.server_name} {hello.server_version} (python {hello.python_version}, pid {hello.pid})",
-                    "device": hello.device_status,
-                    "gpu_name": hello.gpu_name,
-                    "ping_rtt_ms": [round(r, 3) for r in rtts],
-                }, indent=2), flush=True)
-                client.shutdown("demo finished")
-            code = backend.wait(timeout=30)
-            print(f"[demo] backend stopped cleanly (exit {code})" if code == 0 else f"[demo] backend exit {code}")
-            return 0 if code == 0 else 1
-        except (ProtocolError, RuntimeError) as exc:
-            print(f"[demo] failed: {exc}", file=sys.stderr)
-            if log_file.exists():
-                sys.stderr.write(log_file.read_text()[-4000:])
-            return 1
-        finally:
-            if backend.poll() is None:
-                backend.terminate()
-                backend.wait(timeout=30)
+    config = parse_args(argv)
+    backend_python = os.environ.get("IN2N_BACKEND_PYTHON") or sys.executable
+    out = config.out_dir.resolve()
+    clean_outputs(out)
+    # Before bpy is imported: Blender's user folder (preferences, installed extension, the add-on's scratch files
+    # and the backend log) lives in the output folder, never in the user's own Blender configuration.
+    os.environ["BLENDER_USER_RESOURCES"] = str(out / "work" / "blender_user")
+    from demo.addon_driver import DemoError
+    from demo.editor_choice import EditorChoiceError
+    from demo.run import print_outputs, run_demo
+
+    try:
+        summary = run_demo(config, backend_python)
+    except EditorChoiceError as exc:
+        print(f"[demo] {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except (DemoError, ValueError, OSError) as exc:
+        print(f"[demo] FAILED: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    print_outputs(summary, out)
+    return 0
 
 
 if __name__ == "__main__":

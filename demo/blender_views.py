@@ -1,0 +1,112 @@
+"""Blender-side pictures of the demo (needs bpy): the training cameras, renders of the original scene, and renders
+of the imported result alone (same cameras, and a turntable)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from demo import procedural_scene as ps
+
+TRAINING_COLLECTION = "Training cameras"
+TURNTABLE_COLLECTION = "Turntable cameras"
+TRAINING_ELEVATIONS_DEG = (20.0, 40.0)
+CAMERA_DISTANCE = 4.5
+"""Metres from the scene's target: the whole group of objects fits the 35 mm view with some ground around it."""
+
+
+def camera_collection(name: str, poses: Sequence[np.ndarray], prefix: str) -> tuple[bpy.types.Collection,
+                                                                                       list[bpy.types.Object]]:
+    """Cameras at ``poses`` in a new collection ``name`` (the add-on uploads a collection's cameras)."""
+    collection = bpy.data.collections.new(name)
+    bpy.context.scene.collection.children.link(collection)
+    cameras = ps.add_cameras(prefix, poses)
+    for camera in cameras:
+        bpy.context.scene.collection.objects.unlink(camera)
+        collection.objects.link(camera)
+    return collection, cameras
+
+
+def training_cameras(built: ps.BuiltScene, count: int) -> tuple[bpy.types.Collection, list[bpy.types.Object]]:
+    poses = ps.orbit_poses(count, target=built.spec.target, distance=CAMERA_DISTANCE,
+                           elevations_deg=TRAINING_ELEVATIONS_DEG, azimuth_offset_deg=15.0)
+    return camera_collection(TRAINING_COLLECTION, poses, "view")
+
+
+def turntable_cameras(built: ps.BuiltScene, count: int) -> tuple[bpy.types.Collection, list[bpy.types.Object]]:
+    poses = ps.orbit_poses(count, target=built.spec.target, distance=CAMERA_DISTANCE, elevations_deg=(30.0,),
+                           azimuth_offset_deg=-90.0)
+    return camera_collection(TURNTABLE_COLLECTION, poses, "turntable")
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence Blender's own per-render lines ("Saved: ...") on stdout, which Python cannot filter (Blender's C
+    logger writes to file descriptor 1); stderr, where errors go, is untouched."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def render_all(cameras: Sequence[bpy.types.Object], folder: Path, size: int) -> list[Path]:
+    """One PNG per camera, ``<folder>/<camera name>.png``."""
+    with quiet_stdout():
+        return [ps.render_camera(camera, folder / f"{camera.name}.png", size, size) for camera in cameras]
+
+
+@contextlib.contextmanager
+def only_visible(objects: Sequence[bpy.types.Object], samples: int) -> Iterator[None]:
+    """Render only ``objects`` (the rest of the scene's geometry hidden from renders) with ``samples``; restores."""
+    scene = bpy.context.scene
+    keep = set(objects)
+    hidden = [obj for obj in scene.objects
+              if obj.type in ("MESH", "CURVES", "POINTCLOUD") and obj not in keep and not obj.hide_render]
+    saved_samples = scene.cycles.samples
+    try:
+        for obj in hidden:
+            obj.hide_render = True
+        scene.cycles.samples = samples
+        yield
+    finally:
+        for obj in hidden:
+            obj.hide_render = False
+        scene.cycles.samples = saved_samples
+
+
+def result_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:
+    """What to show of an imported result: the mesh when there is one (the point cloud would cover it), else the
+    point cloud."""
+    objects = [obj for obj in collection.objects if obj.type == "MESH"]
+    meshes = [obj for obj in objects if obj.get("in2n_kind") == "mesh"]
+    return meshes or objects
+
+
+def world_bounds(objects: Sequence[bpy.types.Object]) -> tuple[list[float], list[float]]:
+    """Axis-aligned world-space bounds of the objects' mesh vertices."""
+    points = []
+    for obj in objects:
+        coordinates = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
+        obj.data.vertices.foreach_get("co", coordinates)
+        matrix = np.asarray(obj.matrix_world, dtype=np.float64)
+        points.append(coordinates.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3])
+    stacked = np.concatenate(points) if points else np.zeros((1, 3))
+    return stacked.min(axis=0).tolist(), stacked.max(axis=0).tolist()
+
+
+def save_blend(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False, compress=True)
+    return path

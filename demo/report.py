@@ -1,0 +1,179 @@
+"""The demo's pictures with labels: before/after contact sheet, loss plot, turntable strip and GIF.
+
+Runs in the backend environment (``$IN2N_BACKEND_PYTHON -m demo.report PLAN.json``), which has Pillow and matplotlib
+(pinned in ``requirements/backend.txt``); the Blender environment only has numpy, and Blender cannot draw text into
+an image without a display. The plan is written by the Blender side of the demo (:mod:`demo.run`) and names every
+input file; paths in it are relative to the plan's folder. Prints one JSON object: the files written.
+
+Plan keys: ``title`` (str), ``subtitle`` (str), ``sheet`` (rows of ``{"label", "original", "edited", "result"}``),
+``sheet_columns`` (column titles), ``turntable`` (``{"rows": {label: [frame files]}, "fps"}``), ``record`` (the
+recorder's JSON: ``loss_series``, ``phase_starts``), ``outputs`` (``{"contact_sheet", "loss_plot",
+"turntable_gif", "turntable_strip"}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from demo import layout  # noqa: E402
+
+TEXT = (20, 20, 20)
+MUTED = (110, 110, 110)
+WARNING = (180, 30, 30)
+SHEET_TILE = 192
+
+
+def load(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def save(image: np.ndarray, path: Path) -> Path:
+    """PNG via a temporary file and rename: a crash never leaves half a file."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    Image.fromarray(image).save(partial, format="PNG")
+    partial.replace(path)
+    return path
+
+
+def font(size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def contact_sheet(plan: dict[str, Any], base: Path) -> np.ndarray:
+    """Rows = views, columns = original render | edited by the backend | imported result rendered in Blender."""
+    from PIL import Image, ImageDraw
+
+    columns = plan["sheet_columns"]
+    keys = ("original", "edited", "result")[:len(columns)]
+    cells = [[load(base / row[key]) if row.get(key) else None for key in keys] for row in plan["sheet"]]
+    title_h, header_h, label_w = 62, 26, 90
+    canvas, boxes = layout.grid(cells, SHEET_TILE, gap=6, top=title_h + header_h, left=label_w)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), plan["title"], fill=TEXT, font=font(18))
+    draw.text((10, 34), plan.get("subtitle", ""), fill=WARNING if plan.get("warning") else MUTED, font=font(13))
+    for column, box in zip(columns, boxes[0]):
+        draw.text((box.left + box.width / 2, title_h + header_h / 2), column, fill=TEXT, font=font(14), anchor="mm")
+    for row, row_boxes in zip(plan["sheet"], boxes):
+        box = row_boxes[0]
+        draw.text((label_w / 2 + 3, box.top + box.height / 2), row["label"], fill=TEXT, font=font(13), anchor="mm")
+        for cell_box, key in zip(row_boxes, keys):
+            if not row.get(key):
+                draw.text((cell_box.left + cell_box.width / 2, cell_box.top + cell_box.height / 2), "(missing)",
+                          fill=MUTED, font=font(13), anchor="mm")
+    return np.asarray(image)
+
+
+def loss_plot(plan: dict[str, Any], path: Path) -> Path:
+    """Training losses over the job's global step (reconstruction, then Iterative DU), log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    record = plan["record"]
+    series = {name: points for name, points in record["loss_series"].items() if points}
+    figure, axis = plt.subplots(figsize=(8, 4.2))
+    for name in sorted(series, key=lambda n: (n != "loss", n)):
+        steps = [point[0] for point in series[name]]
+        values = [point[2] for point in series[name]]
+        axis.plot(steps, values, label=name, linewidth=1.6 if name == "loss" else 1.0, marker="." if len(steps) < 40 else None)
+    positive = all(point[2] > 0 for points in series.values() for point in points)
+    if series and positive:
+        axis.set_yscale("log")
+    for phase, start in record.get("phase_starts", {}).items():
+        if phase in ("reconstruct", "edit"):
+            axis.axvline(start, color="gray", linestyle="--", linewidth=0.8)
+            axis.annotate({"reconstruct": "reconstruction", "edit": "Iterative DU"}[phase], (start, 1.0),
+                          xycoords=("data", "axes fraction"), xytext=(4, -14), textcoords="offset points",
+                          color="gray", fontsize=9)
+    if not series:
+        axis.text(0.5, 0.5, "no losses were reported", transform=axis.transAxes, ha="center", color="gray")
+    axis.set_xlabel("NeRF step (reconstruction, then editing)")
+    axis.set_ylabel("loss")
+    axis.set_title(plan["title"], fontsize=11)
+    if series:
+        axis.legend(fontsize=8, loc="upper right")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    figure.savefig(partial, dpi=100, format="png")
+    plt.close(figure)
+    partial.replace(path)
+    return path
+
+
+def turntable(plan: dict[str, Any], base: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A labelled strip (one row per label, frames side by side) and the GIF frames (rows stacked per frame)."""
+    from PIL import Image, ImageDraw
+
+    rows = {label: [load(base / frame) for frame in frames] for label, frames in plan["turntable"]["rows"].items()}
+    labels = list(rows)
+    count = min(len(frames) for frames in rows.values())
+    label_w = 120
+    canvas, boxes = layout.grid([rows[label][:count] for label in labels], max(rows[labels[0]][0].shape[:2]), gap=2,
+                                left=label_w)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    for label, row_boxes in zip(labels, boxes):
+        box = row_boxes[0]
+        draw.text((label_w / 2, box.top + box.height / 2), label, fill=TEXT, font=font(13), anchor="mm")
+    frames = [np.concatenate([rows[label][i] for label in labels], axis=1) for i in range(count)]
+    return np.asarray(image), frames
+
+
+def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> Path:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    partial = path.with_name(path.name + ".partial")
+    images[0].save(partial, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    partial.replace(path)
+    return path
+
+
+def make_report(plan_path: Path) -> dict[str, str]:
+    plan = json.loads(plan_path.read_text())
+    base = plan_path.parent
+    outputs = {key: base / value for key, value in plan["outputs"].items()}
+    written: dict[str, str] = {}
+    if plan.get("sheet"):
+        written["contact_sheet"] = str(save(contact_sheet(plan, base), outputs["contact_sheet"]))
+    written["loss_plot"] = str(loss_plot(plan, outputs["loss_plot"]))
+    if plan.get("turntable", {}).get("rows"):
+        strip_image, frames = turntable(plan, base)
+        written["turntable_strip"] = str(save(strip_image, outputs["turntable_strip"]))
+        written["turntable_gif"] = str(write_gif(frames, outputs["turntable_gif"], plan["turntable"].get("fps", 8)))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("plan", type=Path, help="the plan JSON written by the demo")
+    args = parser.parse_args(argv)
+    print(json.dumps(make_report(args.plan.resolve())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The whole demo, headless, in one Blender (``bpy``) process: scene -> add-on -> backend -> edit -> import -> outputs.
+
+Every product step goes through the add-on's own operators and timer callback (see :mod:`demo.addon_driver`): the
+demo never talks to the backend by itself. The pictures with text (contact sheet, loss plot, GIF) are drawn by
+:mod:`demo.report` in the backend's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from demo import blender_views as views
+from demo import layout
+from demo import procedural_scene as ps
+from demo.addon_driver import AddonDriver, DemoError, install_addon, set_preferences
+from demo.config import DemoConfig, Preset, engine_overrides, resolve_preset
+from demo.editor_choice import TINY_NOTE, EditorChoice, alexnet_weights_present, choose_editor
+from demo.recorder import Recorder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+class ProgressPrinter:
+    """One stdout line when the phase changes and at most every ``interval_s`` otherwise: the panel's own progress
+    text plus the latest losses."""
+
+    def __init__(self, state: Any, recorder: Recorder, interval_s: float = 3.0) -> None:
+        self.state, self.recorder, self.interval_s = state, recorder, interval_s
+        self._last_time, self._last_phase, self._last_text = 0.0, "", ""
+
+    def __call__(self) -> None:
+        text = self.state.progress_text()
+        job = self.state.job
+        phase = job.phase if job is not None else ""
+        now = time.monotonic()
+        if not text or text == self._last_text or (phase == self._last_phase and now - self._last_time < self.interval_s):
+            return
+        progress = self.recorder.record.progress
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in sorted(progress[-1].losses.items())[:4]) if progress else ""
+        edits = f", {progress[-1].images_edited} views edited" if progress and progress[-1].images_edited else ""
+        say(f"{text}{edits}{' | ' + losses if losses else ''}")
+        self._last_time, self._last_phase, self._last_text = now, phase, text
+
+
+def backend_args(work: Path) -> str:
+    """Extra ``backend serve`` arguments: a job store of the demo's own (no old jobs are resumed, nothing is left in
+    the user's cache) when the server supports one."""
+    return ""  # TEMP until the jobs server lands: f"--jobs-dir {work / 'jobs'}"
+
+
+def plan_editor(choice: EditorChoice, explicit: bool, gpu: bool) -> tuple[EditorChoice, str]:
+    """Real weights found in the cache but no GPU: InstructPix2Pix takes minutes per edit on a CPU, so the demo uses
+    the tiny editor unless the user asked for the weights with ``--editor``."""
+    if choice.real and not gpu and not explicit:
+        note = (f"InstructPix2Pix weights found ({choice.origin}) but the backend has no GPU; the demo uses the TINY "
+                f"RANDOM editor instead (pass --editor {choice.source} to edit with them on the CPU, slowly). "
+                + TINY_NOTE.split(":", 1)[1].strip())
+        return EditorChoice("tiny", False, "tiny (random; weights found but no GPU)", note), note
+    if choice.real and not gpu:
+        return choice, "real InstructPix2Pix on the CPU: expect minutes per edit"
+    return choice, choice.note
+
+
+def configure_panel(scene: bpy.types.Scene, collection: bpy.types.Collection, preset: Preset, config: DemoConfig,
+                    overrides: dict[str, Any]) -> None:
+    """What a user sets in the sidebar panel before pressing Edit."""
+    settings = scene.in2n
+    settings.source, settings.camera_collection = "RENDER", collection
+    settings.resolution_x = settings.resolution_y = preset.size
+    settings.render_samples = preset.samples
+    settings.instruction = config.instruction
+    settings.reconstruction_steps, settings.total_steps = preset.reconstruction_steps, preset.edit_steps
+    settings.edit_every_n_steps, settings.ddim_steps = preset.edit_every, preset.ddim_steps
+    settings.memory_mode, settings.seed = preset.memory_mode, config.seed
+    settings.preview_rate, settings.preview_max_side = 2.0, max(64, min(preset.size, 256))
+    settings.import_mesh = settings.import_pointcloud = settings.import_textures = True
+    settings.engine_overrides = json.dumps(overrides)
+
+
+def edited_images(recorder: Recorder, uploaded: list[str], folder: Path) -> dict[str, Path]:
+    """Copy the downloaded edited images to ``folder/<camera>.png`` by the artifact's camera index."""
+    record, copied = recorder.record, {}
+    for name, info in record.artifacts.items():
+        index = info["metadata"].get("camera_index")
+        if info["kind"] != "image" or not isinstance(index, int) or not 0 <= index < len(uploaded):
+            continue
+        target = folder / f"{uploaded[index]}{record.result_files[name].suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record.result_files[name], target)
+        copied[uploaded[index]] = target
+    return copied
+
+
+def run_report(backend_python: str, plan_path: Path) -> dict[str, str]:
+    completed = subprocess.run([backend_python, "-m", "demo.report", str(plan_path)], cwd=ROOT, capture_output=True,
+                               text=True, timeout=300)
+    if completed.returncode != 0:
+        raise DemoError(f"drawing the report failed ({backend_python} -m demo.report):\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_demo(config: DemoConfig, backend_python: str) -> dict[str, Any]:
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.monotonic() - since, 2)
+        return time.monotonic()
+
+    out = config.out_dir.resolve()
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    choice = choose_editor(config.editor)
+    say(f"editor: {choice.origin}" + ("" if choice.real else " -- " + choice.note))
+
+    t = time.monotonic()
+    built = ps.build_scene(settings=ps.RenderSettings(threads=config.threads))
+    say(f"scene: {', '.join(spec.name for spec in built.spec.objects)} on a checkered ground")
+    addon = install_addon(work)
+    set_preferences(backend_python, ROOT, backend_args(work))
+    driver = AddonDriver(addon)
+    t = lap("scene_and_addon", t)
+
+    say(f"starting the backend with the add-on's 'Start local backend' ({backend_python}); log: {driver.backend_log()}")
+    try:
+        driver.start_local_backend(config.startup_timeout_s)
+        server = driver.rt.state.server
+        gpu = bool(server.gpu_name)
+        say(f"connected: {server.server_name} {server.server_version}, {server.device_status or 'device unknown'}")
+        t = lap("backend_start", t)
+
+        choice, editor_note = plan_editor(choice, explicit=config.editor not in (None, "tiny"), gpu=gpu)
+        preset = resolve_preset(config, choice.real, gpu)
+        lpips = alexnet_weights_present()
+        overrides = engine_overrides(preset, choice.source, lpips_available=lpips)
+        if editor_note:
+            say(("WARNING: " if not choice.real else "note: ") + editor_note)
+        if preset.memory_mode != "in2n-tiny" and not lpips:
+            say("note: torchvision's AlexNet weights are not in the torch cache: training without the LPIPS loss")
+        say(f"preset {preset.name}: {preset.views} views at {preset.size} px, {preset.reconstruction_steps} "
+            f"reconstruction + {preset.edit_steps} editing steps, one edit every {preset.edit_every} steps")
+
+        collection, cameras = views.training_cameras(built, preset.views)
+        bpy.context.scene.cycles.samples = preset.samples
+        originals = views.render_all(cameras, out / "scene" / "images", preset.size)
+        ps.write_transforms(out / "scene" / "transforms.json", cameras, [f"images/{p.name}" for p in originals],
+                            preset.size, preset.size)
+        t = lap("render_originals", t)
+
+        configure_panel(bpy.context.scene, collection, preset, config, overrides)
+        recorder = Recorder(addon.core.protocol_link.protocol.messages, addon.core.worker_api)
+        recorder.attach(driver.rt.state)
+        say(f"Edit: \"{config.instruction}\" (the add-on renders {preset.views} views, uploads them, starts the job)")
+        driver.edit(config.job_timeout_s, ProgressPrinter(driver.rt.state, recorder))
+        preview = bpy.data.images.get(driver.runtime.PREVIEW_IMAGE)
+        say(f"job {recorder.record.job_id} done; {len(driver.rt.state.history)} live previews reached the "
+            f"'{driver.runtime.PREVIEW_IMAGE}' image")
+        t = lap("edit_job", t)
+
+        result = driver.import_result(300)
+        shown = views.result_objects(result)
+        say(f"Import result: {', '.join(f'{o.name} ({len(o.data.vertices)} vertices)' for o in result.objects)}")
+        t = lap("import_result", t)
+    finally:
+        driver.stop_local_backend()
+
+    uploaded = json.loads(bpy.context.scene.get(driver.runtime.UPLOADED_CAMERAS, "[]"))
+    edited = edited_images(recorder, uploaded, out / "edited")
+    sheet_cameras = [cameras[i] for i in layout.evenly_spaced(config.sheet_views, len(cameras))]
+    with views.only_visible(shown, preset.samples):
+        result_views = views.render_all(sheet_cameras, out / "result_views", preset.size)
+    turntable_collection, turntable = views.turntable_cameras(built, config.turntable_frames)
+    source_objects = [built.objects[name] for name in built.objects]
+    with views.only_visible(source_objects, config.turntable_samples):
+        before_frames = views.render_all(turntable, out / "turntable" / "original", config.turntable_size)
+    with views.only_visible(shown, config.turntable_samples):
+        after_frames = views.render_all(turntable, out / "turntable" / "result", config.turntable_size)
+    t = lap("render_outputs", t)
+    blend = views.save_blend(out / "demo.blend")
+
+    record_json = recorder.record.to_json()
+    (out / "progress.json").write_text(json.dumps(record_json, indent=1))
+    meaning = "real InstructPix2Pix" if choice.real else "TINY RANDOM editor: the edit is NOT meaningful"
+    plan = {
+        "title": f"\"{config.instruction}\"",
+        "subtitle": f"{meaning}; {preset.views} views, {preset.size} px, preset {preset.name}",
+        "warning": not choice.real,
+        "sheet_columns": ["original render", "edited by the backend", "imported result (Blender)"],
+        "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
+                   "edited": str(edited[camera.name].relative_to(out)) if camera.name in edited else None,
+                   "result": str(path.relative_to(out))} for camera, path in zip(sheet_cameras, result_views)],
+        "turntable": {"rows": {"original scene": [str(p.relative_to(out)) for p in before_frames],
+                               "imported result": [str(p.relative_to(out)) for p in after_frames]}, "fps": 6},
+        "record": record_json,
+        "outputs": {"contact_sheet": "contact_sheet.png", "loss_plot": "losses.png",
+                    "turntable_gif": "turntable.gif", "turntable_strip": "turntable_strip.png"},
+    }
+    plan_path = out / "report_plan.json"
+    plan_path.write_text(json.dumps(plan, indent=1))
+    pictures = run_report(backend_python, plan_path)
+    t = lap("report", t)
+
+    source_bounds = views.world_bounds([obj for name, obj in built.objects.items() if name != "Ground"])
+    progress = recorder.record.progress
+    summary = {
+        "instruction": config.instruction,
+        "editor": {"source": choice.source, "origin": choice.origin, "real_weights": choice.real,
+                   "edit_is_meaningful": choice.real, "note": editor_note},
+        "preset": asdict(preset),
+        "backend": {"server": f"{server.server_name} {server.server_version}", "device": server.device_status,
+                    "gpu": server.gpu_name, "log": str(driver.backend_log())},
+        "job": {"id": recorder.record.job_id, "state": driver.rt.state.job.state,
+                "images_edited": progress[-1].images_edited if progress else 0,
+                "final_losses": progress[-1].losses if progress else {}, "progress_events": len(progress),
+                "previews_received": len(driver.rt.state.history),
+                "preview_image": list(preview.size) if preview is not None else None},
+        "result": {"collection": result.name,
+                   "objects": {o.name: {"kind": o.get("in2n_kind", ""), "vertices": len(o.data.vertices),
+                                        "faces": len(o.data.polygons)} for o in result.objects},
+                   "world_bounds": views.world_bounds(shown), "source_world_bounds": source_bounds},
+        "outputs": {"blend": str(blend), "scene": str(out / "scene" / "transforms.json"), "edited": str(out / "edited"),
+                    **pictures, "progress": str(out / "progress.json")},
+        "timings_s": {**timings, "total": round(time.monotonic() - started, 2)},
+    }
+    partial = out / "summary.json.partial"
+    partial.write_text(json.dumps(summary, indent=1))
+    partial.replace(out / "summary.json")
+    return summary
+
+
+def print_outputs(summary: dict[str, Any], out: Path) -> None:
+    say(f"done in {summary['timings_s']['total']:.0f} s; outputs in {out}:")
+    for key, path in summary["outputs"].items():
+        print(f"  {key:16s} {path}", flush=True)
+    print(f"  {'summary':16s} {out / 'summary.json'}", flush=True)
+    if not summary["editor"]["real_weights"]:
+        say("NOTE: the edit was made by the tiny RANDOM editor and is NOT meaningful; see the editor note above.")
+
