@@ -31,6 +31,7 @@ TEXT = (20, 20, 20)
 MUTED = (110, 110, 110)
 WARNING = (180, 30, 30)
 SHEET_TILE = 192
+PHASE_NAMES = {"reconstruct": "reconstruction", "edit": "Iterative DU"}
 
 
 def load(path: Path) -> np.ndarray:
@@ -82,8 +83,17 @@ def contact_sheet(plan: dict[str, Any], base: Path) -> np.ndarray:
     return np.asarray(image)
 
 
+def _phase_lines(axis: Any, phase_starts: dict[str, int]) -> None:
+    for phase, start in phase_starts.items():
+        if phase in PHASE_NAMES:
+            axis.axvline(start, color="gray", linestyle="--", linewidth=0.8)
+            axis.annotate(PHASE_NAMES[phase], (start, 1.0), xycoords=("data", "axes fraction"), xytext=(4, -14),
+                          textcoords="offset points", color="gray", fontsize=9)
+
+
 def loss_plot(plan: dict[str, Any], path: Path) -> Path:
-    """Training losses over the job's global step (reconstruction, then Iterative DU), log scale."""
+    """Training losses (log scale) and, beside them, PSNR against the training images, over the job's global step
+    (reconstruction, then Iterative DU: there the targets are the edited images, which keep changing)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,28 +101,33 @@ def loss_plot(plan: dict[str, Any], path: Path) -> Path:
 
     record = plan["record"]
     series = {name: points for name, points in record["loss_series"].items() if points}
-    figure, axis = plt.subplots(figsize=(8, 4.2))
-    for name in sorted(series, key=lambda n: (n != "loss", n)):
-        steps = [point[0] for point in series[name]]
-        values = [point[2] for point in series[name]]
-        axis.plot(steps, values, label=name, linewidth=1.6 if name == "loss" else 1.0, marker="." if len(steps) < 40 else None)
-    positive = all(point[2] > 0 for points in series.values() for point in points)
-    if series and positive:
+    losses = {name: points for name, points in series.items() if "psnr" not in name}
+    psnr = {name: points for name, points in series.items() if "psnr" in name}
+    figure, axes = plt.subplots(1, 2 if psnr else 1, figsize=(11 if psnr else 8, 4.2), squeeze=False)
+    axis = axes[0][0]
+    for name in sorted(losses, key=lambda n: (n != "loss", n)):
+        steps, values = [p[0] for p in losses[name]], [p[2] for p in losses[name]]
+        axis.plot(steps, values, label=name, linewidth=1.6 if name == "loss" else 1.0,
+                  marker="." if len(steps) < 40 else None)
+    if losses and all(p[2] > 0 for points in losses.values() for p in points):
         axis.set_yscale("log")
-    for phase, start in record.get("phase_starts", {}).items():
-        if phase in ("reconstruct", "edit"):
-            axis.axvline(start, color="gray", linestyle="--", linewidth=0.8)
-            axis.annotate({"reconstruct": "reconstruction", "edit": "Iterative DU"}[phase], (start, 1.0),
-                          xycoords=("data", "axes fraction"), xytext=(4, -14), textcoords="offset points",
-                          color="gray", fontsize=9)
-    if not series:
+    if not losses:
         axis.text(0.5, 0.5, "no losses were reported", transform=axis.transAxes, ha="center", color="gray")
-    axis.set_xlabel("NeRF step (reconstruction, then editing)")
-    axis.set_ylabel("loss")
-    axis.set_title(plan["title"], fontsize=11)
-    if series:
+    else:
         axis.legend(fontsize=8, loc="upper right")
-    axis.grid(alpha=0.3)
+    axis.set_ylabel("training loss")
+    if psnr:
+        right = axes[0][1]
+        for name, points in sorted(psnr.items()):
+            right.plot([p[0] for p in points], [p[2] for p in points], label=name, color="tab:green",
+                       marker="." if len(points) < 40 else None)
+        right.set_ylabel("PSNR vs training images (dB)")
+        right.legend(fontsize=8, loc="lower right")
+    for axis in axes[0]:
+        _phase_lines(axis, record.get("phase_starts", {}))
+        axis.set_xlabel("NeRF step (reconstruction, then editing)")
+        axis.grid(alpha=0.3)
+    figure.suptitle(plan["title"], fontsize=11)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
