@@ -100,7 +100,8 @@ class BuiltScene:
 
 def _material(name: str, color: RGB, roughness: float) -> "bpy.types.Material":
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always node-based from 5.0 (the flag is deprecated there)
+        material.use_nodes = True
     bsdf = material.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (*color, 1.0)
     bsdf.inputs["Roughness"].default_value = roughness
@@ -172,7 +173,8 @@ def build_scene(spec: SceneSpec | None = None, settings: RenderSettings | None =
     scene.collection.objects.link(sun)
 
     world = bpy.data.worlds.new("World")
-    world.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always node-based from 5.0
+        world.use_nodes = True
     background = world.node_tree.nodes["Background"]
     background.inputs["Color"].default_value = (*spec.world_color, 1.0)
     background.inputs["Strength"].default_value = spec.world_strength
