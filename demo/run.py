@@ -11,8 +11,10 @@ import json
 import shutil
 import subprocess
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import bpy
@@ -111,35 +113,65 @@ def run_report(backend_python: str, plan_path: Path) -> dict[str, str]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def run_demo(config: DemoConfig, backend_python: str) -> dict[str, Any]:
-    started = time.monotonic()
-    timings: dict[str, float] = {}
+class Laps:
+    """Wall time of each stage, in seconds."""
 
-    def lap(name: str, since: float) -> float:
-        timings[name] = round(time.monotonic() - since, 2)
-        return time.monotonic()
+    def __init__(self) -> None:
+        self.started = self._last = time.monotonic()
+        self.seconds: dict[str, float] = {}
 
-    out = config.out_dir.resolve()
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
+
+    def total(self) -> float:
+        return round(time.monotonic() - self.started, 2)
+
+
+@dataclass
+class EditOutcome:
+    """What the edit stage leaves for the output stage."""
+
+    built: ps.BuiltScene
+    choice: EditorChoice
+    editor_note: str
+    preset: Preset
+    cameras: list[bpy.types.Object]
+    recorder: Recorder
+    driver: AddonDriver
+    server: Any
+    """The backend's hello reply."""
+    result: bpy.types.Collection
+    """The collection Import result created."""
+
+
+def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *, addon: ModuleType | None = None,
+               connect: Callable[[AddonDriver], None] | None = None, factory_reset: bool = True) -> EditOutcome:
+    """Scene, add-on, backend, Edit, Import result. ``addon`` / ``connect`` / ``factory_reset`` are for tests that
+    share one Blender process with an installed add-on and a scripted backend (default: install the zip, press
+    Start local backend, start from factory settings)."""
     choice = choose_editor(config.editor)
     say(f"editor: {choice.origin}" + ("" if choice.real else " -- " + choice.note))
-
-    t = time.monotonic()
-    built = ps.build_scene(settings=ps.RenderSettings(threads=config.threads))
+    built = ps.build_scene(settings=ps.RenderSettings(threads=config.threads), factory_reset=factory_reset)
     say(f"scene: {', '.join(spec.name for spec in built.spec.objects)} on a checkered ground")
-    addon = install_addon(work)
-    set_preferences(backend_python, ROOT, backend_args(work))
+    if addon is None:
+        addon = install_addon(out / "work")
+        set_preferences(backend_python, ROOT, backend_args(out / "work"))
     driver = AddonDriver(addon)
-    t = lap("scene_and_addon", t)
+    laps.lap("scene_and_addon")
 
-    say(f"starting the backend with the add-on's 'Start local backend' ({backend_python}); log: {driver.backend_log()}")
     try:
-        driver.start_local_backend(config.startup_timeout_s)
+        if connect is None:
+            say(f"starting the backend with the add-on's 'Start local backend' ({backend_python}); "
+                f"log: {driver.backend_log()}")
+            driver.start_local_backend(config.startup_timeout_s)
+        else:
+            connect(driver)
         server = driver.rt.state.server
         gpu = bool(server.gpu_name)
         say(f"connected: {server.server_name} {server.server_version}, {server.device_status or 'device unknown'}")
-        t = lap("backend_start", t)
+        laps.lap("backend_start")
 
         choice, editor_note = plan_editor(choice, explicit=config.editor not in (None, "tiny"), gpu=gpu)
         preset = resolve_preset(config, choice.real, gpu)
@@ -157,46 +189,50 @@ def run_demo(config: DemoConfig, backend_python: str) -> dict[str, Any]:
         originals = views.render_all(cameras, out / "scene" / "images", preset.size)
         ps.write_transforms(out / "scene" / "transforms.json", cameras, [f"images/{p.name}" for p in originals],
                             preset.size, preset.size)
-        t = lap("render_originals", t)
+        laps.lap("render_originals")
 
         configure_panel(bpy.context.scene, collection, preset, config, overrides)
         recorder = Recorder(addon.core.protocol_link.protocol.messages, addon.core.worker_api)
         recorder.attach(driver.rt.state)
         say(f"Edit: \"{config.instruction}\" (the add-on renders {preset.views} views, uploads them, starts the job)")
         driver.edit(config.job_timeout_s, ProgressPrinter(driver.rt.state, recorder))
-        preview = bpy.data.images.get(driver.runtime.PREVIEW_IMAGE)
         say(f"job {recorder.record.job_id} done; {len(driver.rt.state.history)} live previews reached the "
             f"'{driver.runtime.PREVIEW_IMAGE}' image")
-        t = lap("edit_job", t)
+        laps.lap("edit_job")
 
         result = driver.import_result(300)
-        shown = views.result_objects(result)
         say(f"Import result: {', '.join(f'{o.name} ({len(o.data.vertices)} vertices)' for o in result.objects)}")
-        t = lap("import_result", t)
+        laps.lap("import_result")
     finally:
         driver.stop_local_backend()
+    return EditOutcome(built, choice, editor_note, preset, cameras, recorder, driver, server, result)
 
-    uploaded = json.loads(bpy.context.scene.get(driver.runtime.UPLOADED_CAMERAS, "[]"))
-    edited = edited_images(recorder, uploaded, out / "edited")
-    sheet_cameras = [cameras[i] for i in layout.evenly_spaced(config.sheet_views, len(cameras))]
+
+def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_python: str, laps: Laps) -> dict[str, Any]:
+    """Edited images by view, renders of the imported result, turntable, .blend, report pictures; the summary."""
+    preset, record = edit.preset, edit.recorder.record
+    uploaded = json.loads(bpy.context.scene.get(edit.driver.runtime.UPLOADED_CAMERAS, "[]"))
+    edited = edited_images(edit.recorder, uploaded, out / "edited")
+    shown = views.result_objects(edit.result)
+    sheet_cameras = [edit.cameras[i] for i in layout.evenly_spaced(config.sheet_views, len(edit.cameras))]
     with views.only_visible(shown, preset.samples):
         result_views = views.render_all(sheet_cameras, out / "result_views", preset.size)
-    turntable_collection, turntable = views.turntable_cameras(built, config.turntable_frames)
-    source_objects = [built.objects[name] for name in built.objects]
-    with views.only_visible(source_objects, config.turntable_samples):
+    _, turntable = views.turntable_cameras(edit.built, config.turntable_frames)
+    with views.only_visible(list(edit.built.objects.values()), config.turntable_samples):
         before_frames = views.render_all(turntable, out / "turntable" / "original", config.turntable_size)
     with views.only_visible(shown, config.turntable_samples):
         after_frames = views.render_all(turntable, out / "turntable" / "result", config.turntable_size)
-    t = lap("render_outputs", t)
+    laps.lap("render_outputs")
     blend = views.save_blend(out / "demo.blend")
 
-    record_json = recorder.record.to_json()
+    record_json = record.to_json()
     (out / "progress.json").write_text(json.dumps(record_json, indent=1))
-    meaning = "real InstructPix2Pix" if choice.real else "TINY RANDOM editor: the edit is NOT meaningful"
+    real = edit.choice.real
+    meaning = "real InstructPix2Pix" if real else "TINY RANDOM editor: the edit is NOT meaningful"
     plan = {
         "title": f"\"{config.instruction}\"",
         "subtitle": f"{meaning}; {preset.views} views, {preset.size} px, preset {preset.name}",
-        "warning": not choice.real,
+        "warning": not real,
         "sheet_columns": ["original render", "edited by the backend", "imported result (Blender)"],
         "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
                    "edited": str(edited[camera.name].relative_to(out)) if camera.name in edited else None,
@@ -210,30 +246,43 @@ def run_demo(config: DemoConfig, backend_python: str) -> dict[str, Any]:
     plan_path = out / "report_plan.json"
     plan_path.write_text(json.dumps(plan, indent=1))
     pictures = run_report(backend_python, plan_path)
-    t = lap("report", t)
+    laps.lap("report")
 
-    source_bounds = views.world_bounds([obj for name, obj in built.objects.items() if name != "Ground"])
-    progress = recorder.record.progress
-    summary = {
+    state, server = edit.driver.rt.state, edit.server
+    preview = bpy.data.images.get(edit.driver.runtime.PREVIEW_IMAGE)
+    progress = record.progress
+    return {
         "instruction": config.instruction,
-        "editor": {"source": choice.source, "origin": choice.origin, "real_weights": choice.real,
-                   "edit_is_meaningful": choice.real, "note": editor_note},
+        "editor": {"source": edit.choice.source, "origin": edit.choice.origin, "real_weights": real,
+                   "edit_is_meaningful": real, "note": edit.editor_note},
         "preset": asdict(preset),
         "backend": {"server": f"{server.server_name} {server.server_version}", "device": server.device_status,
-                    "gpu": server.gpu_name, "log": str(driver.backend_log())},
-        "job": {"id": recorder.record.job_id, "state": driver.rt.state.job.state,
+                    "gpu": server.gpu_name, "log": str(edit.driver.backend_log())},
+        "job": {"id": record.job_id, "state": state.job.state if state.job else None,
                 "images_edited": progress[-1].images_edited if progress else 0,
                 "final_losses": progress[-1].losses if progress else {}, "progress_events": len(progress),
-                "previews_received": len(driver.rt.state.history),
-                "preview_image": list(preview.size) if preview is not None else None},
-        "result": {"collection": result.name,
+                "previews_received": len(state.history),
+                "preview_image_size": list(preview.size) if preview is not None else None},
+        "result": {"collection": edit.result.name,
                    "objects": {o.name: {"kind": o.get("in2n_kind", ""), "vertices": len(o.data.vertices),
-                                        "faces": len(o.data.polygons)} for o in result.objects},
-                   "world_bounds": views.world_bounds(shown), "source_world_bounds": source_bounds},
+                                        "faces": len(o.data.polygons)} for o in edit.result.objects},
+                   "world_bounds": views.world_bounds(shown),
+                   "source_world_bounds": views.world_bounds(
+                       [obj for name, obj in edit.built.objects.items() if name != "Ground"])},
+        "edited_views": sorted(edited),
         "outputs": {"blend": str(blend), "scene": str(out / "scene" / "transforms.json"), "edited": str(out / "edited"),
                     **pictures, "progress": str(out / "progress.json")},
-        "timings_s": {**timings, "total": round(time.monotonic() - started, 2)},
     }
+
+
+def run_demo(config: DemoConfig, backend_python: str, **seams: Any) -> dict[str, Any]:
+    """The whole demo; returns (and writes) the summary. ``seams``: see :func:`drive_edit`."""
+    laps = Laps()
+    out = config.out_dir.resolve()
+    (out / "work").mkdir(parents=True, exist_ok=True)
+    edit = drive_edit(config, backend_python, out, laps, **seams)
+    summary = write_outputs(config, edit, out, backend_python, laps)
+    summary["timings_s"] = {**laps.seconds, "total": laps.total()}
     partial = out / "summary.json.partial"
     partial.write_text(json.dumps(summary, indent=1))
     partial.replace(out / "summary.json")

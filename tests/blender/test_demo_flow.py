@@ -1,0 +1,103 @@
+"""The demo's whole flow in seconds: the real add-on (installed zip) and the real server core with a SCRIPTED job
+(tests/blender/scripted_backend.py) whose results are a coloured point cloud on the scene's objects and solid-blue
+"edited" images. Checks what the demo writes: edited images by view, contact sheet, result renders in the same world
+frame, turntable, .blend, summary. The run against a real backend is ``test_demo_run.py`` (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import bpy
+import numpy as np
+import pytest
+
+from demo import layout
+from demo import procedural_scene as ps
+from demo.addon_driver import AddonDriver
+from demo.config import DemoConfig
+from demo.run import run_demo
+from protocol import write_connection_file
+from tests.blender.helpers import backend_python
+from tests.blender.scripted_backend import ScriptedBackend, ply_bytes
+from tests.blender.test_demo_report import read_png, write_png
+
+pytestmark = pytest.mark.timeout(300)
+VIEWS = 4
+BLUE = (20, 40, 230)
+
+
+def points_on_objects(spec: ps.SceneSpec, per_object: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Points on spheres where the scene's objects stand, in their colours (a stand-in reconstruction)."""
+    rng = np.random.default_rng(0)
+    points, colors = [], []
+    for primitive in spec.objects:
+        directions = rng.normal(size=(per_object, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        points.append(np.asarray(primitive.location) + directions * primitive.size / 2)
+        colors.append(np.tile(np.round(np.asarray(primitive.color) * 255), (per_object, 1)))
+    return np.concatenate(points).astype(np.float32), np.concatenate(colors).astype(np.uint8)
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> ScriptedBackend:
+    png = tmp_path / "blue.png"
+    write_png(png, np.tile(np.asarray(BLUE, np.uint8), (32, 32, 1)))
+    results: dict[str, tuple] = {"exports/point_cloud.ply": ("pointcloud", ply_bytes(*points_on_objects(ps.SceneSpec())))}
+    for index in range(VIEWS):
+        results[f"edited/frame_{index:05d}.png"] = ("image", png.read_bytes(), {"camera_index": index})
+    backend = ScriptedBackend(results, steps=6)
+    yield backend
+    backend.stop()
+
+
+def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, scene: bpy.types.Scene,
+                                                          scripted: ScriptedBackend, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    connection = tmp_path / "connection.json"
+    write_connection_file(connection, scripted.info)
+
+    def connect(driver: AddonDriver) -> None:  # the panel's Connect button with the scripted server's file
+        bpy.context.scene.in2n.connection_file = str(connection)
+        driver.press(bpy.ops.in2n.connect, "Connect")
+        driver.pump_until(lambda: driver.rt.state.connection == "connected", 30, "connecting")
+
+    out = tmp_path / "demo_out"
+    config = DemoConfig(out_dir=out, editor="tiny", views=VIEWS, size=32, samples=2, sheet_views=2,
+                        turntable_frames=3, turntable_size=32, turntable_samples=2, threads=2)
+    summary = run_demo(config, backend_python(), addon=addon, connect=connect, factory_reset=False)
+    stdout = capsys.readouterr().out
+
+    assert "NOT meaningful" in stdout and "Reconstructing" in stdout and "Editing" in stdout
+    assert summary["editor"] == {"source": "tiny", "origin": "tiny (random, asked for)", "real_weights": False,
+                                 "edit_is_meaningful": False, "note": summary["editor"]["note"]}
+    assert summary["job"]["state"] == "done" and summary["job"]["progress_events"] >= 12
+    assert summary["job"]["previews_received"] >= 1 and summary["job"]["preview_image_size"] == [32, 32]
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+    # edited images land under the names of the cameras they belong to (artifact camera_index -> uploaded order)
+    names = [f"view_{i:03d}" for i in range(VIEWS)]
+    assert summary["edited_views"] == names
+    assert all((out / "edited" / f"{name}.png").read_bytes() == scripted.results[f"edited/frame_{i:05d}.png"][1]
+               for i, name in enumerate(names))
+
+    # the imported point cloud sits where the objects are (same world frame), and its renders show it
+    low, high = (np.asarray(b) for b in summary["result"]["world_bounds"])
+    want_low, want_high = (np.asarray(b) for b in summary["result"]["source_world_bounds"])
+    np.testing.assert_allclose(low, want_low, atol=0.15)
+    np.testing.assert_allclose(high, want_high, atol=0.15)
+    result_view = read_png(out / "result_views" / "view_000.png")
+    sky = result_view[0, 0].astype(int)
+    assert (np.abs(result_view.astype(int) - sky).max(-1) > 30).mean() > 0.05
+
+    sheet = read_png(Path(summary["outputs"]["contact_sheet"]))
+    _, boxes = layout.grid([[None] * 3] * 2, 192, gap=6, top=62 + 26, left=90)
+    for row in boxes:
+        edited_box = row[1]
+        assert tuple(sheet[edited_box.top + 5, edited_box.left + 5]) == BLUE
+    assert len(list((out / "turntable" / "result").glob("*.png"))) == 3
+    assert len(list((out / "turntable" / "original").glob("*.png"))) == 3
+    for key in ("blend", "loss_plot", "turntable_gif", "turntable_strip"):
+        assert Path(summary["outputs"][key]).stat().st_size > 0, key
+    assert set(summary["timings_s"]) >= {"scene_and_addon", "edit_job", "render_outputs", "report", "total"}
