@@ -42,24 +42,42 @@ class JobRecord:
     errors: list[str] = field(default_factory=list)
     """Failed commands (upload, fetch...) as the add-on reported them."""
 
-    def phase_starts(self) -> dict[str, int]:
-        """Phase -> global step where it begins: phases run one after the other and each restarts its own step
-        count, so a phase starts where the previous ones' ``total_steps`` add up to."""
-        starts: dict[str, int] = {}
-        totals: dict[str, int] = {}
+    def phase_offsets(self) -> dict[str, int]:
+        """Phase -> what to add to its steps to count globally. A phase whose steps continue upwards from the
+        previous phase's already counts globally (same offset); one that restarts its count is placed after the
+        previous phase (its offset plus its ``total_steps``)."""
+        offsets: dict[str, int] = {}
+        previous: ProgressSample | None = None
         for sample in self.progress:
-            if sample.phase not in starts:
-                starts[sample.phase] = sum(totals.values())
-            totals[sample.phase] = max(totals.get(sample.phase, 0), sample.total_steps)
+            if sample.phase not in offsets:
+                if previous is None:
+                    offsets[sample.phase] = 0
+                elif sample.step >= previous.step:
+                    offsets[sample.phase] = offsets[previous.phase]
+                else:
+                    offsets[sample.phase] = offsets[previous.phase] + max(previous.total_steps, previous.step)
+            previous = sample
+        return offsets
+
+    def phase_starts(self) -> dict[str, int]:
+        """Phase -> global step where it begins: 0 for the first; for later ones their offset when their count
+        restarted, else their first reported step."""
+        offsets = self.phase_offsets()
+        starts: dict[str, int] = {}
+        for sample in self.progress:
+            if sample.phase in starts:
+                continue
+            counted_on = bool(starts) and offsets[sample.phase] == offsets[next(iter(starts))]
+            starts[sample.phase] = offsets[sample.phase] + (sample.step if counted_on else 0)
         return starts
 
     def loss_series(self) -> dict[str, list[tuple[int, str, float]]]:
-        """Loss name -> ``(global step, phase, value)`` points in arrival order, finite values only; the global step
-        is the phase's start (:meth:`phase_starts`) plus its own step."""
-        starts = self.phase_starts()
+        """Loss name -> ``(global step, phase, value)`` points in arrival order, finite values only (global step:
+        see :meth:`phase_offsets`)."""
+        offsets = self.phase_offsets()
         series: dict[str, list[tuple[int, str, float]]] = {}
         for sample in self.progress:
-            step = starts[sample.phase] + sample.step
+            step = offsets[sample.phase] + sample.step
             for name, value in sample.losses.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     series.setdefault(name, []).append((step, sample.phase, float(value)))

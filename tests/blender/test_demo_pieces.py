@@ -199,3 +199,15 @@ def test_recorder_keeps_downloaded_artifacts_with_their_camera_index(tmp_path: P
     recorder.observe(api.ResultsFetched("job-1", {artifact.name: tmp_path / "a.png"}, [artifact]))
     assert recorder.record.result_files == {artifact.name: tmp_path / "a.png"}
     assert recorder.record.artifacts[artifact.name]["metadata"] == {"camera_index": 3}
+
+
+def test_losses_of_a_server_that_counts_steps_globally_are_not_shifted() -> None:
+    recorder = Recorder(m, api)
+    recorder.observe(api.JobStarted("job-1", "queued", None, "scene-1"))
+    for notice in (progress("job-1", "reconstruct", 40, 300, loss=0.4), progress("job-1", "reconstruct", 100, 300, loss=0.2),
+                   progress("job-1", "edit", 104, 300, loss=0.3), progress("job-1", "edit", 300, 300, loss=0.1)):
+        recorder.observe(notice)
+    record = recorder.record
+    assert record.phase_offsets() == {"reconstruct": 0, "edit": 0}
+    assert record.phase_starts() == {"reconstruct": 0, "edit": 104}
+    assert [point[0] for point in record.loss_series()["loss"]] == [40, 100, 104, 300]
