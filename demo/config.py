@@ -48,11 +48,11 @@ class Preset:
 
 
 CPU = Preset(
-    name="cpu", views=10, size=96, samples=16, reconstruction_steps=700, edit_steps=200, edit_every=10, ddim_steps=4,
+    name="cpu", views=10, size=96, samples=16, reconstruction_steps=400, edit_steps=60, edit_every=10, ddim_steps=4,
     memory_mode="in2n-tiny",
     engine_overrides={"device": "cpu", "nerf": CPU_NERF,
-                      "output": {"checkpoint_every": 100000, "history_every": 0, "export_num_points": 30000,
-                                 "poisson_depth": 7}},
+                      "output": {"checkpoint_every": 100000, "history_every": 0, "export_num_points": 20000,
+                                 "poisson_depth": 6}},
 )
 PAPER = Preset(
     name="paper", views=12, size=512, samples=32, reconstruction_steps=30000, edit_steps=15000, edit_every=10,

@@ -90,7 +90,7 @@ def test_auto_preset_is_the_paper_schedule_only_with_real_weights_on_a_gpu() -> 
 def test_overrides_apply_to_a_copy_and_bad_values_name_the_field() -> None:
     preset = dc.resolve_preset(dc.DemoConfig(views=4, edit_steps=30), False, False)
     assert (preset.views, preset.edit_steps, preset.size) == (4, 30, dc.CPU.size)
-    assert dc.CPU.views == 10 and dc.CPU.edit_steps == 200  # module presets untouched
+    assert dc.CPU.views == 10 and dc.CPU.edit_steps == 60  # module presets untouched
     preset.engine_overrides["nerf"]["hidden_dim"] = 999
     assert dc.CPU.engine_overrides["nerf"]["hidden_dim"] == 16
     with pytest.raises(ValueError, match="views"):

@@ -1,0 +1,69 @@
+"""``python -m demo`` end to end against a real ``python -m backend serve`` (tiny editor, tiny nerfacto, small
+renders): exit code, what it prints, and the outputs it leaves. Skipped (with the reason) while the backend server
+has no job handlers (no ``edit_start_request`` capability)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.blender.helpers import REPO_ROOT, backend_python
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+
+
+def server_runs_jobs(tmp_path: Path) -> bool:
+    import protocol
+
+    connection = tmp_path / "probe.json"
+    process = subprocess.Popen([backend_python(), "-m", "backend", "serve", "--connection-file", str(connection),
+                                "--no-device-probe"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not connection.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "backend serve did not start"
+            time.sleep(0.05)
+        with protocol.Client(protocol.read_connection_file(connection), timeout_s=30) as client:
+            return "edit_start_request" in (client.hello().capabilities or [])
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_python_m_demo_produces_every_output_and_says_the_tiny_edit_is_not_meaningful(tmp_path: Path) -> None:
+    if not server_runs_jobs(tmp_path):
+        pytest.skip("the backend server has no job handlers yet (no edit_start_request capability)")
+    out = tmp_path / "demo_out"
+    environment = {**os.environ, "IN2N_BACKEND_PYTHON": backend_python(),
+                   "HF_HUB_CACHE": str(tmp_path / "empty_hf_cache")}  # no weights: the tiny editor
+    completed = subprocess.run(
+        [sys.executable, "-m", "demo", "--out", str(out), "--views", "6", "--size", "48", "--samples", "4",
+         "--reconstruction-steps", "150", "--edit-steps", "20", "--turntable-frames", "4", "--threads", "2"],
+        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=540)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    stdout = completed.stdout
+    assert "TINY RANDOM editor" in stdout and "NOT meaningful" in stdout
+    assert "Reconstructing" in stdout and "Editing" in stdout  # progress lines from the add-on's own status text
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["editor"]["real_weights"] is False and summary["job"]["state"] == "done"
+    assert summary["job"]["images_edited"] >= 1 and summary["job"]["previews_received"] >= 1
+    assert summary["job"]["final_losses"] and summary["edited_views"]
+    for key, path in summary["outputs"].items():
+        assert Path(path).exists(), key
+        assert str(path) in stdout, f"{key} is not printed"
+    kinds = {obj["kind"] for obj in summary["result"]["objects"].values()}
+    assert {"mesh", "pointcloud"} <= kinds
+    # imported in the scene's world frame: the result overlaps the source objects' bounds
+    low, high = (np.asarray(b) for b in summary["result"]["world_bounds"])
+    src_low, src_high = (np.asarray(b) for b in summary["result"]["source_world_bounds"])
+    assert (np.minimum(high, src_high) > np.maximum(low, src_low)).all()
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["loss_series"]["loss"] and {"reconstruct", "edit"} <= set(progress["phase_starts"])
