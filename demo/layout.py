@@ -61,7 +61,7 @@ def grid(cells: Sequence[Sequence[np.ndarray | None]], tile: int, *, gap: int = 
     rows, columns = len(cells), len(cells[0])
     canvas = np.empty((top + rows * tile + (rows + 1) * gap, left + columns * tile + (columns + 1) * gap, 3), np.uint8)
     canvas[:] = np.asarray(background, np.uint8)
-    boxes = []
+    boxes: list[list[Box]] = []
     for r, row in enumerate(cells):
         boxes.append([])
         for c, image in enumerate(row):
@@ -79,7 +79,7 @@ def strip(frames: Sequence[np.ndarray], *, gap: int = 2, columns: int | None = N
         raise ValueError("no frames")
     side = max(as_rgb8(frames[0]).shape[:2])
     columns = columns or len(frames)
-    rows = [list(frames[i:i + columns]) for i in range(0, len(frames), columns)]
+    rows: list[list[np.ndarray | None]] = [list(frames[i:i + columns]) for i in range(0, len(frames), columns)]
     rows[-1] += [None] * (columns - len(rows[-1]))
     return grid(rows, side, gap=gap, background=background)[0]
 
