@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from demo.config import DemoConfig, clean_outputs
+from demo.editor_choice import EditorChoiceError, choose_editor
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None) -> DemoConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    try:
+        choose_editor(config.editor)  # a bad --editor is a usage error, reported before anything starts
+    except EditorChoiceError as exc:
+        print(f"[demo] {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     backend_python = os.environ.get("IN2N_BACKEND_PYTHON") or sys.executable
     out = config.out_dir.resolve()
     clean_outputs(out)
@@ -68,14 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     # and the backend log) lives in the output folder, never in the user's own Blender configuration.
     os.environ["BLENDER_USER_RESOURCES"] = str(out / "work" / "blender_user")
     from demo.addon_driver import DemoError
-    from demo.editor_choice import EditorChoiceError
     from demo.run import print_outputs, run_demo
 
     try:
         summary = run_demo(config, backend_python)
-    except EditorChoiceError as exc:
-        print(f"[demo] {exc}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
     except (DemoError, ValueError, OSError) as exc:
         print(f"[demo] FAILED: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED

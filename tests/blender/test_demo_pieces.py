@@ -211,3 +211,17 @@ def test_losses_of_a_server_that_counts_steps_globally_are_not_shifted() -> None
     assert record.phase_offsets() == {"reconstruct": 0, "edit": 0}
     assert record.phase_starts() == {"reconstruct": 0, "edit": 104}
     assert [point[0] for point in record.loss_series()["loss"]] == [40, 100, 104, 300]
+
+
+def test_usage_errors_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.blender.helpers import REPO_ROOT
+
+    for args, message in ((["--editor", str(tmp_path / "nowhere")], "not a folder"),
+                          (["--views", "0"], "--views must be positive"), (["--instruction", " "], "empty")):
+        completed = subprocess.run([sys.executable, "-m", "demo", "--out", str(tmp_path / "out"), *args], cwd=REPO_ROOT,
+                                   capture_output=True, text=True, timeout=60)
+        assert completed.returncode == 2 and message in completed.stderr, (args, completed.stderr)
+    assert not (tmp_path / "out").exists()
