@@ -24,13 +24,16 @@ log = logging.getLogger("backend.server")
 EXTENSIONS: list[Callable[[Server, argparse.Namespace], None]] = []
 
 
-def setup_logging(log_file: Path | None, verbose: bool = False) -> None:
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def setup_logging(log_file: Path | None, level: str = "info") -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
@@ -47,9 +50,35 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frame-mb", type=float, default=256.0, help="largest accepted frame in MiB")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat interval in seconds")
     parser.add_argument("--no-device-probe", action="store_true", help="do not import torch to report the GPU")
-    parser.add_argument("--log-file", type=Path, default=None, help="also log to this file")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--jobs-dir", type=Path, default=None,
+                        help="uploaded scenes, jobs and their results; unfinished jobs found there resume at start "
+                             "(default: a 'jobs' folder beside the connection file, else ~/.cache/in2n-blender/jobs)")
+    parser.add_argument("--editor", default="timbrooks/instruct-pix2pix",
+                        help="editor of jobs that do not choose one: Hugging Face id, local diffusers folder, tiny, "
+                             "full-random (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="device of jobs that do not choose one (default: auto)")
+    parser.add_argument("--max-scene-mb", type=float, default=8192.0,
+                        help="largest accepted scene upload in MiB (default: %(default)s)")
+    parser.add_argument("--no-jobs", action="store_true", help="answer hello/ping/shutdown only (no job handlers)")
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="also log to this file (default: server.log in the jobs folder)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged (default: info)")
+    parser.add_argument("--verbose", action="store_const", const="debug", dest="log_level", help="same as --log-level debug")
     return parser
+
+
+def jobs_dir_for(args: argparse.Namespace) -> Path:
+    if args.jobs_dir is not None:
+        return Path(args.jobs_dir)
+    if args.connection_file is not None:
+        return Path(args.connection_file).resolve().parent / "jobs"
+    return Path.home() / ".cache" / "in2n-blender" / "jobs"
+
+
+def add_job_service(server: Server, args: argparse.Namespace) -> None:
+    from .jobs import register_job_service  # imports the engine module (numpy), not torch
+
+    register_job_service(server, args)
 
 
 def build_server(args: argparse.Namespace) -> Server:
@@ -64,6 +93,9 @@ def build_server(args: argparse.Namespace) -> Server:
     )
     server = Server(config)
     register_basic_handlers(server)
+    if not getattr(args, "no_jobs", False):
+        args.jobs_dir = jobs_dir_for(args)
+        add_job_service(server, args)
     for extend in EXTENSIONS:
         extend(server, args)
     return server
@@ -71,7 +103,9 @@ def build_server(args: argparse.Namespace) -> Server:
 
 def main_serve(argv: list[str] | None = None) -> int:
     args = serve_parser().parse_args(argv)
-    setup_logging(args.log_file, args.verbose)
+    if args.log_file is None and not args.no_jobs:
+        args.log_file = jobs_dir_for(args) / "server.log"
+    setup_logging(args.log_file, args.log_level)
     try:
         server = build_server(args)
         info = server.bind()

@@ -1,0 +1,25 @@
+"""Settings of the job service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class JobServiceConfig:
+    """Where jobs live and how they run."""
+
+    jobs_dir: Path
+    """Uploaded scenes, job records, the engine's job directories and the server log."""
+    default_editor: str = "timbrooks/instruct-pix2pix"
+    """Editor of jobs that do not choose one in ``engine_overrides.editor.source``: a Hugging Face id, a local
+    diffusers folder, ``tiny`` or ``full-random``."""
+    device: str = "auto"
+    """Device of jobs that do not choose one in ``engine_overrides.device``."""
+    max_scene_bytes: int = 8 * 1024**3
+    """Largest accepted scene upload (sum of all image bytes); bigger ones are refused at ``scene_begin``."""
+    upload_idle_s: float = 600.0
+    """An upload with no chunk for this long is dropped (its client went away); its memory is freed."""
+    preview_budget: float = 0.04
+    """Previews may take at most this fraction of the training time (their rate is lowered when rendering is slow)."""

@@ -1,0 +1,70 @@
+"""An ``edit_start_request`` as the engine's :class:`~backend.config.EditJobConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig
+from protocol import ValidationError
+from protocol import messages as m
+
+from .config import JobServiceConfig
+
+
+def job_config(request: m.EditStartRequest, service: JobServiceConfig) -> EditJobConfig:
+    """The protocol's settings first, then ``engine_overrides`` deep-merged on top (unknown keys are named)."""
+    schedule = request.schedule
+    config = EditJobConfig(
+        prompt=request.instruction.strip(),
+        memory_mode=request.memory_mode,
+        device=service.device,
+        nerf=NerfConfig(reconstruction_steps=schedule.reconstruction_steps, seed=request.seed),
+        update=DatasetUpdateConfig(
+            edit_steps=schedule.total_steps, edit_rate=schedule.edit_every_n_steps,
+            edit_count=schedule.images_per_edit, t_min=schedule.t_min, t_max=schedule.t_max,
+            diffusion_steps=schedule.ddim_steps, guidance_scale=request.guidance_scale,
+            image_guidance_scale=request.image_guidance_scale, seed=request.seed),
+        editor=EditorConfig(source=service.default_editor),
+    )
+    config.output.export_geometry = bool({"mesh", "pointcloud"} & set(request.outputs))
+    return merge(config, request.engine_overrides, "content.engine_overrides")
+
+
+def merge(target: Any, overrides: dict[str, Any], path: str) -> Any:
+    """A copy of dataclass ``target`` with ``overrides`` applied recursively; a bad key or value raises a
+    ValidationError naming its path (e.g. ``content.engine_overrides.nerf.hidden_dimm``)."""
+    if not isinstance(overrides, dict):
+        raise ValidationError("must be a JSON object", field=path)
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    values: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            raise ValidationError(f"unknown setting (known: {', '.join(sorted(fields))})", field=f"{path}.{name}")
+        current = getattr(target, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = merge(current, value, f"{path}.{name}")
+        else:
+            values[name] = _coerce(current, value, f"{path}.{name}")
+    return dataclasses.replace(target, **values)
+
+
+def _coerce(current: Any, value: Any, path: str) -> Any:
+    """JSON values into the type of the default (lists become tuples; ints are fine where floats are expected)."""
+    if isinstance(current, tuple):
+        if not isinstance(value, list):
+            raise ValidationError(f"must be a list, got {type(value).__name__}", field=path)
+        return tuple(value)
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValidationError(f"must be true or false, got {value!r}", field=path)
+        return value
+    if isinstance(current, (int, float)) and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if isinstance(current, int) and isinstance(value, float) and not value.is_integer():
+            raise ValidationError(f"must be an integer, got {value!r}", field=path)
+        return type(current)(value)
+    if isinstance(current, str) and isinstance(value, str):
+        return value
+    raise ValidationError(f"must be a {type(current).__name__}, got {type(value).__name__}", field=path)

@@ -1,0 +1,240 @@
+"""The job service: a FIFO queue run by one worker thread (one heavy job at a time), and the job handlers.
+
+Handlers run in the server loop and only touch in-memory state and small files, so ping, cancel, snapshots and
+shutdown are answered at once while a job trains. A job killed with the server (even ``kill -9``) is still
+``queued``/running in its record: the next start re-queues it and the engine resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from backend.engine import EditEngine
+from ..core import Request, Server
+from protocol import ValidationError
+from protocol import messages as m
+
+from .config import JobServiceConfig
+from .events import JobEvents
+from .requests import job_config
+from .results import ArtifactIndex
+from .store import UNFINISHED, JobRecord, JobStore, new_id
+from .upload import SceneUploads
+
+log = logging.getLogger(__name__)
+
+JOB_REQUESTS = ("edit_start_request", "cancel_request", "job_snapshot_request", "preview_settings_request",
+                "result_list_request", "result_fetch_request")
+
+
+class JobService:
+    def __init__(self, server: Server, config: JobServiceConfig) -> None:
+        self.server, self.config = server, config
+        self.store = JobStore(config.jobs_dir)
+        self.index = ArtifactIndex()
+        self.uploads = SceneUploads(server, self.store, config)
+        self.records: dict[str, JobRecord] = {}
+        self.queue: deque[str] = deque()
+        self.running: str | None = None
+        self.stop_running = threading.Event()
+        self.events: dict[str, JobEvents] = {}
+        """Events of the running job (and the last preview of finished ones, for snapshots)."""
+        self.preview_settings: dict[str, m.PreviewSettings] = {}
+        self._editor: tuple[tuple[Any, ...], Any] | None = None
+        self._condition = threading.Condition()
+        self._closing = False
+        self._worker = threading.Thread(target=self._work, name="in2n-jobs", daemon=True)
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        """Register the handlers, re-queue unfinished jobs from an earlier run, start the worker."""
+        self.uploads.register()
+        for msg_type in JOB_REQUESTS:
+            self.server.register(msg_type, getattr(self, "_" + msg_type.removesuffix("_request")))
+        for record in self.store.load_all():
+            self.records[record.job_id] = record
+            if record.state in UNFINISHED:
+                log.info("job %s was %s when the server stopped: re-queued, resumes from its checkpoint",
+                         record.job_id, record.state)
+                record.state, record.message = "queued", "resumed after a server restart"
+                self.store.save(record)
+                self.queue.append(record.job_id)
+        self.server.on_shutdown.append(self.close)
+        self._worker.start()
+
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Graceful stop: the running job checkpoints and stays queued for the next start."""
+        with self._condition:
+            self._closing = True
+            self.stop_running.set()
+            self._condition.notify_all()
+        self._worker.join(timeout_s)
+
+    # ------------------------------------------------------------------ state
+    def _position(self, job_id: str) -> int | None:
+        if job_id == self.running:
+            return 0
+        if job_id not in self.queue:
+            return None
+        # with nothing running, the head of the queue is being started by the worker right now
+        return self.queue.index(job_id) + (1 if self.running is not None else 0)
+
+    def _set_state(self, record: JobRecord, state: str, message: str = "", error: tuple[str, str] | None = None) -> None:
+        record.state, record.message = state, message
+        record.error_name, record.error_message = error if error else (None, None)
+        self.store.save(record)
+        self.server.publish(record.job_id, m.JobStateEvent(
+            job_id=record.job_id, state=state, queue_position=self._position(record.job_id),  # type: ignore[arg-type]
+            message=message[:2000], error_name=record.error_name, error_message=record.error_message))
+
+    def _announce_queue(self) -> None:
+        for job_id in list(self.queue):
+            record = self.records[job_id]
+            self.server.publish(job_id, m.JobStateEvent(job_id=job_id, state="queued",
+                                                        queue_position=self._position(job_id), message=record.message))
+
+    def _record(self, job_id: str) -> JobRecord:
+        record = self.records.get(job_id)
+        if record is None:
+            raise ValidationError(f"no job {job_id!r} on this server", field="content.job_id")
+        return record
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while True:
+            with self._condition:
+                while not self.queue and not self._closing:
+                    self._condition.wait()
+                if self._closing:
+                    return
+                job_id = self.queue.popleft()
+                self.running = job_id
+                self.stop_running = threading.Event()
+            self._announce_queue()
+            try:
+                self._run(self.records[job_id])
+            except Exception as error:  # the service must outlive any job
+                log.exception("job %s crashed the runner", job_id)
+                self._set_state(self.records[job_id], "failed", str(error), (type(error).__name__, str(error)))
+            finally:
+                with self._condition:
+                    self.running = None
+
+    def _run(self, record: JobRecord) -> None:
+        request = record.edit_request()
+        config = job_config(request, self.config)
+        key = (config.editor.source, config.editor.device or config.device, config.memory_mode, config.editor.max_side)
+        editor = self._editor[1] if self._editor is not None and self._editor[0] == key else None
+        self._editor = None  # never hold two editors (GPU memory)
+        engine = EditEngine(config, editor, preview_interval_s=1e9, progress_interval_s=0.25)
+        preview = self.preview_settings.get(record.job_id, request.preview)
+        events = JobEvents(record.job_id, engine, self.store.cameras(record.scene_id), preview,
+                           lambda content, buffers: self.server.publish(record.job_id, content, buffers),
+                           lambda state, detail: self._set_state(record, state, detail),
+                           self.config.preview_budget)
+        self.events[record.job_id] = events
+        log.info("job %s starts: %r on scene %s", record.job_id, config.prompt, record.scene_id)
+        result = engine.run(self.store.scene_dir(record.scene_id), self.store.work_dir(record.job_id),
+                            events.callbacks(), self.stop_running)
+        if engine.editor is not None:
+            self._editor = (key, engine.editor)
+        if result.status == "done":
+            artifacts = self.index.artifacts(self.store.work_dir(record.job_id))
+            self.server.publish(record.job_id, m.JobResultEvent(job_id=record.job_id, artifacts=artifacts))
+            self._set_state(record, "done", f"{result.steps} NeRF steps, {result.edits_done} edits")
+        elif result.status == "cancelled" and self._closing:
+            self._set_state(record, "queued", "interrupted by a server shutdown; resumes when the server starts again")
+        elif result.status == "cancelled":
+            self._set_state(record, "cancelled", f"stopped at step {result.steps}; checkpoint kept")
+        else:
+            self._set_state(record, "failed", result.error or "", (result.error_kind or "Error", result.error or ""))
+        log.info("job %s %s", record.job_id, record.state)
+
+    # ------------------------------------------------------------------ handlers (server loop thread)
+    def _edit_start(self, request: Request) -> m.EditStartReply:
+        content = request.content
+        assert isinstance(content, m.EditStartRequest)
+        if not self.store.has_scene(content.scene_id):
+            raise ValidationError(f"no uploaded scene {content.scene_id!r} on this server", field="content.scene_id")
+        job_config(content, self.config)  # bad engine_overrides are reported now, naming the field
+        record = JobRecord(job_id=new_id("job"), scene_id=content.scene_id, request=self.store.encode_request(content))
+        self.store.save(record)
+        self.records[record.job_id] = record
+        self.server.subscribe(request.identity, record.job_id)
+        with self._condition:
+            self.queue.append(record.job_id)
+            position = self._position(record.job_id)
+            self._condition.notify_all()
+        log.info("job %s queued at position %s", record.job_id, position)
+        return m.EditStartReply(job_id=record.job_id, state="queued", queue_position=position)
+
+    def _cancel(self, request: Request) -> m.CancelReply:
+        record = self._record(request.content.job_id)
+        with self._condition:
+            if record.job_id in self.queue:
+                self.queue.remove(record.job_id)
+                queued = True
+            else:
+                queued = False
+            if record.job_id == self.running:
+                self.stop_running.set()  # the engine stops before its next NeRF step, with a checkpoint
+        if queued:
+            self._set_state(record, "cancelled", "cancelled before it started")
+            self._announce_queue()
+        log.info("cancel %s (%s)", record.job_id, record.state)
+        return m.CancelReply(job_id=record.job_id, state=record.state)  # type: ignore[arg-type]
+
+    def _snapshot(self, record: JobRecord) -> m.JobSnapshot:
+        events = self.events.get(record.job_id)
+        return m.JobSnapshot(
+            job_id=record.job_id, state=record.state, scene_id=record.scene_id,  # type: ignore[arg-type]
+            instruction=str(record.request.get("instruction", "")), queue_position=self._position(record.job_id),
+            progress=events.progress if events else None, error_name=record.error_name,
+            error_message=record.error_message, created=record.created,
+            artifacts=self.index.artifacts(self.store.work_dir(record.job_id)) if record.state == "done" else [],
+            last_preview_step=events.last_preview[0].step if events and events.last_preview else None)
+
+    def _job_snapshot(self, request: Request) -> m.JobSnapshotReply:
+        content = request.content
+        records = [self._record(content.job_id)] if content.job_id else list(self.records.values())
+        if content.subscribe:
+            self.server.subscribe(request.identity, content.job_id or "*")
+        reply = m.JobSnapshotReply(jobs=[self._snapshot(record) for record in records])
+        if content.resend_preview:
+            for record in records:
+                events = self.events.get(record.job_id)
+                if events is not None and events.last_preview is not None:
+                    self.server.push(request.identity, events.last_preview[0], [events.last_preview[1]])
+        return reply
+
+    def _preview_settings(self, request: Request) -> m.PreviewSettingsReply:
+        content = request.content
+        record = self._record(content.job_id)
+        self.preview_settings[record.job_id] = content.preview
+        events = self.events.get(record.job_id)
+        if events is not None and record.job_id == self.running:
+            events.set_preview(content.preview)
+        return m.PreviewSettingsReply(job_id=record.job_id)
+
+    def _result_list(self, request: Request) -> m.ResultListReply:
+        record = self._record(request.content.job_id)
+        return m.ResultListReply(job_id=record.job_id,
+                                 artifacts=self.index.artifacts(self.store.work_dir(record.job_id)))
+
+    def _result_fetch(self, request: Request) -> tuple[m.ResultFetchReply, list[bytes]]:
+        record = self._record(request.content.job_id)
+        return self.index.read(self.store.work_dir(record.job_id), request.content)
+
+
+def register_job_service(server: Server, args: argparse.Namespace) -> JobService:
+    """``python -m backend serve`` extension: the job handlers on ``server`` (see :mod:`backend.server.cli`)."""
+    service = JobService(server, JobServiceConfig(jobs_dir=Path(args.jobs_dir), default_editor=args.editor,
+                                                  device=args.device,
+                                                  max_scene_bytes=int(args.max_scene_mb * 2**20)))
+    service.start()
+    return service

@@ -1,0 +1,144 @@
+"""The jobs directory: uploaded scenes written as nerfstudio scenes, and job records that survive a restart."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.nerf import atomic
+from protocol import messages as m
+from protocol.schema import decode, encode
+
+#: states in which a job still has work to do (re-queued when the server starts again)
+UNFINISHED = ("queued", "preparing", "reconstructing", "editing", "exporting")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def frame_name(index: int) -> str:
+    """File name of uploaded camera ``index`` in a stored scene (the index is recovered from it for results)."""
+    return f"images/frame_{index:05d}.png"
+
+
+def camera_index_of(name: str) -> int | None:
+    """Inverse of :func:`frame_name` for names like ``images/frame_00003.png``."""
+    stem = Path(name).stem
+    if Path(name).parent.name == "images" and stem.startswith("frame_") and stem[6:].isdigit():
+        return int(stem[6:])
+    return None
+
+
+@dataclass
+class JobRecord:
+    """What the server knows about a job, persisted as ``jobs/<job_id>/record.json``."""
+
+    job_id: str
+    scene_id: str
+    request: dict[str, Any]
+    """The ``edit_start_request`` content as sent (encoded)."""
+    state: str = "queued"
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    error_name: str | None = None
+    error_message: str | None = None
+    message: str = ""
+
+    def edit_request(self) -> m.EditStartRequest:
+        request = decode(m.EditStartRequest, self.request)
+        assert isinstance(request, m.EditStartRequest)
+        return request
+
+
+class JobStore:
+    """Files under the jobs directory. Writes are atomic; records are read back at start-up."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.scenes = self.root / "scenes"
+        self.jobs = self.root / "jobs"
+        self._lock = threading.Lock()
+        for folder in (self.scenes, self.jobs):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ scenes
+    def scene_dir(self, scene_id: str) -> Path:
+        return self.scenes / scene_id
+
+    def has_scene(self, scene_id: str) -> bool:
+        return (self.scene_dir(scene_id) / "transforms.json").is_file()
+
+    def write_scene(self, begin: m.SceneBeginRequest, buffers: list[Any]) -> str:
+        """Write an uploaded scene as ``transforms.json`` + PNGs; returns its id. The transforms file comes last,
+        so a scene without it is an interrupted write (never used)."""
+        scene_id = new_id("scene")
+        folder = self.scene_dir(scene_id)
+        frames = []
+        for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
+            pixels = np.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
+            atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels))
+            frames.append({"file_path": frame_name(index), "transform_matrix": camera.transform_matrix,
+                           "fl_x": camera.fl_x, "fl_y": camera.fl_y, "cx": camera.cx, "cy": camera.cy,
+                           "w": camera.w, "h": camera.h, "camera_name": camera.name})
+        first = begin.cameras[0]
+        transforms = {"camera_model": "OPENCV", "fl_x": first.fl_x, "fl_y": first.fl_y, "cx": first.cx,
+                      "cy": first.cy, "w": first.w, "h": first.h, "frames": frames}
+        atomic.write_json(folder / "scene.json", {"scene_name": begin.scene_name, "metadata": begin.metadata,
+                                                  "upload_id": begin.upload_id})
+        atomic.write_json(folder / "transforms.json", transforms)
+        return scene_id
+
+    def cameras(self, scene_id: str) -> list[m.Camera]:
+        frames = json.loads((self.scene_dir(scene_id) / "transforms.json").read_text())["frames"]
+        return [m.Camera(fl_x=f["fl_x"], fl_y=f["fl_y"], cx=f["cx"], cy=f["cy"], w=f["w"], h=f["h"],
+                         transform_matrix=f["transform_matrix"], name=f.get("camera_name", "")) for f in frames]
+
+    # ------------------------------------------------------------------ jobs
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs / job_id
+
+    def work_dir(self, job_id: str) -> Path:
+        """The engine's job directory."""
+        return self.job_dir(job_id) / "work"
+
+    def save(self, record: JobRecord) -> None:
+        with self._lock:
+            atomic.write_json(self.job_dir(record.job_id) / "record.json", asdict(record))
+
+    def load_all(self) -> list[JobRecord]:
+        """Every readable record, oldest first."""
+        records = []
+        for path in self.jobs.glob("*/record.json"):
+            try:
+                records.append(JobRecord(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue  # a foreign or damaged folder is not a job
+        return sorted(records, key=lambda record: record.created)
+
+    @staticmethod
+    def encode_request(request: m.EditStartRequest) -> dict[str, Any]:
+        encoded = encode(request)
+        assert isinstance(encoded, dict)
+        return encoded
+
+
+def to_uint8_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Uploaded pixels as ``H W 3`` (or ``H W 4`` with real transparency) uint8 for a PNG nerfstudio reads."""
+    if pixels.dtype == np.uint16:
+        pixels = (pixels.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    elif pixels.dtype != np.uint8:  # float16 / float32 in [0, 1]
+        pixels = (np.clip(np.nan_to_num(pixels.astype(np.float64)), 0, 1) * 255 + 0.5).astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    if pixels.shape[2] == 4 and bool((pixels[..., 3] == 255).all()):
+        pixels = pixels[..., :3]  # opaque: RGBA would only make nerfstudio composite over a random background
+    return np.ascontiguousarray(pixels)

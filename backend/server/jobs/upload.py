@@ -1,0 +1,96 @@
+"""Scene upload handlers: chunks are assembled in memory, the finished scene is checked (SHA-256) and written as a
+nerfstudio scene off the server loop, so pings, cancels and other clients are answered meanwhile."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from ..core import Request, Server
+from protocol import SceneAssembler, ValidationError
+from protocol import messages as m
+
+from .config import JobServiceConfig
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PendingUpload:
+    assembler: SceneAssembler
+    last_activity: float
+
+
+class SceneUploads:
+    """The three upload handlers. Uploads whose client went quiet are dropped after ``upload_idle_s``."""
+
+    def __init__(self, server: Server, store: JobStore, config: JobServiceConfig) -> None:
+        self.server, self.store, self.config = server, store, config
+        self.pending: dict[str, PendingUpload] = {}  # only touched in the server loop thread
+
+    def register(self) -> None:
+        self.server.register("scene_begin_request", self.begin)
+        self.server.register("scene_chunk_request", self.chunk)
+        self.server.register("scene_end_request", self.end)
+
+    def _drop_idle(self) -> None:
+        now = time.monotonic()
+        for upload_id, upload in list(self.pending.items()):
+            if now - upload.last_activity > self.config.upload_idle_s:
+                log.warning("dropping upload %s: no chunk for %.0f s", upload_id, now - upload.last_activity)
+                del self.pending[upload_id]
+
+    def _get(self, upload_id: str) -> PendingUpload:
+        upload = self.pending.get(upload_id)
+        if upload is None:
+            raise ValidationError(f"no upload {upload_id!r} in progress (send scene_begin_request first)",
+                                  field="content.upload_id")
+        upload.last_activity = time.monotonic()
+        return upload
+
+    def begin(self, request: Request) -> m.SceneBeginReply:
+        begin = request.content
+        assert isinstance(begin, m.SceneBeginRequest)
+        self._drop_idle()
+        if begin.total_bytes > self.config.max_scene_bytes:
+            raise ValidationError(f"scene of {begin.total_bytes / 2**20:.1f} MiB exceeds this server's limit of "
+                                  f"{self.config.max_scene_bytes / 2**20:.1f} MiB (fewer or smaller images)",
+                                  field="content.images")
+        self.pending[begin.upload_id] = PendingUpload(SceneAssembler(begin), time.monotonic())
+        log.info("upload %s: %d images, %.1f MiB", begin.upload_id, len(begin.images), begin.total_bytes / 2**20)
+        return m.SceneBeginReply(upload_id=begin.upload_id, expected_bytes=begin.total_bytes,
+                                 max_chunk_bytes=self.server.config.max_chunk_bytes)
+
+    def chunk(self, request: Request) -> m.SceneChunkReply:
+        chunk = request.content
+        assert isinstance(chunk, m.SceneChunkRequest)
+        upload = self._get(chunk.upload_id)
+        received = upload.assembler.add_chunk(chunk, request.message.buffers)
+        return m.SceneChunkReply(upload_id=chunk.upload_id, received_bytes=received,
+                                 expected_bytes=upload.assembler.expected_bytes)
+
+    def end(self, request: Request) -> None:
+        end = request.content
+        assert isinstance(end, m.SceneEndRequest)
+        upload = self._get(end.upload_id)
+
+        def finish() -> None:
+            try:
+                upload.assembler.finish(end)  # completeness + SHA-256: raises ValidationError naming the field
+                scene_id = self.store.write_scene(upload.assembler.begin, upload.assembler.images)
+            except Exception as error:
+                if not isinstance(error, ValidationError):
+                    log.exception("storing upload %s failed", end.upload_id)
+                request.fail(error)
+                return
+            finally:
+                self.server.call_soon(lambda: self.pending.pop(end.upload_id, None))
+            begin = upload.assembler.begin
+            log.info("upload %s stored as %s", end.upload_id, scene_id)
+            request.reply(m.SceneEndReply(scene_id=scene_id, image_count=len(begin.images),
+                                          total_bytes=begin.total_bytes))
+
+        threading.Thread(target=finish, name=f"store-{end.upload_id}", daemon=True).start()

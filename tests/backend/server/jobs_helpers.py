@@ -1,0 +1,133 @@
+"""A real ``python -m backend serve`` process with job handlers, and a client that follows one job's events."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import protocol
+from protocol import RawImage
+from protocol import messages as m
+from tests.helpers.scenes import TinyScene
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+#: tiny nerfacto on the CPU (backend.config.tiny_nerf_config) and the tiny random editor, as engine_overrides
+TINY_OVERRIDES: dict[str, Any] = {
+    "device": "cpu",
+    "editor": {"source": "tiny"},
+    "nerf": {"rays_per_batch": 256, "patch_size": 1, "use_lpips": False, "hidden_dim": 16, "num_levels": 4,
+             "max_res": 64, "log2_hashmap_size": 12, "proposal_log2_hashmap_size": 10,
+             "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 16, "camera_optimizer": "off",
+             "eval_num_rays_per_chunk": 4096, "implementation": "torch"},
+    "update": {"diffusion_steps": 4},
+    "output": {"checkpoint_every": 20, "history_every": 0, "export_num_points": 3000, "poisson_depth": 6},
+}
+
+
+@dataclass
+class BackendProcess:
+    process: subprocess.Popen[bytes]
+    connection_file: Path
+    jobs_dir: Path
+    log_path: Path
+
+    def client(self, timeout_s: float = 30.0, **kwargs: Any) -> protocol.Client:
+        return protocol.Client(protocol.read_connection_file(self.connection_file), timeout_s=timeout_s, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_backend(folder: Path, *extra: str, torch_home: Path | None = None) -> BackendProcess:
+    """Start the server on a server-chosen port; returns once its connection file exists."""
+    folder.mkdir(parents=True, exist_ok=True)
+    connection = folder / "connection.json"
+    connection.unlink(missing_ok=True)
+    log_path = folder / f"stdout-{time.monotonic_ns()}.log"
+    env = {**os.environ, **({"TORCH_HOME": str(torch_home)} if torch_home else {})}
+    process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--connection-file", str(connection),
+                                "--jobs-dir", str(folder / "jobs"), "--no-device-probe", "--heartbeat", "1", *extra],
+                               cwd=REPO_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not connection.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"backend did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    return BackendProcess(process, connection, folder / "jobs", log_path)
+
+
+def upload(client: protocol.Client, scene: TinyScene) -> str:
+    cameras = [m.Camera(fl_x=scene.focal, fl_y=scene.focal, cx=scene.width / 2, cy=scene.height / 2, w=scene.width,
+                        h=scene.height, transform_matrix=c2w.tolist(), name=f"cam{i}")
+               for i, c2w in enumerate(scene.c2w)]
+    images = [RawImage.from_array(np.ascontiguousarray(image)) for image in scene.images]
+    return client.upload_scene(cameras, images, scene_name="tiny").scene_id
+
+
+def edit_request(scene_id: str, *, reconstruction_steps: int = 200, total_steps: int = 20, every: int = 5,
+                 preview_hz: float = 20.0, **overrides: Any) -> m.EditStartRequest:
+    engine = {**TINY_OVERRIDES, **overrides}
+    return m.EditStartRequest(
+        scene_id=scene_id, instruction="make it blue",
+        schedule=m.Schedule(reconstruction_steps=reconstruction_steps, total_steps=total_steps,
+                            edit_every_n_steps=every, ddim_steps=4),
+        memory_mode="in2n-tiny", preview=m.PreviewSettings(enabled=True, max_rate_hz=preview_hz, max_side=32),
+        engine_overrides=engine)
+
+
+@dataclass
+class JobWatch:
+    """Every event of one job, as a client saw them."""
+
+    job_id: str
+    states: list[str] = field(default_factory=list)
+    progress: list[m.Progress] = field(default_factory=list)
+    previews: list[tuple[m.JobPreviewEvent, bytes]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    results: list[m.JobResultEvent] = field(default_factory=list)
+    state_times: dict[str, float] = field(default_factory=dict)
+
+    def take(self, events: list[protocol.Received]) -> None:
+        for received in events:
+            content = received.content
+            if getattr(content, "job_id", None) != self.job_id:
+                continue
+            if isinstance(content, m.JobStateEvent):
+                if not self.states or self.states[-1] != content.state:
+                    self.states.append(content.state)
+                    self.state_times.setdefault(content.state, time.monotonic())
+            elif isinstance(content, m.JobProgressEvent):
+                self.progress.append(content.progress)
+            elif isinstance(content, m.JobPreviewEvent):
+                self.previews.append((content, bytes(received.message.buffers[0])))
+            elif isinstance(content, m.JobLogEvent):
+                self.logs.append(content.text)
+            elif isinstance(content, m.JobResultEvent):
+                self.results.append(content)
+
+    def follow(self, client: protocol.Client, until: Any, timeout_s: float = 600.0) -> None:
+        """Collect events until ``until(self)`` holds (or the job reaches a final state)."""
+        deadline = time.monotonic() + timeout_s
+        while not until(self):
+            if self.states and self.states[-1] in m.FINAL_STATES:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {self.job_id}: states so far {self.states}")
+            self.take(client.poll_events(0.2))
