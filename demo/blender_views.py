@@ -19,6 +19,10 @@ TURNTABLE_COLLECTION = "Turntable cameras"
 TRAINING_ELEVATIONS_DEG = (20.0, 40.0)
 CAMERA_DISTANCE = 4.5
 """Metres from the scene's target: the whole group of objects fits the 35 mm view with some ground around it."""
+RESULT_NEAR_CLIP = 2.3
+"""Near clip (metres) of the cameras that render the imported result: a NeRF trained on view-inconsistent edits
+grows floaters right in front of the training cameras, which would fill the frame; clipping at ``CAMERA_DISTANCE
+- 2.2`` keeps everything within 2.2 m of the scene's centre (all objects and the middle of the ground) visible."""
 
 
 def camera_collection(name: str, poses: Sequence[np.ndarray], prefix: str) -> tuple[bpy.types.Collection,
@@ -84,6 +88,19 @@ def only_visible(objects: Sequence[bpy.types.Object], samples: int) -> Iterator[
         for obj in hidden:
             obj.hide_render = False
         scene.cycles.samples = saved_samples
+
+
+@contextlib.contextmanager
+def near_clip(cameras: Sequence[bpy.types.Object], clip_start: float) -> Iterator[None]:
+    """Temporarily move the cameras' near clipping plane to ``clip_start`` metres."""
+    saved = [camera.data.clip_start for camera in cameras]
+    try:
+        for camera in cameras:
+            camera.data.clip_start = clip_start
+        yield
+    finally:
+        for camera, value in zip(cameras, saved):
+            camera.data.clip_start = value
 
 
 def result_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:

@@ -5,7 +5,7 @@ Runs in the backend environment (``$IN2N_BACKEND_PYTHON -m demo.report PLAN.json
 an image without a display. The plan is written by the Blender side of the demo (:mod:`demo.run`) and names every
 input file; paths in it are relative to the plan's folder. Prints one JSON object: the files written.
 
-Plan keys: ``title`` (str), ``subtitle`` (str), ``sheet`` (rows of ``{"label", "original", "edited", "result"}``),
+Plan keys: ``title`` (str), ``subtitle`` (str), ``note`` (str, optional), ``sheet`` (rows of ``{"label", "original", "edited", "result"}``),
 ``sheet_columns`` (column titles), ``turntable`` (``{"rows": {label: [frame files]}, "fps"}``), ``record`` (the
 recorder's JSON: ``loss_series``, ``phase_starts``), ``outputs`` (``{"contact_sheet", "loss_plot",
 "turntable_gif", "turntable_strip"}``).
@@ -31,6 +31,7 @@ TEXT = (20, 20, 20)
 MUTED = (110, 110, 110)
 WARNING = (180, 30, 30)
 SHEET_TILE = 192
+SHEET_TITLE_H = 78
 PHASE_NAMES = {"reconstruct": "reconstruction", "edit": "Iterative DU"}
 
 
@@ -65,12 +66,13 @@ def contact_sheet(plan: dict[str, Any], base: Path) -> np.ndarray:
     columns = plan["sheet_columns"]
     keys = ("original", "edited", "result")[:len(columns)]
     cells = [[load(base / row[key]) if row.get(key) else None for key in keys] for row in plan["sheet"]]
-    title_h, header_h, label_w = 62, 26, 90
+    title_h, header_h, label_w = SHEET_TITLE_H, 26, 90
     canvas, boxes = layout.grid(cells, SHEET_TILE, gap=6, top=title_h + header_h, left=label_w)
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
     draw.text((10, 8), plan["title"], fill=TEXT, font=font(18))
     draw.text((10, 34), plan.get("subtitle", ""), fill=WARNING if plan.get("warning") else MUTED, font=font(13))
+    draw.text((10, 54), plan.get("note", ""), fill=MUTED, font=font(12))
     for column, box in zip(columns, boxes[0]):
         draw.text((box.left + box.width / 2, title_h + header_h / 2), column, fill=TEXT, font=font(14), anchor="mm")
     for row, row_boxes in zip(plan["sheet"], boxes):
@@ -78,7 +80,7 @@ def contact_sheet(plan: dict[str, Any], base: Path) -> np.ndarray:
         draw.text((label_w / 2 + 3, box.top + box.height / 2), row["label"], fill=TEXT, font=font(13), anchor="mm")
         for cell_box, key in zip(row_boxes, keys):
             if not row.get(key):
-                draw.text((cell_box.left + cell_box.width / 2, cell_box.top + cell_box.height / 2), "(missing)",
+                draw.text((cell_box.left + cell_box.width / 2, cell_box.top + cell_box.height / 2), "(not edited)",
                           fill=MUTED, font=font(13), anchor="mm")
     return np.asarray(image)
 
@@ -106,16 +108,16 @@ def loss_plot(plan: dict[str, Any], path: Path) -> Path:
     figure, axes = plt.subplots(1, 2 if psnr else 1, figsize=(11 if psnr else 8, 4.2), squeeze=False)
     axis = axes[0][0]
     for name in sorted(losses, key=lambda n: (n != "loss", n)):
-        steps, values = [p[0] for p in losses[name]], [p[2] for p in losses[name]]
-        axis.plot(steps, values, label=name, linewidth=1.6 if name == "loss" else 1.0,
-                  marker="." if len(steps) < 40 else None)
-    if losses and all(p[2] > 0 for points in losses.values() for p in points):
+        points = [p for p in losses[name] if p[2] > 0]  # log scale: a loss that is exactly 0 has no place on it
+        axis.plot([p[0] for p in points], [p[2] for p in points], label=name, linewidth=1.6 if name == "loss" else 1.0,
+                  marker="." if len(points) < 40 else None)
+    if losses:
         axis.set_yscale("log")
     if not losses:
         axis.text(0.5, 0.5, "no losses were reported", transform=axis.transAxes, ha="center", color="gray")
     else:
-        axis.legend(fontsize=8, loc="upper right")
-    axis.set_ylabel("training loss")
+        axis.legend(fontsize=8, loc="lower left")
+    axis.set_ylabel("training loss (log scale)")
     if psnr:
         right = axes[0][1]
         for name, points in sorted(psnr.items()):

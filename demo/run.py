@@ -59,7 +59,7 @@ class ProgressPrinter:
 def backend_args(work: Path) -> str:
     """Extra ``backend serve`` arguments: a job store of the demo's own (no old jobs are resumed, nothing is left in
     the user's cache) when the server supports one."""
-    return ""  # TEMP until the jobs server lands: f"--jobs-dir {work / 'jobs'}"
+    return f"--jobs-dir {work / 'jobs'}"
 
 
 def plan_editor(choice: EditorChoice, explicit: bool, gpu: bool) -> tuple[EditorChoice, str]:
@@ -103,6 +103,15 @@ def edited_images(recorder: Recorder, uploaded: list[str], folder: Path) -> dict
         shutil.copyfile(record.result_files[name], target)
         copied[uploaded[index]] = target
     return copied
+
+
+def sheet_views(cameras: list[bpy.types.Object], edited: set[str], count: int) -> list[bpy.types.Object]:
+    """``count`` views spread over the cameras, taken from the views that have an edited image when there are
+    enough of them (a short schedule edits only some views)."""
+    pool = [camera for camera in cameras if camera.name in edited]
+    if len(pool) < min(count, len(cameras)):
+        pool = list(cameras)
+    return [pool[i] for i in layout.evenly_spaced(count, len(pool))]
 
 
 def run_report(backend_python: str, plan_path: Path) -> dict[str, str]:
@@ -214,13 +223,13 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
     uploaded = json.loads(bpy.context.scene.get(edit.driver.runtime.UPLOADED_CAMERAS, "[]"))
     edited = edited_images(edit.recorder, uploaded, out / "edited")
     shown = views.result_objects(edit.result)
-    sheet_cameras = [edit.cameras[i] for i in layout.evenly_spaced(config.sheet_views, len(edit.cameras))]
-    with views.only_visible(shown, preset.samples):
+    sheet_cameras = sheet_views(edit.cameras, set(edited), config.sheet_views)
+    with views.only_visible(shown, preset.samples), views.near_clip(sheet_cameras, views.RESULT_NEAR_CLIP):
         result_views = views.render_all(sheet_cameras, out / "result_views", preset.size)
     _, turntable = views.turntable_cameras(edit.built, config.turntable_frames)
     with views.only_visible(list(edit.built.objects.values()), config.turntable_samples):
         before_frames = views.render_all(turntable, out / "turntable" / "original", config.turntable_size)
-    with views.only_visible(shown, config.turntable_samples):
+    with views.only_visible(shown, config.turntable_samples), views.near_clip(turntable, views.RESULT_NEAR_CLIP):
         after_frames = views.render_all(turntable, out / "turntable" / "result", config.turntable_size)
     laps.lap("render_outputs")
     blend = views.save_blend(out / "demo.blend")
@@ -234,6 +243,8 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
         "subtitle": f"{meaning}; {preset.views} views, {preset.size} px, preset {preset.name}",
         "warning": not real,
         "sheet_columns": ["original render", "edited by the backend", "imported result (Blender)"],
+        "note": f"imported result rendered with the near clip at {views.RESULT_NEAR_CLIP} m (hides floaters in front "
+                "of the cameras)",
         "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
                    "edited": str(edited[camera.name].relative_to(out)) if camera.name in edited else None,
                    "result": str(path.relative_to(out))} for camera, path in zip(sheet_cameras, result_views)],
@@ -270,6 +281,7 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
                    "source_world_bounds": views.world_bounds(
                        [obj for name, obj in edit.built.objects.items() if name != "Ground"])},
         "edited_views": sorted(edited),
+        "display": {"result_near_clip_m": views.RESULT_NEAR_CLIP},
         "outputs": {"blend": str(blend), "scene": str(out / "scene" / "transforms.json"), "edited": str(out / "edited"),
                     **pictures, "progress": str(out / "progress.json")},
     }

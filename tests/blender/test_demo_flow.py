@@ -92,7 +92,7 @@ def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, sc
     assert (np.abs(result_view.astype(int) - sky).max(-1) > 30).mean() > 0.05
 
     sheet = read_png(Path(summary["outputs"]["contact_sheet"]))
-    _, boxes = layout.grid([[None] * 3] * 2, 192, gap=6, top=62 + 26, left=90)
+    _, boxes = layout.grid([[None] * 3] * 2, 192, gap=6, top=78 + 26, left=90)
     for row in boxes:
         edited_box = row[1]
         assert tuple(sheet[edited_box.top + 5, edited_box.left + 5]) == BLUE

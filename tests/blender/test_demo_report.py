@@ -81,15 +81,15 @@ def test_report_draws_the_sheet_plot_and_turntable_from_the_plan(tmp_path: Path)
 
     sheet = read_png(Path(written["contact_sheet"]))
     # the same grid the report lays out: 2 rows x 3 columns of SHEET_TILE tiles below the title and column headers
-    _, boxes = layout.grid([[None] * 3] * 2, 192, gap=6, top=62 + 26, left=90)
+    _, boxes = layout.grid([[None] * 3] * 2, 192, gap=6, top=78 + 26, left=90)
     expected_h, expected_w = boxes[-1][-1].top + 192 + 6, boxes[-1][-1].left + 192 + 6
     assert sheet.shape[:2] == (expected_h, expected_w)
     for r, row_boxes in enumerate(boxes):
         for key, box in zip(colors, row_boxes):
-            centre = sheet[box.top + 20, box.left + 20]  # away from the "(missing)" text in the middle
+            centre = sheet[box.top + 20, box.left + 20]  # away from the "(not edited)" text in the middle
             want = (255, 255, 255) if (r, key) == (1, "edited") else colors[key]
             assert tuple(centre) == want, (r, key)
-    title_band = sheet[:62]
+    title_band = sheet[:78]
     assert (title_band < 128).any()  # text was drawn
 
     plot = read_png(Path(written["loss_plot"]))

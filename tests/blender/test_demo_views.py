@@ -127,3 +127,17 @@ def test_weights_found_in_the_cache_are_not_used_on_a_cpu_backend_unless_asked_f
     choice, note = run.plan_editor(cached, explicit=True, gpu=False)
     assert choice == cached and "CPU" in note
     assert run.plan_editor(cached, explicit=False, gpu=True) == (cached, "")
+
+
+def test_sheet_views_prefer_edited_views_and_near_clip_is_restored(built: ps.BuiltScene) -> None:
+    _, cameras = views.training_cameras(built, 10)
+    names = [camera.name for camera in cameras]
+    edited = {names[i] for i in (1, 3, 4, 6, 7, 9)}  # a short schedule edited six views
+    chosen = run.sheet_views(cameras, edited, 4)
+    assert len(chosen) == 4 and {c.name for c in chosen} <= edited
+    assert [c.name for c in run.sheet_views(cameras, {names[0]}, 4)] == [names[i] for i in (0, 2, 5, 8)]  # too few
+    before = cameras[0].data.clip_start
+    with views.near_clip(cameras[:2], views.RESULT_NEAR_CLIP):
+        assert cameras[0].data.clip_start == pytest.approx(views.RESULT_NEAR_CLIP)
+    assert cameras[0].data.clip_start == pytest.approx(before)
+    assert views.RESULT_NEAR_CLIP < views.CAMERA_DISTANCE - 1.5  # every object stays in front of the clip plane
