@@ -6,12 +6,14 @@ import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import Literal
 
 from protocol import ValidationError
 from protocol import messages as m
 
 from .store import camera_index_of
 
+ArtifactKind = Literal["mesh", "pointcloud", "image", "transforms", "other"]
 MEDIA_TYPES = {".png": "image/png", ".ply": "application/x-ply", ".obj": "model/obj"}
 
 
@@ -36,13 +38,13 @@ class ArtifactIndex:
             self._digests[path] = (stat.st_size, stat.st_mtime, digest.hexdigest())
         return digest.hexdigest()
 
-    def files(self, work_dir: Path) -> dict[str, tuple[Path, str, dict[str, object]]]:
+    def files(self, work_dir: Path) -> dict[str, tuple[Path, ArtifactKind, dict[str, object]]]:
         """Artifact name -> (path, kind, metadata) from the engine's manifest; empty until the job is done."""
         manifest_path = work_dir / "manifest.json"
         if not manifest_path.is_file():
             return {}
         manifest = json.loads(manifest_path.read_text())
-        files: dict[str, tuple[Path, str, dict[str, object]]] = {}
+        files: dict[str, tuple[Path, ArtifactKind, dict[str, object]]] = {}
         if manifest.get("mesh"):
             path = work_dir / manifest["mesh"]
             files[f"mesh{path.suffix}"] = (path, "mesh", {"frame": "input"})

@@ -77,12 +77,13 @@ class JobService:
 
     # ------------------------------------------------------------------ state
     def _position(self, job_id: str) -> int | None:
-        if job_id == self.running:
-            return 0
-        if job_id not in self.queue:
-            return None
-        # with nothing running, the head of the queue is being started by the worker right now
-        return self.queue.index(job_id) + (1 if self.running is not None else 0)
+        with self._condition:  # the queue changes in the loop thread and the worker
+            if job_id == self.running:
+                return 0
+            if job_id not in self.queue:
+                return None
+            # with nothing running, the head of the queue is being started by the worker right now
+            return self.queue.index(job_id) + (1 if self.running is not None else 0)
 
     def _set_state(self, record: JobRecord, state: str, message: str = "", error: tuple[str, str] | None = None) -> None:
         record.state, record.message = state, message
@@ -93,7 +94,9 @@ class JobService:
             message=message[:2000], error_name=record.error_name, error_message=record.error_message))
 
     def _announce_queue(self) -> None:
-        for job_id in list(self.queue):
+        with self._condition:
+            queued = list(self.queue)
+        for job_id in queued:
             record = self.records[job_id]
             self.server.publish(job_id, m.JobStateEvent(job_id=job_id, state="queued",
                                                         queue_position=self._position(job_id), message=record.message))

@@ -43,6 +43,9 @@ class SceneUploads:
                 log.warning("dropping upload %s: no chunk for %.0f s", upload_id, now - upload.last_activity)
                 del self.pending[upload_id]
 
+    def _forget(self, upload_id: str) -> None:
+        self.pending.pop(upload_id, None)
+
     def _get(self, upload_id: str) -> PendingUpload:
         upload = self.pending.get(upload_id)
         if upload is None:
@@ -87,7 +90,7 @@ class SceneUploads:
                 request.fail(error)
                 return
             finally:
-                self.server.call_soon(lambda: self.pending.pop(end.upload_id, None))
+                self.server.call_soon(lambda: self._forget(end.upload_id))
             begin = upload.assembler.begin
             log.info("upload %s stored as %s", end.upload_id, scene_id)
             request.reply(m.SceneEndReply(scene_id=scene_id, image_count=len(begin.images),

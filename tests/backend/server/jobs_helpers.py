@@ -82,14 +82,15 @@ def upload(client: protocol.Client, scene: TinyScene) -> str:
 
 
 def edit_request(scene_id: str, *, reconstruction_steps: int = 200, total_steps: int = 20, every: int = 5,
-                 preview_hz: float = 20.0, **overrides: Any) -> m.EditStartRequest:
+                 preview_hz: float = 20.0, outputs: tuple[str, ...] = ("mesh", "pointcloud", "images"),
+                 **overrides: Any) -> m.EditStartRequest:
     engine = {**TINY_OVERRIDES, **overrides}
     return m.EditStartRequest(
         scene_id=scene_id, instruction="make it blue",
         schedule=m.Schedule(reconstruction_steps=reconstruction_steps, total_steps=total_steps,
                             edit_every_n_steps=every, ddim_steps=4),
         memory_mode="in2n-tiny", preview=m.PreviewSettings(enabled=True, max_rate_hz=preview_hz, max_side=32),
-        engine_overrides=engine)
+        outputs=list(outputs), engine_overrides=engine)
 
 
 @dataclass
@@ -131,3 +132,30 @@ class JobWatch:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.job_id}: states so far {self.states}")
             self.take(client.poll_events(0.2))
+
+
+def send_twice(info: protocol.ConnectionInfo, content: Any) -> list[Any]:
+    """Send one request twice with the same msg_id, as a Lazy-Pirate retry does (fresh date, fresh signature);
+    returns the contents of every reply that arrives within a few seconds."""
+    import zmq
+
+    from protocol.wire import utc_now
+
+    session = protocol.Session(info.key_bytes)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTING_ID, session.session_id.encode())
+    sock.connect(info.url)
+    try:
+        message = m.build(session, content)
+        first = session.serialize(message)
+        time.sleep(0.002)
+        message.header["date"] = utc_now()
+        sock.send_multipart(first)
+        sock.send_multipart(session.serialize(message))
+        replies = []
+        while sock.poll(3000):
+            replies.append(m.parse(session.deserialize(sock.recv_multipart())))
+        return replies
+    finally:
+        sock.close()

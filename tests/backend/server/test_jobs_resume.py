@@ -1,0 +1,68 @@
+"""``kill -9`` of the server in the middle of a job, then a restart on the same jobs directory: the job resumes from
+its last checkpoint and no edited image is lost. A graceful shutdown checkpoints and resumes the same way."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from protocol import messages as m
+from tests.backend.server.jobs_helpers import JobWatch, edit_request, start_backend, upload
+from tests.helpers.scenes import make_tiny_scene
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def edited_state(work: Path) -> dict:
+    return json.loads((work / "state.json").read_text())
+
+
+@pytest.mark.parametrize("how", ["kill -9", "shutdown request"])
+def test_interrupted_job_resumes_after_a_restart_without_losing_edits(tmp_path, how):
+    scene = make_tiny_scene(tmp_path / "scene", num_views=10, size=32)
+    backend = start_backend(tmp_path / "server")
+    try:
+        with backend.client() as client:
+            # images only: geometry export is not what this test is about (test_jobs.py checks it)
+            job_id = client.start_edit(edit_request(upload(client, scene), reconstruction_steps=100,
+                                                    total_steps=40, every=4, outputs=("images",))).job_id
+            watch = JobWatch(job_id)
+            # past the first editing checkpoint (checkpoint_every 20): edits exist on disk
+            watch.follow(client, lambda w: any(p.phase == "edit" and p.step >= 25 for p in w.progress))
+            work = backend.jobs_dir / "jobs" / job_id / "work"
+            if how == "kill -9":
+                backend.process.send_signal(signal.SIGKILL)
+                backend.process.wait(30)
+            else:
+                client.shutdown("test")
+                assert backend.process.wait(120) == 0
+        before = edited_state(work)
+        edited_before = {name: (work / name).read_bytes() for name in before["edited_views"]}
+        assert before["edits_done"] >= 5 and edited_before
+        record = json.loads((backend.jobs_dir / "jobs" / job_id / "record.json").read_text())
+        assert record["state"] in ("editing", "queued")  # not finished: the next start picks it up
+
+        backend = start_backend(tmp_path / "server")  # same connection file folder -> same jobs dir
+        with backend.client() as client:
+            snapshot = client.snapshot(job_id, subscribe=True)
+            assert snapshot.jobs[0].state not in m.FINAL_STATES
+            watch = JobWatch(job_id, states=[snapshot.jobs[0].state])
+            watch.follow(client, lambda w: w.states[-1] in m.FINAL_STATES)
+        assert watch.states[-1] == "done", watch.logs[-5:]
+        assert "reconstructing" not in watch.states  # resumed after the reconstruction
+        checkpoint_step = int(before["checkpoint"].removeprefix("step-").removesuffix(".ckpt"))
+        assert any(f"resumed at step {checkpoint_step}" in line for line in watch.logs), watch.logs[:5]
+        after = edited_state(work)
+        assert after["edits_done"] == 10  # 40 steps / every 4: the sequence continued, nothing redone or skipped
+        for name, data in edited_before.items():
+            # an image edited before the interruption is either kept or replaced by a later edit of the same view
+            assert (work / name).is_file()
+            assert after["edited_views"][name] >= before["edited_views"][name]
+            if after["edited_views"][name] == before["edited_views"][name]:
+                assert (work / name).read_bytes() == data
+        assert "re-queued" in backend.log()
+    finally:
+        backend.stop()
