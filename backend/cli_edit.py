@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -220,8 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, previous)
         bar.close()
     if result.status == "done":
-        print(f"done: {result.steps} NeRF steps, {result.edits_done} edits\n  point cloud: {result.point_cloud}\n"
-              f"  mesh: {result.mesh}\n  manifest: {result.manifest}")
+        print(f"done: {result.steps} NeRF steps, {result.edits_done} edits\n  edited images: {args.output / 'edited'}")
+        if result.mesh is not None:
+            print(f"  point cloud: {result.point_cloud}\n  mesh: {result.mesh}")
+        elif not args.no_geometry:
+            error = json.loads(result.manifest.read_text()).get("geometry_error") if result.manifest else None
+            print(f"  no geometry exported: {error}", file=sys.stderr)
+        print(f"  manifest: {result.manifest}")
         return EXIT_OK
     if result.status == "cancelled":
         print(f"cancelled at step {result.steps}; run the same command again to resume", file=sys.stderr)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from backend.config import EditJobConfig
-from backend.export import export_geometry
+from backend.export import ExportError, export_geometry
 from backend.nerf import atomic
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform, make_camera
@@ -46,6 +46,8 @@ class JobRun:
         self._last_progress = 0.0
         self._last_preview = 0.0
         self._step_times: list[float] = []
+        self.geometry_error: str | None = None
+        """Why no mesh / point cloud was exported (e.g. a NeRF still transparent after too few steps)."""
 
     def _job_config(self) -> EditJobConfig:
         """A resumed job keeps the config it started with (its checkpoints and edits were made with it)."""
@@ -106,7 +108,13 @@ class JobRun:
             self.callbacks.on_state("exporting", str(self.jobs.exports))
             self.state.phase = "exporting"
             self.jobs.write_state(self.state)
-            exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output, self.stop.is_set)
+            try:
+                exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output,
+                                           self.stop.is_set)
+            except ExportError as error:
+                # The edits are the expensive part: the job keeps them (and says why there is no geometry).
+                self.geometry_error = str(error)
+                self.callbacks.on_log(f"warning: no geometry exported: {error}")
             if self.stop.is_set():
                 return self._cancelled()
         self._write_manifest(exported)
@@ -248,6 +256,7 @@ class JobRun:
             "num_mesh_faces": exported.num_faces if exported else 0,
             "bounds_min": exported.bounds_min if exported else None,
             "bounds_max": exported.bounds_max if exported else None,
+            "geometry_error": self.geometry_error,
             "frame": "input (transforms.json); dataparser_transforms.json maps it to the NeRF frame",
             "edited_images": {name: relative(self.jobs.edited_path(name)) for name in self.image_names
                               if self.jobs.edited_path(name).is_file()},

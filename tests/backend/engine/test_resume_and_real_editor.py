@@ -152,6 +152,19 @@ def test_a_job_without_geometry_export_keeps_its_edits_and_writes_no_geometry(re
     assert len(manifest["edited_images"]) == 2 and not list((tmp_path / "job").glob("exports/*.ply"))
 
 
+def test_a_nerf_too_transparent_to_export_still_finishes_with_its_edits(tmp_path):
+    scene = make_tiny_scene(tmp_path / "scene", num_views=6, size=24)
+    job_config = config()
+    job_config.nerf.reconstruction_steps = 0  # an untrained NeRF: nothing opaque to export
+    job_config.update = DatasetUpdateConfig(edit_steps=4, edit_rate=2)
+    run = run_job(EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0), scene.path, tmp_path / "job")
+    assert run.result.status == "done", run.result.error
+    assert run.result.mesh is None and any(line.startswith("warning: no geometry exported") for line in run.logs)
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert "opaque points" in manifest["geometry_error"] and manifest["mesh"] is None
+    assert len(manifest["edited_images"]) == 2  # the edits are kept
+
+
 def test_cli_edits_from_a_checkpoint_and_reports_missing_lpips_weights(resumed, tmp_path, monkeypatch, capsys):
     from backend.cli_edit import main
 
