@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from demo.config import DemoConfig, clean_outputs
 from demo.editor_choice import EditorChoiceError, choose_editor
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def parse_args(argv: list[str] | None) -> DemoConfig:
@@ -76,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     from demo.addon_driver import DemoError
     from demo.run import print_outputs, run_demo
 
+    from demo.addon_driver import STOP_REQUESTED
+
+    # SIGTERM (a CI timeout, kill) and Ctrl-C stop the demo at its next check point, and the backend it started too
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: STOP_REQUESTED.set())
     try:
         summary = run_demo(config, backend_python)
+    except KeyboardInterrupt:
+        print("[demo] interrupted; the backend it started was stopped", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except (DemoError, ValueError, OSError) as exc:
         print(f"[demo] FAILED: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,17 @@ ADDON_MODULE = "bl_ext.user_default.in2n_blender"
 
 class DemoError(RuntimeError):
     """A demo step failed; the message says which and why (and where the logs are)."""
+
+
+STOP_REQUESTED = threading.Event()
+"""Set by the demo's SIGTERM / SIGINT handler. The demo stops at its next check point (:func:`check_stop`): raising
+from inside the handler could land in Python code that Blender's C code called (a render, an operator) and crash it."""
+
+
+def check_stop() -> None:
+    """Raise ``KeyboardInterrupt`` here, in plain Python, when a stop was requested."""
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt("stop requested")
 
 
 def install_addon(work_dir: Path) -> ModuleType:
@@ -65,6 +77,7 @@ class AddonDriver:
                    on_tick: Callable[[], None] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
+            check_stop()
             self.runtime.pump()
             if on_tick is not None:
                 on_tick()

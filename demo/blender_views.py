@@ -67,8 +67,14 @@ def quiet_stdout() -> Iterator[None]:
 
 def render_all(cameras: Sequence[bpy.types.Object], folder: Path, size: int) -> list[Path]:
     """One PNG per camera, ``<folder>/<camera name>.png``."""
-    with quiet_stdout():
-        return [ps.render_camera(camera, folder / f"{camera.name}.png", size, size) for camera in cameras]
+    from demo.addon_driver import check_stop
+
+    paths = []
+    for camera in cameras:
+        check_stop()
+        with quiet_stdout():
+            paths.append(ps.render_camera(camera, folder / f"{camera.name}.png", size, size))
+    return paths
 
 
 @contextlib.contextmanager

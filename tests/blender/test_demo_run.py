@@ -43,12 +43,17 @@ def test_python_m_demo_produces_every_output_and_says_the_tiny_edit_is_not_meani
     out = tmp_path / "demo_out"
     environment = {**os.environ, "IN2N_BACKEND_PYTHON": backend_python(),
                    "HF_HUB_CACHE": str(tmp_path / "empty_hf_cache")}  # no weights: the tiny editor
-    completed = subprocess.run(
-        [sys.executable, "-m", "demo", "--out", str(out), "--views", "6", "--size", "48", "--samples", "4",
-         "--reconstruction-steps", "150", "--edit-steps", "20", "--turntable-frames", "4", "--threads", "2"],
-        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=540)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    stdout = completed.stdout
+    command = [sys.executable, "-m", "demo", "--out", str(out), "--views", "6", "--size", "48", "--samples", "4",
+               "--reconstruction-steps", "300", "--edit-steps", "20", "--turntable-frames", "4", "--threads", "2"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=540)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # SIGTERM: the demo stops the backend it started before exiting
+        stdout, stderr = process.communicate(timeout=60)
+        pytest.fail(f"python -m demo took more than 540 s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
     assert "TINY RANDOM editor" in stdout and "NOT meaningful" in stdout
     assert "Reconstructing" in stdout and "Editing" in stdout  # progress lines from the add-on's own status text
 
@@ -67,3 +72,37 @@ def test_python_m_demo_produces_every_output_and_says_the_tiny_edit_is_not_meani
     assert (np.minimum(high, src_high) > np.maximum(low, src_low)).all()
     progress = json.loads((out / "progress.json").read_text())
     assert progress["loss_series"]["loss"] and {"reconstruct", "edit"} <= set(progress["phase_starts"])
+
+
+def test_sigterm_stops_the_demo_and_the_backend_it_started(tmp_path: Path) -> None:
+    import protocol
+
+    if not server_runs_jobs(tmp_path):
+        pytest.skip("the backend server has no job handlers yet (no edit_start_request capability)")
+    out = tmp_path / "demo_out"
+    environment = {**os.environ, "IN2N_BACKEND_PYTHON": backend_python(), "HF_HUB_CACHE": str(tmp_path / "empty")}
+    process = subprocess.Popen([sys.executable, "-m", "demo", "--out", str(out), "--views", "4", "--size", "32"],
+                               cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until the add-on is connected to the backend it started
+            if line.startswith("[demo] connected:"):
+                break
+        else:
+            pytest.fail(f"the demo ended before connecting: {process.stderr.read() if process.stderr else ''}")
+        connection = next(out.glob("work/blender_user/**/backend/connection.json"))
+        with protocol.Client(protocol.read_connection_file(connection), timeout_s=30) as client:
+            backend_pid = client.hello().pid
+        process.terminate()
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            rest, stderr = process.communicate()
+            pytest.fail(f"the demo did not stop on SIGTERM:\n{rest[-2000:]}{stderr[-2000:]}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "interrupted" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(backend_pid, 0)
