@@ -34,6 +34,10 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
+SHOWN_LOSSES = ("loss", "psnr", "lpips_loss")
+"""Progress lines show these (the loss plot has them all)."""
+
+
 class ProgressPrinter:
     """One stdout line when the phase changes and at most every ``interval_s`` otherwise: the panel's own progress
     text plus the latest losses."""
@@ -50,7 +54,9 @@ class ProgressPrinter:
         if not text or text == self._last_text or (phase == self._last_phase and now - self._last_time < self.interval_s):
             return
         progress = self.recorder.record.progress
-        losses = ", ".join(f"{k} {v:.4g}" for k, v in sorted(progress[-1].losses.items())[:4]) if progress else ""
+        latest = progress[-1].losses if progress else {}
+        shown = [name for name in SHOWN_LOSSES if name in latest]
+        losses = ", ".join(f"{name} {latest[name]:.4g}" for name in shown)
         edits = f", {progress[-1].images_edited} views edited" if progress and progress[-1].images_edited else ""
         say(f"{text}{edits}{' | ' + losses if losses else ''}")
         self._last_time, self._last_phase, self._last_text = now, phase, text
