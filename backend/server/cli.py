@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -38,6 +39,11 @@ def setup_logging(log_file: Path | None, level: str = "info") -> None:
         handlers=handlers,
         force=True,
     )
+    logging.captureWarnings(True)  # library warnings go to the log file too, with a level
+    if level != "debug":  # deprecation chatter of torch / nerfstudio set-up, once per job: not the user's concern
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"nerfstudio\.")
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
 
 
 def serve_parser() -> argparse.ArgumentParser:

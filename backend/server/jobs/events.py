@@ -19,6 +19,8 @@ from protocol import messages as m
 
 log = logging.getLogger(__name__)
 
+PROGRESS_LOG_INTERVAL_S = 30.0
+"""Progress goes to the server log at most this often (clients get every progress event)."""
 PHASES = {"reconstructing": "reconstruct", "editing": "edit", "exporting": "export"}
 #: engine state -> protocol job state (``validating`` is the protocol's ``preparing``)
 STATES = {"validating": "preparing", "reconstructing": "reconstructing", "editing": "editing",
@@ -71,6 +73,7 @@ class JobEvents:
         self.step = 0
         self.progress: m.Progress | None = None
         self.last_preview: tuple[m.JobPreviewEvent, bytes] | None = None
+        self._last_progress_log = time.monotonic()
         self._lock = threading.Lock()
         self.throttle = PreviewThrottle(preview, budget)
 
@@ -99,6 +102,12 @@ class JobEvents:
             eta_s=progress.eta_seconds, elapsed_s=time.monotonic() - self.started, losses=losses,
             images_edited=progress.edits_done)
         self.publish(m.JobProgressEvent(job_id=self.job_id, progress=self.progress), [])
+        now = time.monotonic()
+        if now - self._last_progress_log >= PROGRESS_LOG_INTERVAL_S:
+            self._last_progress_log = now
+            log.info("[%s] %s step %d/%d, losses %s, eta %s", self.job_id, self.progress.phase, self.progress.step,
+                     self.progress.total_steps, {k: round(v, 5) for k, v in losses.items()},
+                     f"{progress.eta_seconds:.0f} s" if progress.eta_seconds is not None else "?")
         self._maybe_request_preview()
 
     def _maybe_request_preview(self) -> None:

@@ -81,7 +81,7 @@ def upload(client: protocol.Client, scene: TinyScene) -> str:
     return client.upload_scene(cameras, images, scene_name="tiny").scene_id
 
 
-def edit_request(scene_id: str, *, reconstruction_steps: int = 200, total_steps: int = 20, every: int = 5,
+def edit_request(scene_id: str, *, reconstruction_steps: int = 300, total_steps: int = 20, every: int = 5,
                  preview_hz: float = 20.0, outputs: tuple[str, ...] = ("mesh", "pointcloud", "images"),
                  **overrides: Any) -> m.EditStartRequest:
     engine = {**TINY_OVERRIDES, **overrides}

@@ -107,6 +107,8 @@ def test_uploaded_scene_is_stored_as_the_client_sent_it(finished, backend, scene
         stored = np.asarray(Image.open(folder / frame["file_path"]))
         assert np.array_equal(stored, scene.images[index][..., :3])
         assert np.allclose(frame["transform_matrix"], scene.c2w[index])
+    server_log = (backend.jobs_dir / "server.log").read_text()  # the default log file, with levels
+    assert "INFO backend.server.jobs.upload: upload " in server_log and f"stored as {scene_id}" in server_log
 
 
 def test_second_client_joins_with_a_snapshot_and_sees_the_same_events(finished):
