@@ -215,6 +215,12 @@ def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *
             f"'{driver.runtime.PREVIEW_IMAGE}' image")
         laps.lap("edit_job")
 
+        job = driver.rt.state.job
+        if not job.has_results:  # the engine keeps a job's edits when it cannot export geometry, and logs why
+            reason = next((line for line in reversed(recorder.record.logs) if "geometry" in line),
+                          "no mesh or point cloud among the results")
+            raise DemoError(f"job {job.job_id} finished without geometry to import ({reason}); train the NeRF "
+                            f"longer (--reconstruction-steps) or use more / larger views")
         result = driver.import_result(300)
         say(f"Import result: {', '.join(f'{o.name} ({len(o.data.vertices)} vertices)' for o in result.objects)}")
         laps.lap("import_result")

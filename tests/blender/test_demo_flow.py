@@ -101,3 +101,27 @@ def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, sc
     for key in ("blend", "loss_plot", "turntable_gif", "turntable_strip"):
         assert Path(summary["outputs"][key]).stat().st_size > 0, key
     assert set(summary["timings_s"]) >= {"scene_and_addon", "edit_job", "render_outputs", "report", "total"}
+
+
+def test_a_job_without_geometry_fails_the_demo_with_the_reason_and_stops_there(addon: ModuleType, scene: bpy.types.Scene,
+                                                                               tmp_path: Path) -> None:
+    from demo.addon_driver import DemoError
+
+    png = tmp_path / "blue.png"
+    write_png(png, np.tile(np.asarray(BLUE, np.uint8), (16, 16, 1)))
+    backend = ScriptedBackend({"edited/frame_00000.png": ("image", png.read_bytes(), {"camera_index": 0})}, steps=2)
+    connection = tmp_path / "connection.json"
+    write_connection_file(connection, backend.info)
+
+    def connect(driver: AddonDriver) -> None:
+        bpy.context.scene.in2n.connection_file = str(connection)
+        driver.press(bpy.ops.in2n.connect, "Connect")
+        driver.pump_until(lambda: driver.rt.state.connection == "connected", 30, "connecting")
+
+    config = DemoConfig(out_dir=tmp_path / "out", editor="tiny", views=2, size=16, samples=1, threads=2)
+    try:
+        with pytest.raises(DemoError, match="without geometry to import .*--reconstruction-steps"):
+            run_demo(config, backend_python(), addon=addon, connect=connect, factory_reset=False)
+    finally:
+        backend.stop()
+    assert not (tmp_path / "out" / "summary.json").exists()
