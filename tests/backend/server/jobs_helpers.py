@@ -62,6 +62,9 @@ def start_backend(folder: Path, *extra: str, torch_home: Path | None = None) -> 
     connection.unlink(missing_ok=True)
     log_path = folder / f"stdout-{time.monotonic_ns()}.log"
     env = {**os.environ, **({"TORCH_HOME": str(torch_home)} if torch_home else {})}
+    # One intra-op thread: test servers share 2 cores with other test processes, and OpenMP's spin-waiting threads
+    # make an oversubscribed CPU many times slower (measured: 84 tiny steps 78 s with 1 thread, > 3 min with 2).
+    env.setdefault("OMP_NUM_THREADS", "1")
     process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--connection-file", str(connection),
                                 "--jobs-dir", str(folder / "jobs"), "--no-device-probe", "--heartbeat", "1", *extra],
                                cwd=REPO_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
@@ -123,7 +126,7 @@ class JobWatch:
             elif isinstance(content, m.JobResultEvent):
                 self.results.append(content)
 
-    def follow(self, client: protocol.Client, until: Any, timeout_s: float = 600.0) -> None:
+    def follow(self, client: protocol.Client, until: Any, timeout_s: float = 1800.0) -> None:
         """Collect events until ``until(self)`` holds (or the job reaches a final state)."""
         deadline = time.monotonic() + timeout_s
         while not until(self):
