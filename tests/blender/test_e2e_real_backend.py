@@ -22,14 +22,16 @@ from tests.blender.test_edit_flow import bounds, source_objects
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
-#: the engine's tiny CPU settings (backend.config.tiny_nerf_config) as edit_start_request.engine_overrides
+#: a small CPU nerfacto as edit_start_request.engine_overrides: the engine's tiny config
+#: (backend.config.tiny_nerf_config) with the demo's larger grid, more rays and a denser start (demo/config.py
+#: CPU_NERF), because the tiny one stays transparent on these renders (black background) and exports no geometry
 TINY_OVERRIDES = {
     "device": "cpu",
     "editor": {"source": "tiny"},
-    "nerf": {"rays_per_batch": 256, "patch_size": 1, "use_lpips": False, "hidden_dim": 16, "num_levels": 4,
-             "max_res": 64, "log2_hashmap_size": 12, "proposal_log2_hashmap_size": 10,
-             "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 16, "camera_optimizer": "off",
-             "eval_num_rays_per_chunk": 4096, "implementation": "torch"},
+    "nerf": {"rays_per_batch": 512, "patch_size": 1, "use_lpips": False, "hidden_dim": 16, "num_levels": 8,
+             "max_res": 128, "log2_hashmap_size": 14, "proposal_log2_hashmap_size": 11,
+             "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 24, "camera_optimizer": "off",
+             "eval_num_rays_per_chunk": 8192, "implementation": "torch", "average_init_density": 0.05},
     "output": {"checkpoint_every": 1000, "history_every": 0, "export_num_points": 4000, "poisson_depth": 6},
 }
 
@@ -93,9 +95,9 @@ def _configure(scene: bpy.types.Scene) -> None:
     import json
 
     settings = scene.in2n
-    settings.orbit_count, settings.resolution_x, settings.resolution_y, settings.render_samples = 8, 48, 48, 4
+    settings.orbit_count, settings.resolution_x, settings.resolution_y, settings.render_samples = 8, 64, 64, 4
     settings.instruction = "make it look like marble"
-    settings.reconstruction_steps, settings.total_steps, settings.edit_every_n_steps = 300, 24, 4
+    settings.reconstruction_steps, settings.total_steps, settings.edit_every_n_steps = 400, 24, 4
     settings.ddim_steps, settings.memory_mode, settings.preview_rate = 3, "in2n-tiny", 20.0
     settings.preview_max_side = 48
     settings.engine_overrides = json.dumps(TINY_OVERRIDES)
