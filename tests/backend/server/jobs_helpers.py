@@ -139,7 +139,7 @@ class JobWatch:
 
 def send_twice(info: protocol.ConnectionInfo, content: Any) -> list[Any]:
     """Send one request twice with the same msg_id, as a Lazy-Pirate retry does (fresh date, fresh signature);
-    returns the contents of every reply that arrives within a few seconds."""
+    returns the replies (contents) that arrive within 5 s."""
     import zmq
 
     from protocol.wire import utc_now
@@ -156,9 +156,12 @@ def send_twice(info: protocol.ConnectionInfo, content: Any) -> list[Any]:
         message.header["date"] = utc_now()
         sock.send_multipart(first)
         sock.send_multipart(session.serialize(message))
-        replies = []
-        while sock.poll(3000):
-            replies.append(m.parse(session.deserialize(sock.recv_multipart())))
+        replies: list[Any] = []  # events (job_state, heartbeats) also arrive: this socket started a job
+        deadline = time.monotonic() + 5.0
+        while len(replies) < 2 and sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            received = session.deserialize(sock.recv_multipart())
+            if m.spec_for(received.msg_type).kind == "reply":
+                replies.append(m.parse(received))
         return replies
     finally:
         sock.close()
