@@ -138,7 +138,7 @@ class JobEvents:
     def _log(self, line: str) -> None:
         text = line.rstrip()
         # A failure's traceback is for the log file; the client shows the failed state with its error message.
-        level = "debug" if text.startswith("Traceback") else "info"
-        log.log(logging.WARNING if level == "debug" else logging.INFO, "[%s] %s", self.job_id, text)
+        level = "debug" if text.startswith("Traceback") else "warning" if text.startswith("warning:") else "info"
+        log.log(logging.INFO if level == "info" else logging.WARNING, "[%s] %s", self.job_id, text)
         self.publish(m.JobLogEvent(text=text[-16000:], level=level, job_id=self.job_id,  # type: ignore[arg-type]
                                    time=datetime.now(timezone.utc).isoformat()), [])

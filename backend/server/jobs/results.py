@@ -66,6 +66,15 @@ class ArtifactIndex:
                 files[f"history/{step}/{relative_image}"] = (path, "other", metadata)
         return {name: entry for name, entry in files.items() if entry[0].is_file()}
 
+    @staticmethod
+    def geometry_error(work_dir: Path) -> str | None:
+        """Why a finished job has no mesh / point cloud (the engine's manifest says), or None."""
+        manifest_path = work_dir / "manifest.json"
+        if not manifest_path.is_file():
+            return None
+        error = json.loads(manifest_path.read_text()).get("geometry_error")
+        return str(error) if error else None
+
     def artifacts(self, work_dir: Path) -> list[m.ArtifactInfo]:
         return [m.ArtifactInfo(name=name, kind=kind, size=path.stat().st_size, sha256=self.sha256(path),
                                media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), metadata=metadata)

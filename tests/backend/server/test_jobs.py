@@ -213,3 +213,17 @@ def test_a_client_vanishing_mid_download_does_not_disturb_others(finished, backe
         path = other.fetch_result(job_id, artifact.name, tmp_path / "again", chunk_bytes=2048)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == artifact.sha256
         assert other.ping() > 0
+
+
+def test_a_job_without_geometry_is_done_with_its_images_and_says_why(backend, finished):
+    scene_id = finished[0]
+    with backend.client() as client:  # an untrained NeRF is transparent: nothing to export
+        job = client.start_edit(edit_request(scene_id, reconstruction_steps=0, total_steps=2, every=1))
+        watch = JobWatch(job.job_id)
+        watch.follow(client, lambda w: bool(w.states) and w.states[-1] in m.FINAL_STATES)
+        listing = client.request(m.ResultListRequest(job_id=job.job_id))
+    assert watch.states[-1] == "done", watch.logs[-5:]
+    assert {artifact.kind for artifact in listing.artifacts} == {"image"}  # the two edited views, no geometry
+    assert any(line.startswith("warning: no geometry exported") for line in watch.logs), watch.logs[-5:]
+    record = json.loads((backend.jobs_dir / "jobs" / job.job_id / "record.json").read_text())
+    assert "; no geometry exported: " in record["message"]
