@@ -49,6 +49,10 @@ class NerfConfig:
     """Samples per ray for each of the two proposal networks."""
     num_nerf_samples_per_ray: int = 48
     """Samples per ray for the NeRF field."""
+    background_color: Literal["last_sample", "random", "black", "white"] = "last_sample"
+    """nerfacto's background model. ``random`` (nerfstudio's remedy for see-through reconstructions) makes every
+    training ray opaque; it helps small NeRFs on renders of a few objects over a plain background, which
+    ``last_sample`` may explain with semi-transparent density and then nothing is opaque enough to export."""
     average_init_density: float = 0.01
     """Initial density of the field (nerfacto's method config uses 0.01; higher makes surfaces appear sooner)."""
     camera_optimizer: Literal["off", "SO3xR3"] = "SO3xR3"

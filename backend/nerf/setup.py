@@ -61,6 +61,7 @@ def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str) -> Vani
     model = In2nNerfactoModelConfig(
         eval_num_rays_per_chunk=nerf.eval_num_rays_per_chunk,
         average_init_density=nerf.average_init_density,
+        background_color=nerf.background_color,
         hidden_dim=nerf.hidden_dim,
         hidden_dim_color=nerf.hidden_dim,
         hidden_dim_transient=nerf.hidden_dim,

@@ -31,7 +31,8 @@ TINY_OVERRIDES = {
     "nerf": {"rays_per_batch": 512, "patch_size": 1, "use_lpips": False, "hidden_dim": 16, "num_levels": 8,
              "max_res": 128, "log2_hashmap_size": 14, "proposal_log2_hashmap_size": 11,
              "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 24, "camera_optimizer": "off",
-             "eval_num_rays_per_chunk": 8192, "implementation": "torch", "average_init_density": 0.05},
+             "eval_num_rays_per_chunk": 8192, "implementation": "torch", "average_init_density": 0.05,
+             "background_color": "random"},
     "output": {"checkpoint_every": 1000, "history_every": 0, "export_num_points": 4000, "poisson_depth": 6},
 }
 
@@ -83,6 +84,29 @@ def real_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         log.close()
 
 
+def textured_surroundings(scene: bpy.types.Scene) -> bpy.types.Object:
+    """A ground plane under the objects and a grey sky. Over a black void a small NeRF explains dim objects with
+    semi-transparent density (nothing opaque to export); a backdrop that must be reproduced makes it commit to
+    surfaces, as real captures do. The plane is not selected: the orbit still frames the objects."""
+    selected = [obj for obj in scene.objects if obj.select_get()]
+    bpy.ops.mesh.primitive_plane_add(size=3.0, location=(2.5, 1.25, 0.0))
+    plane = bpy.context.active_object
+    material = bpy.data.materials.new("e2e_ground")
+    material.diffuse_color = (0.8, 0.35, 0.1, 1.0)
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    material.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.8, 0.35, 0.1, 1.0)
+    plane.data.materials.append(material)
+    world = scene.world or bpy.data.worlds.new("e2e_world")
+    scene.world = world
+    if bpy.app.version < (5, 0, 0):
+        world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.35, 0.4, 0.5, 1.0)
+    for obj in scene.objects:
+        obj.select_set(obj in selected)
+    return plane
+
+
 def _connect_or_skip(addon: ModuleType, scene: bpy.types.Scene, connection: Path) -> None:
     scene.in2n.connection_file = str(connection)
     bpy.ops.in2n.connect()
@@ -104,7 +128,7 @@ def _configure(scene: bpy.types.Scene) -> None:
 
 
 def test_render_edit_preview_import_with_real_jobs(addon: ModuleType, scene: bpy.types.Scene, real_backend: Path) -> None:
-    objects = source_objects(scene)
+    objects = source_objects(scene) + [textured_surroundings(scene)]
     _configure(scene)
     _connect_or_skip(addon, scene, real_backend)
     rt = addon.bpy_shell.runtime.get()
