@@ -43,14 +43,14 @@ def write_json(path: Path | str, value: Any) -> None:
     write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
-def write_png(path: Path | str, image: np.ndarray) -> None:
-    """``H W 3`` uint8 (or float in [0, 1]) image as PNG."""
+def write_png(path: Path | str, image: np.ndarray, compress_level: int = 6) -> None:
+    """``H W 3`` uint8 (or float in [0, 1]) image as PNG (``compress_level`` 0-9: zlib effort, lossless either way)."""
     from PIL import Image
 
     if image.dtype != np.uint8:
         image = np.clip(np.asarray(image, dtype=np.float64) * 255 + 0.5, 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     write_bytes(path, buffer.getvalue())
 
 

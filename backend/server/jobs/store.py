@@ -83,7 +83,7 @@ class JobStore:
         frames = []
         for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
             pixels = np.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
-            atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels))
+            atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels), compress_level=1)  # speed over size
             frames.append({"file_path": frame_name(index), "transform_matrix": camera.transform_matrix,
                            "fl_x": camera.fl_x, "fl_y": camera.fl_y, "cx": camera.cx, "cy": camera.cy,
                            "w": camera.w, "h": camera.h, "camera_name": camera.name})
