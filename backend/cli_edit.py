@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -225,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.mesh is not None:
             print(f"  point cloud: {result.point_cloud}\n  mesh: {result.mesh}")
         elif not args.no_geometry:
-            error = json.loads(result.manifest.read_text()).get("geometry_error") if result.manifest else None
-            print(f"  no geometry exported: {error}", file=sys.stderr)
+            print(f"  no geometry exported: {result.geometry_error}", file=sys.stderr)
         print(f"  manifest: {result.manifest}")
         return EXIT_OK
     if result.status == "cancelled":

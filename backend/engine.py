@@ -84,6 +84,8 @@ class JobResult:
     error: str | None = None
     error_kind: str | None = None
     """Class name of the error: SceneError, LpipsWeightsMissing, EditorWeightsMissing, ..."""
+    geometry_error: str | None = None
+    """A finished job without mesh / point cloud: why (e.g. a NeRF still too transparent to export)."""
 
 
 def _ignore(*args: Any) -> None:

@@ -275,4 +275,5 @@ class JobRun:
             manifest=self.jobs.manifest if status == "done" else None,
             point_cloud=self.jobs.root / manifest["point_cloud"] if manifest.get("point_cloud") else None,
             mesh=self.jobs.root / manifest["mesh"] if manifest.get("mesh") else None,
+            geometry_error=manifest.get("geometry_error"),
         )

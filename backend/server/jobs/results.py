@@ -22,6 +22,7 @@ class ArtifactIndex:
 
     def __init__(self) -> None:
         self._digests: dict[Path, tuple[int, float, str]] = {}
+        self._listings: dict[Path, tuple[int, dict[str, tuple[Path, ArtifactKind, dict[str, object]]]]] = {}
         self._lock = threading.Lock()
 
     def sha256(self, path: Path) -> str:
@@ -39,10 +40,25 @@ class ArtifactIndex:
         return digest.hexdigest()
 
     def files(self, work_dir: Path) -> dict[str, tuple[Path, ArtifactKind, dict[str, object]]]:
-        """Artifact name -> (path, kind, metadata) from the engine's manifest; empty until the job is done."""
+        """Artifact name -> (path, kind, metadata) from the engine's manifest; empty until the job is done.
+
+        Listed once per manifest version: every chunk of a download looks its artifact up here."""
         manifest_path = work_dir / "manifest.json"
-        if not manifest_path.is_file():
+        try:
+            version = manifest_path.stat().st_mtime_ns
+        except FileNotFoundError:
             return {}
+        with self._lock:
+            cached = self._listings.get(work_dir)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        listing = self._list(work_dir, manifest_path)
+        with self._lock:
+            self._listings[work_dir] = (version, listing)
+        return listing
+
+    @staticmethod
+    def _list(work_dir: Path, manifest_path: Path) -> dict[str, tuple[Path, ArtifactKind, dict[str, object]]]:
         manifest = json.loads(manifest_path.read_text())
         files: dict[str, tuple[Path, ArtifactKind, dict[str, object]]] = {}
         if manifest.get("mesh"):
@@ -65,15 +81,6 @@ class ArtifactIndex:
                     metadata["view_camera_index"] = index  # not camera_index: not an edited training image
                 files[f"history/{step}/{relative_image}"] = (path, "other", metadata)
         return {name: entry for name, entry in files.items() if entry[0].is_file()}
-
-    @staticmethod
-    def geometry_error(work_dir: Path) -> str | None:
-        """Why a finished job has no mesh / point cloud (the engine's manifest says), or None."""
-        manifest_path = work_dir / "manifest.json"
-        if not manifest_path.is_file():
-            return None
-        error = json.loads(manifest_path.read_text()).get("geometry_error")
-        return str(error) if error else None
 
     def artifacts(self, work_dir: Path) -> list[m.ArtifactInfo]:
         return [m.ArtifactInfo(name=name, kind=kind, size=path.stat().st_size, sha256=self.sha256(path),

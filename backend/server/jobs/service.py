@@ -150,9 +150,8 @@ class JobService:
             artifacts = self.index.artifacts(self.store.work_dir(record.job_id))
             self.server.publish(record.job_id, m.JobResultEvent(job_id=record.job_id, artifacts=artifacts))
             message = f"{result.steps} NeRF steps, {result.edits_done} edits"
-            geometry_error = self.index.geometry_error(self.store.work_dir(record.job_id))
-            if geometry_error:  # the edited images are results; say why the mesh / point cloud are missing
-                message += f"; no geometry exported: {geometry_error}"
+            if result.geometry_error:  # the edited images are results; say why the mesh / point cloud are missing
+                message += f"; no geometry exported: {result.geometry_error}"
             self._set_state(record, "done", message)
         elif result.status == "cancelled" and self._closing:
             self._set_state(record, "queued", "interrupted by a server shutdown; resumes when the server starts again")
