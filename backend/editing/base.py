@@ -42,10 +42,11 @@ class ImageEditor(Protocol):
             render: ``Float[Tensor, "B 3 H W"]`` in [0, 1], the current NeRF render; noised to ``timestep``.
             original: ``Float[Tensor, "B 3 H W"]`` in [0, 1], the untouched captured image: the image condition.
             instruction: what ``encode_instruction`` returned.
-            timestep: noise level in ``[0, num_train_timesteps)`` at which denoising starts.
+            timestep: the drawn noise level T in ``[1, num_train_timesteps]``; the render is noised near T and
+                denoised in ``num_inference_steps`` DDIM steps spread over [1, ~0.95 T] (the paper's schedule).
             guidance_scale: text classifier-free guidance weight.
             image_guidance_scale: image classifier-free guidance weight.
-            num_inference_steps: DDIM steps taken from ``timestep`` down to a clean image.
+            num_inference_steps: DDIM steps s taken from ``timestep`` down to a clean image (UNet calls per edit).
             generator: source of the noise, for reproducible edits.
 
         Returns:

@@ -12,8 +12,10 @@ Real weights come from ``backend.editing.loaders`` (Hugging Face id or local fol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
 # Concrete modules rather than the lazy ``diffusers`` namespace, so type checkers see the real classes.
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
@@ -46,17 +48,15 @@ class IP2PComponents:
                 for name in ("unet", "vae", "text_encoder")}
 
 
+#: DDIM settings of the reference (in2n loads CompVis/stable-diffusion-v1-4's DDIM scheduler config).
+DDIM_SETTINGS: dict[str, Any] = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1,
+                                 "timestep_spacing": "leading", "prediction_type": "epsilon"}
+
+
 def stable_diffusion_ddim_scheduler() -> DDIMScheduler:
     """The DDIM scheduler with Stable Diffusion 1.x's training schedule (what in2n uses for InstructPix2Pix)."""
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         **DDIM_SETTINGS)
 
 
 def tiny_components() -> IP2PComponents:

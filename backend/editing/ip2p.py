@@ -8,7 +8,9 @@ three branches like diffusers' ``StableDiffusionInstructPix2PixPipeline``: text+
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -54,19 +56,32 @@ def resize(images: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
-def sdedit_timesteps(timestep: int, num_inference_steps: int, num_train_timesteps: int) -> list[int]:
-    """DDIM timesteps from ``timestep`` down to 0 with the stride of a ``num_inference_steps`` schedule.
+def paper_timesteps(noise_level: int, num_inference_steps: int, steps_offset: int = 1) -> list[int]:
+    """The DDIM timesteps of one edit as in the paper and its reference (in2n ``ip2p.py``): "a fixed number of
+    intermediate steps s taken between initial timestep t and 0".
 
-    Why not the reference's loop: in2n noises to ``t`` but then runs *all* 20 DDIM steps from t=951, which asks the
-    UNet to denoise a far noisier latent than it is given. SDEdit instead starts denoising exactly where it noised:
-    ``t, t - stride, t - 2 stride, ...`` with ``stride = num_train_timesteps // num_inference_steps`` (the step
-    DDIMScheduler takes between its timesteps). So a small ``t`` costs few UNet calls (``t // stride + 1``) and only
-    lightly changes the render, a large ``t`` re-imagines it, exactly the trade-off IDU's t-range is meant to sample.
-    We shift the grid to ``t`` rather than noising to the nearest grid point below it, so that the noise level the
-    loop drew and logged is the one applied.
+    The reference sets the scheduler's ``num_train_timesteps`` to the drawn level T and calls ``set_timesteps(s)``
+    ("leading" spacing, ``steps_offset=1``): ``ratio = T // s`` and the steps are ``(s-1) ratio + 1, ..., ratio + 1,
+    1``, i.e. s steps spread over [1, ~0.95 T], with the noise added at the first of them; the alphas stay those of
+    the full 1000-step training schedule. With T < s there are T steps (ratio 1), as ``set_timesteps`` allows.
+    For T = num_train_timesteps this is exactly the grid of diffusers' ``StableDiffusionInstructPix2PixPipeline``.
     """
-    stride = num_train_timesteps // num_inference_steps
-    return list(range(timestep, -1, -stride))
+    if noise_level < 1 or num_inference_steps < 1:
+        raise ValueError(f"noise level and step count must be >= 1, got {noise_level}, {num_inference_steps}")
+    steps = min(num_inference_steps, noise_level)
+    ratio = noise_level // steps
+    return [index * ratio + steps_offset for index in reversed(range(steps))]
+
+
+def ddim_step(alphas_cumprod: Tensor, final_alpha_cumprod: Tensor, noise_pred: Tensor, t: int, t_prev: int,
+              latents: Tensor) -> Tensor:
+    """One deterministic DDIM update (eta = 0, epsilon prediction, no clipping) from ``t`` to ``t_prev``: what
+    ``DDIMScheduler.step`` computes, with the previous timestep given instead of derived from the scheduler's config
+    (the reference changes that config per edit; diffusers' configs are frozen). ``t_prev < 0``: the final step."""
+    alpha = alphas_cumprod[t]
+    alpha_prev = alphas_cumprod[t_prev] if t_prev >= 0 else final_alpha_cumprod
+    clean = (latents - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()
+    return (alpha_prev.sqrt() * clean + (1 - alpha_prev).sqrt() * noise_pred).to(latents.dtype)
 
 
 class InstructPix2PixEditor:
@@ -82,6 +97,9 @@ class InstructPix2PixEditor:
                              f"{components.vae.config['latent_channels']}")
         if max_side < 8:
             raise ValueError(f"max_side must be at least 8, got {max_side}")
+        prediction = components.scheduler.config.get("prediction_type", "epsilon")
+        if prediction != "epsilon":
+            raise ValueError(f"the editor's DDIM steps need an epsilon-predicting scheduler, got {prediction!r}")
         place_components(components, placement)
         self.components = components
         self.placement = placement
@@ -94,6 +112,12 @@ class InstructPix2PixEditor:
     @property
     def device(self) -> torch.device:
         return self.placement.device
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        """fp16 autocast around the UNet where the placement asks for it (in2n's trainer autocasts on CUDA)."""
+        if self.placement.autocast:
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
 
     @torch.inference_mode()
     def encode_instruction(self, instruction: str) -> InstructionEmbeddings:
@@ -141,18 +165,21 @@ class InstructPix2PixEditor:
             instruction.unconditional.to(device, dtype).expand(batch, -1, -1),
         ])
 
-        scheduler.set_timesteps(num_inference_steps)  # DDIM's step() derives its stride from this
+        timesteps = paper_timesteps(timestep, num_inference_steps, scheduler.config.get("steps_offset", 1))
+        ratio = timestep // len(timesteps)
+        alphas = scheduler.alphas_cumprod.to(device, torch.float32)
+        final_alpha = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32, device=device)
         noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
-        start = torch.tensor([timestep], device=device)
-        latents = scheduler.add_noise(latents, noise, start)
-        for t in sdedit_timesteps(timestep, num_inference_steps, self.num_train_timesteps):
-            model_input = torch.cat([scheduler.scale_model_input(torch.cat([latents] * 3), t), image_condition],
-                                    dim=1)
-            noise_text, noise_image, noise_uncond = unet(model_input, t, encoder_hidden_states=prompt_embeds,
-                                                         return_dict=False)[0].chunk(3)
-            noise_pred = (noise_uncond + guidance_scale * (noise_text - noise_image)
-                          + image_guidance_scale * (noise_image - noise_uncond))
-            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        start = torch.tensor([timesteps[0]], device=device, dtype=torch.int)
+        latents = scheduler.add_noise(latents, noise, start)  # type: ignore[arg-type]  # an int tensor, as it asks
+        with self._autocast():
+            for t in timesteps:
+                model_input = torch.cat([torch.cat([latents] * 3), image_condition], dim=1)
+                noise_text, noise_image, noise_uncond = unet(model_input, t, encoder_hidden_states=prompt_embeds,
+                                                             return_dict=False)[0].float().chunk(3)
+                noise_pred = (noise_uncond + guidance_scale * (noise_text - noise_image)
+                              + image_guidance_scale * (noise_image - noise_uncond))
+                latents = ddim_step(alphas, final_alpha, noise_pred, t, t - ratio, latents.float()).to(dtype)
 
         edited = vae.decode(latents / scaling, return_dict=False)[0]
         edited = (edited.float() / 2 + 0.5).clamp(0, 1)
@@ -169,8 +196,8 @@ class InstructPix2PixEditor:
             raise TypeError("instruction must come from this editor's encode_instruction(), "
                             f"got {type(instruction).__name__}")
         if isinstance(timestep, bool) or not isinstance(timestep, numbers.Integral) or not (
-                0 <= timestep < self.num_train_timesteps):
-            raise ValueError(f"timestep must be an integer in [0, {self.num_train_timesteps}), got {timestep!r}")
+                1 <= timestep <= self.num_train_timesteps):
+            raise ValueError(f"timestep must be an integer in [1, {self.num_train_timesteps}], got {timestep!r}")
         if not isinstance(num_inference_steps, numbers.Integral) or not (
                 1 <= num_inference_steps <= self.num_train_timesteps):
             raise ValueError(f"num_inference_steps must be an integer in [1, {self.num_train_timesteps}], "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from backend.editing.components import IP2PComponents, full_random_components, tiny_components
+from backend.editing.components import DDIM_SETTINGS, IP2PComponents, full_random_components, tiny_components
 from backend.editing.ip2p import InstructPix2PixEditor
 from backend.editing.memory import EditorMemoryMode, placement_for
 
@@ -66,8 +66,8 @@ def load_editor(source: str, *, device: torch.device | str = "cpu", memory_mode:
 
 def pretrained_components(source: str, *, torch_dtype: torch.dtype = torch.float32) -> IP2PComponents:
     """The five components of a diffusers InstructPix2Pix folder or Hugging Face repository (no safety checker:
-    edits are of the user's own scene). The scheduler is DDIM built from the repository's scheduler config, as
-    in2n does (the repository ships Euler ancestral)."""
+    edits are of the user's own scene). The scheduler is DDIM with the repository's noise schedule and the
+    reference's DDIM settings (:data:`DDIM_SETTINGS`; the repository ships Euler ancestral)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -92,7 +92,9 @@ def pretrained_components(source: str, *, torch_dtype: torch.dtype = torch.float
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype)
             text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=torch_dtype)
             tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-            scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
+            # The folder's own scheduler config is Euler ancestral and lacks DDIM's keys, which would silently turn
+            # on x0 clipping: pin the DDIM settings the reference uses (CompVis SD 1.4's DDIM config).
+            scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", **DDIM_SETTINGS)
         except OSError as error:  # huggingface_hub's not-cached / not-found / connection errors are all OSErrors
             raise EditorWeightsMissing(_missing_message(source, looks_like_path, error)) from error
     return IP2PComponents(unet.eval(), vae.eval(), text_encoder.eval(), tokenizer, scheduler)

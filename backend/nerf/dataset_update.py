@@ -67,10 +67,11 @@ class EditSchedule:
         return self.view_order[edit_index % self.num_views]
 
     def timestep_bounds(self) -> tuple[int, int]:
-        """Inclusive integer bounds of ``t`` (in2n: ``int(T * t_min)`` .. ``int(T * t_max)``), inside [0, T)."""
+        """Inclusive integer bounds of the noise level T (in2n: ``int(1000 t_min)`` .. ``int(1000 t_max)``), inside
+        [1, num_train_timesteps]: the editor spreads its DDIM steps over [1, ~0.95 T]."""
         total = self.num_train_timesteps
-        low = min(int(math.floor(total * self.config.t_min)), total - 1)
-        high = min(int(math.floor(total * self.config.t_max)), total - 1)
+        low = max(1, min(int(math.floor(total * self.config.t_min)), total))
+        high = min(int(math.floor(total * self.config.t_max)), total)
         return low, max(low, high)
 
     def generator_for(self, edit_index: int) -> torch.Generator:
@@ -90,11 +91,11 @@ class DatasetUpdater:
         self.instruction = instruction
         """What ``editor.encode_instruction(prompt)`` returned: computed once per job."""
 
-    def edit_next(self, trainer: "NerfTrainer") -> list[EditRecord]:
+    def edit_next(self, trainer: NerfTrainer) -> list[EditRecord]:
         """Edit the next ``edit_count`` views in the fixed order."""
         return [self.edit_view(trainer, self.schedule.edits_done) for _ in range(self.schedule.config.edit_count)]
 
-    def edit_view(self, trainer: "NerfTrainer", edit_index: int) -> EditRecord:
+    def edit_view(self, trainer: NerfTrainer, edit_index: int) -> EditRecord:
         config = self.schedule.config
         view = self.schedule.view_for(edit_index)
         timestep = self.schedule.timestep_for(edit_index)

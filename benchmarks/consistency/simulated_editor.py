@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,8 +160,8 @@ class SimulatedInstructEditor:
         if render.ndim != 4 or render.shape[1] != 3 or original.shape[0] != render.shape[0]:
             raise ValueError(f"render/original must be B 3 H W batches, got {tuple(render.shape)} and "
                              f"{tuple(original.shape)}")
-        if not 0 <= timestep < self.num_train_timesteps:
-            raise ValueError(f"timestep must be in [0, {self.num_train_timesteps}), got {timestep}")
+        if not 0 <= timestep <= self.num_train_timesteps:
+            raise ValueError(f"timestep must be in [0, {self.num_train_timesteps}], got {timestep}")
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         results = []
         for item in range(render.shape[0]):

@@ -122,4 +122,4 @@ def test_mismatched_inputs_are_rejected() -> None:
         SimulatedInstructEditor(originals, targets[:2])
     editor = SimulatedInstructEditor(originals, targets)
     with pytest.raises(ValueError, match="timestep"):
-        edit(editor, originals[:1], originals[:1], 1000)
+        edit(editor, originals[:1], originals[:1], 1001)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.editing import ip2p
 from backend.editing.base import ImageEditor
-from backend.editing.ip2p import InstructionEmbeddings, InstructPix2PixEditor, sdedit_timesteps
+from backend.editing.ip2p import InstructionEmbeddings, InstructPix2PixEditor, paper_timesteps
 
 pytestmark = pytest.mark.timeout(120)
 
 STEPS = 4
-"""DDIM steps of the full schedule in these tests: stride 250, so t=999 takes 4 UNet calls."""
+"""DDIM steps per edit in these tests (the paper's s): 4 UNet calls for any noise level T >= 4."""
 
 
 def edit(editor: InstructPix2PixEditor, render: torch.Tensor, original: torch.Tensor,
@@ -68,8 +69,8 @@ def test_output_has_the_input_shape_device_dtype_and_range(tiny_editor, instruct
     assert (latent_h * vae_factor) % 8 == 0 and (latent_w * vae_factor) % 8 == 0
 
 
-@pytest.mark.parametrize("timestep", [0, 20, 249, 250, 600, 999])
-def test_unet_runs_once_per_ddim_step_from_timestep_with_three_guidance_branches(
+@pytest.mark.parametrize("timestep", [1, 3, 20, 249, 250, 600, 1000])
+def test_unet_runs_s_times_spread_over_the_drawn_level_with_three_guidance_branches(
         tiny_editor, instruction, scene_images, timestep):
     render, original = scene_images(batch=2)
     recorder = UNetRecorder(tiny_editor.components.unet)
@@ -77,12 +78,26 @@ def test_unet_runs_once_per_ddim_step_from_timestep_with_three_guidance_branches
         edit(tiny_editor, render, original, instruction, timestep)
     finally:
         recorder.close()
-    stride = 1000 // STEPS
-    assert [t for _, t, _ in recorder.inputs] == list(range(timestep, -1, -stride))
-    assert len(recorder.inputs) == timestep // stride + 1
+    steps = min(STEPS, timestep)  # the reference's set_timesteps(s) with num_train_timesteps = T
+    ratio = timestep // steps
+    assert [t for _, t, _ in recorder.inputs] == [k * ratio + 1 for k in reversed(range(steps))]
+    assert len(recorder.inputs) == steps
     for sample, _, hidden in recorder.inputs:
         assert sample.shape[:2] == (3 * 2, 8)  # 3 branches x batch 2; noisy latent + image latent
         assert hidden.shape[0] == 3 * 2
+
+
+@pytest.mark.parametrize(("level", "steps"), [(1000, 20), (980, 20), (500, 20), (37, 20), (20, 20), (977, 7)])
+def test_paper_schedule_is_diffusers_ddim_with_the_drawn_level_as_training_length(level, steps):
+    """in2n sets ``scheduler.config.num_train_timesteps = T`` and calls ``set_timesteps(s)``: diffusers' own DDIM
+    scheduler built with T as its length gives the same grid (an independent computation of it)."""
+    from diffusers import DDIMScheduler
+
+    from backend.editing.components import DDIM_SETTINGS
+
+    reference = DDIMScheduler(num_train_timesteps=level, **DDIM_SETTINGS)
+    reference.set_timesteps(min(steps, level))
+    assert paper_timesteps(level, steps) == reference.timesteps.tolist()
 
 
 def test_unet_is_conditioned_on_the_original_image_and_instruction(tiny_editor, instruction, scene_images):
@@ -112,15 +127,14 @@ def test_unet_is_conditioned_on_the_original_image_and_instruction(tiny_editor, 
 def test_noise_prediction_combines_the_branches_with_both_guidance_scales(tiny_editor, instruction, scene_images,
                                                                           monkeypatch):
     render, original = scene_images()
-    scheduler = tiny_editor.components.scheduler
     guided: list[torch.Tensor] = []
-    real_step = scheduler.step
+    real_step = ip2p.ddim_step
 
-    def recording_step(model_output, timestep, sample, *args, **kwargs):
-        guided.append(model_output.clone())
-        return real_step(model_output, timestep, sample, *args, **kwargs)
+    def recording_step(alphas, final_alpha, noise_pred, *args, **kwargs):
+        guided.append(noise_pred.clone())
+        return real_step(alphas, final_alpha, noise_pred, *args, **kwargs)
 
-    monkeypatch.setattr(scheduler, "step", recording_step)
+    monkeypatch.setattr(ip2p, "ddim_step", recording_step)
     recorder = UNetRecorder(tiny_editor.components.unet)
     try:
         edit(tiny_editor, render, original, instruction, 999, guidance_scale=5.0, image_guidance_scale=2.5)
@@ -159,7 +173,7 @@ def test_render_matters_at_low_noise_and_hardly_at_high_noise(tiny_editor, instr
         b = edit(tiny_editor, other_render, original, instruction, timestep)
         return (a - b).abs().mean().item()
 
-    low, high = render_influence(20), render_influence(999)
+    low, high = render_influence(20), render_influence(1000)
     assert low > 3 * high, (low, high)
 
 
@@ -178,7 +192,7 @@ def test_larger_timestep_moves_the_latent_further_from_the_render(tiny_editor, i
     with torch.no_grad():
         render_latent = vae.encode(render * 2 - 1).latent_dist.mode()
     distances = []
-    for timestep in (20, 400, 999):
+    for timestep in (20, 400, 1000):
         edit(tiny_editor, render, original, instruction, timestep)
         distances.append((decoded[-1] - render_latent).abs().mean().item())
     assert distances[0] < distances[1] < distances[2], distances
@@ -210,7 +224,7 @@ def test_instruction_is_encoded_once_for_many_edits(scene_images):
     assert embeddings.text.shape == (1, 77, 32) and embeddings.instruction == "make it snowy"
 
 
-@pytest.mark.parametrize("timestep", [-1, 1000, 2.5, True])
+@pytest.mark.parametrize("timestep", [-1, 0, 1001, 2.5, True])
 def test_bad_timestep_is_rejected_by_name(tiny_editor, instruction, scene_images, timestep):
     render, original = scene_images()
     with pytest.raises(ValueError, match="timestep"):
@@ -229,8 +243,38 @@ def test_bad_inputs_are_rejected_by_name(tiny_editor, instruction, scene_images)
         edit(tiny_editor, render, original, "make it snowy", 100)  # type: ignore[arg-type]
 
 
-def test_sdedit_schedule_starts_at_the_drawn_level_and_ends_at_zero_stride():
-    assert sdedit_timesteps(999, 20, 1000) == list(range(999, -1, -50))
-    assert sdedit_timesteps(49, 20, 1000) == [49]
-    assert sdedit_timesteps(50, 20, 1000) == [50, 0]
-    assert sdedit_timesteps(0, 20, 1000) == [0]
+def test_full_schedule_matches_diffusers_instruct_pix2pix_pipeline(tiny_editor, instruction, scene_images):
+    """Regression anchor: at T = 1000 (the full schedule) the edit is what diffusers' own
+    ``StableDiffusionInstructPix2PixPipeline`` computes with the same components, DDIM settings, guidance scales,
+    s = num_inference_steps and starting latents (the noised render latent, built here independently)."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers.utils.torch_utils import randn_tensor
+
+    components = tiny_editor.components
+    pipeline = StableDiffusionInstructPix2PixPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+        unet=components.unet, scheduler=components.scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipeline.set_progress_bar_config(disable=True)
+    render, original = scene_images(height=32, width=32, seed=3)
+    steps, seed, text_scale, image_scale = 5, 11, 6.0, 1.8
+    ours = edit(tiny_editor, render, original, instruction, 1000, seed=seed, steps=steps,
+                guidance_scale=text_scale, image_guidance_scale=image_scale)
+
+    vae, scheduler = components.vae, components.scheduler
+    with torch.no_grad():
+        render_latent = vae.encode(render * 2 - 1).latent_dist.mode() * vae.config["scaling_factor"]
+    noise = randn_tensor(render_latent.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    scheduler.set_timesteps(steps)
+    start = scheduler.timesteps[:1]
+    assert int(start) == 801  # 1000 // 5 = 200: 801, 601, 401, 201, 1
+    latents = scheduler.add_noise(render_latent, noise, start)
+    theirs = pipeline(prompt_embeds=instruction.text, negative_prompt_embeds=instruction.unconditional,
+                      image=original, num_inference_steps=steps, guidance_scale=text_scale,
+                      image_guidance_scale=image_scale, latents=latents, output_type="pt").images
+    assert theirs.shape == ours.shape
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=2e-5)
+    # and the anchor is sensitive: another start, or another image condition, moves the result well past that
+    shifted = edit(tiny_editor, render, original, instruction, 990, seed=seed, steps=steps,
+                   guidance_scale=text_scale, image_guidance_scale=image_scale)
+    assert (shifted - theirs).abs().max() > 1e-3

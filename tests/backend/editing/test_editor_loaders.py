@@ -90,7 +90,8 @@ def test_memory_modes_on_the_cpu_run_fp32_without_offload(mode):
 
 
 def test_memory_modes_on_cuda_choose_fp16_with_offload_for_small_and_tiny():
-    assert placement_for("full", "cuda") == EditorPlacement(torch.device("cuda"), torch.float32)
+    # in2n: fp32 weights, UNet under fp16 autocast like the reference inside nerfstudio's CUDA autocast
+    assert placement_for("full", "cuda") == EditorPlacement(torch.device("cuda"), torch.float32, autocast=True)
     for mode in ("small", "tiny"):
         assert placement_for(mode, "cuda:0") == EditorPlacement(torch.device("cuda:0"), torch.float16, True)
 

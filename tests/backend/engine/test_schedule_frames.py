@@ -70,3 +70,11 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     image = np.zeros((4, 5, 3), np.uint8)
     atomic.write_png(tmp_path / "a.png", image)
     assert torch.tensor(np.asarray(__import__("PIL.Image").Image.open(tmp_path / "a.png"))).shape == (4, 5, 3)
+
+
+def test_noise_levels_stay_inside_the_editors_range_at_the_extremes():
+    """t_min = 0 must not draw T = 0 (no DDIM step); t_max = 1 may draw the full schedule T = 1000."""
+    schedule = EditSchedule(DatasetUpdateConfig(t_min=0.0, t_max=1.0), num_views=3, num_train_timesteps=1000)
+    assert schedule.timestep_bounds() == (1, 1000)
+    draws = [schedule.timestep_for(i) for i in range(2000)]
+    assert min(draws) >= 1 and max(draws) <= 1000 and max(draws) > 990
