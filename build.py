@@ -2,16 +2,17 @@
 """One entry point for setting up, testing, demoing and packaging in2n-blender.
 
     python3 build.py demo      # set up both environments, run the main job
-    python3 build.py test      # set up both environments, run every test
+    python3 build.py test      # set up the environments, run ruff, mypy and every test suite
     python3 build.py setup     # only create / refresh the environments
     python3 build.py addon     # build the installable Blender extension zip
     python3 build.py env-path backend|blender   # print an environment's python
 
-Two environments, as in real life:
+Three environments, as in real life:
 
 * ``backend``: Python 3.11 with torch, nerfstudio, diffusers (``requirements/backend.txt``).
-* ``blender``: Python 3.13 with the ``bpy`` module from PyPI, standing in for Blender's own Python in tests
+* ``blender``: Python 3.13 with the ``bpy`` 5.2 module from PyPI, standing in for Blender's own Python in tests
   (``requirements/blender.txt``).
+* ``blender42``: Python 3.11 with ``bpy`` 4.2 LTS (``requirements/blender42.txt``): the oldest Blender supported.
 
 Environments live under ``$IN2N_ENV_DIR`` (default ``~/.cache/in2n-blender/envs``), named by a hash of their
 requirements file, so every checkout and CI run on a machine re-uses them and a changed pin builds a fresh one.
@@ -39,6 +40,7 @@ REQUIREMENTS = ROOT / "requirements"
 ENVIRONMENTS = {
     "backend": {"python": (3, 11), "requirements": REQUIREMENTS / "backend.txt"},
     "blender": {"python": (3, 13), "requirements": REQUIREMENTS / "blender.txt"},
+    "blender42": {"python": (3, 11), "requirements": REQUIREMENTS / "blender42.txt"},
 }
 
 #: Debian packages some wheels need at run time (open3d's libusb, Blender's X/GL client libraries).
@@ -63,21 +65,43 @@ def env_root() -> Path:
     return Path(os.environ.get("IN2N_ENV_DIR", Path.home() / ".cache" / "in2n-blender" / "envs"))
 
 
+def interpreter_version(candidate: str) -> tuple[int, int] | None:
+    """The (major, minor) an interpreter reports when run, or None if it does not run (e.g. a pyenv shim for a
+    version that is installed but not selected exits 127)."""
+    try:
+        result = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    parts = result.stdout.split()
+    if result.returncode != 0 or len(parts) != 2:
+        return None
+    return int(parts[0]), int(parts[1])
+
+
 def find_python(version: tuple[int, int]) -> str:
-    """An interpreter of exactly ``version``: $IN2N_PYTHON_3_11-style override, PATH, then pyenv."""
+    """An interpreter of exactly ``version`` that runs: $IN2N_PYTHON_3_11-style override, this interpreter, pyenv's
+    real installs (before its shims, which exist but fail for versions that are not selected), then PATH."""
     major, minor = version
     override = os.environ.get(f"IN2N_PYTHON_{major}_{minor}")
     candidates = [override] if override else []
     if sys.version_info[:2] == version:
         candidates.append(sys.executable)
-    candidates.append(shutil.which(f"python{major}.{minor}"))
     pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
     candidates += sorted(glob.glob(f"{pyenv_root}/versions/{major}.{minor}.*/bin/python{major}.{minor}"), reverse=True)
+    candidates.append(shutil.which(f"python{major}.{minor}"))
+    tried = []
     for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
+        if not candidate or candidate in tried:
+            continue
+        tried.append(candidate)
+        if interpreter_version(candidate) == version:
             return candidate
     raise SystemExit(
-        f"Python {major}.{minor} was not found. Install it (e.g. `pyenv install {major}.{minor}`) "
+        f"Python {major}.{minor} was not found (tried: {', '.join(tried) or 'nothing on PATH or in pyenv'}). "
+        f"Install it (`pyenv install {major}.{minor}`, or your system's python{major}.{minor} package) "
         f"or point IN2N_PYTHON_{major}_{minor} at its interpreter."
     )
 
@@ -147,27 +171,50 @@ def run(command: list[str], **kwargs) -> int:
     return subprocess.run([str(part) for part in command], cwd=ROOT, **kwargs).returncode
 
 
+#: (environment, command) pairs run before the tests; any failure fails ``build.py test``. protocol/ is checked
+#: ``--strict`` (pyproject.toml), bpy_shell against Blender's stubs with a looser profile (property annotations).
+LINTERS = [
+    ("backend", ["-m", "ruff", "check", "."]),
+    ("backend", ["-m", "mypy", "--strict", "protocol"]),
+    ("backend", ["-m", "mypy", "backend", "blender_addon/core"]),
+    # bpy_shell against fake-bpy-module's stubs: they type context.scene and friends as Optional, property
+    # annotations as invalid types and RNA overrides as incompatible, so those codes are off; call arity, returns,
+    # assignments and undefined attributes of our own modules are still checked.
+    ("blender", ["-m", "mypy", "blender_addon/bpy_shell", "--follow-imports=silent",
+                 *(f"--disable-error-code={code}" for code in (
+                     "valid-type", "name-defined", "override", "union-attr", "attr-defined", "arg-type", "misc",
+                     "has-type", "operator", "index", "call-overload"))]),
+]
+
+#: (environment, test paths): torch code in the backend environment; the add-on in both Blenders (5.2 on Python 3.13
+#: and 4.2 LTS on Python 3.11), each also running the protocol tests, since protocol/ must work on both Pythons.
+SUITES = [
+    ("backend", ["tests/protocol", "tests/backend"]),
+    ("blender", ["tests/protocol", "tests/blender"]),
+    ("blender42", ["tests/protocol", "tests/blender"]),
+]
+
+
 def command_test(args: argparse.Namespace) -> int:
-    pythons = setup(["backend", "blender"])
+    pythons = setup(list(ENVIRONMENTS))
     extra = list(args.pytest_args)
-    # The backend environment runs everything that needs torch; the Blender environment runs the add-on tests and
-    # the protocol tests again, because protocol/ must work on Blender's Python 3.13 as well as on 3.11.
-    suites = [
-        ("backend", ["tests/protocol", "tests/backend"]),
-        ("blender", ["tests/protocol", "tests/blender"]),
-    ]
     failed = []
-    for name, paths in suites:
-        present = [path for path in paths if (ROOT / path).exists()]
-        if not present:
-            continue
-        code = run([pythons[name], "-m", "pytest", *present, *extra])
-        if code not in (0, 5):  # 5: no tests collected in that suite
-            failed.append(name)
+    if not args.no_lint:
+        for name, command in LINTERS:
+            started = time.monotonic()
+            if run([pythons[name], *command]) != 0:
+                failed.append(f"lint ({' '.join(command[1:3])})")
+            log(f"{' '.join(command[1:3])}: {time.monotonic() - started:.0f} s")
+    for name, paths in SUITES:
+        started = time.monotonic()
+        code = run([pythons[name], "-m", "pytest", *paths, *extra])
+        log(f"{name} suite: exit {code} in {time.monotonic() - started:.0f} s")
+        if code != 0:
+            failed.append(f"{name} tests")
     if failed:
-        log(f"FAILED suites: {', '.join(failed)}")
+        log(f"FAILED: {', '.join(failed)}")
         return 1
-    log("all test suites passed")
+    log("lint and all test suites passed")
     return 0
 
 
@@ -200,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     test = sub.add_parser("test", help="set up both environments and run every test suite")
+    test.add_argument("--no-lint", action="store_true", help="skip ruff and mypy")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments passed to pytest")
     test.set_defaults(func=command_test)
     demo = sub.add_parser("demo", help="set up and run the main job (see README)")

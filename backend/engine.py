@@ -27,11 +27,11 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
-import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

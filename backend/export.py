@@ -2,7 +2,8 @@
 
 The geometry follows nerfstudio's exporter (``ns-export pointcloud --normal-method open3d``: depth along training
 rays, opacity > 0.5, crop box, open3d statistical outlier removal and normal estimation, normals turned to the
-cameras; re-done here only to bound the number of ray batches, see :func:`sample_surface_points`) and open3d's Poisson surface reconstruction (what ``ns-export poisson`` does). The
+cameras; re-done here only to bound the number of ray batches, see :func:`sample_surface_points`) and open3d's
+Poisson surface reconstruction (what ``ns-export poisson`` does). The
 results are then mapped from nerfstudio's normalised frame back to the frame of ``transforms.json``
 (:class:`backend.nerf.frames.DataparserTransform`), so they line up with the user's cameras in Blender.
 
@@ -62,8 +63,10 @@ def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.n
         import trimesh
 
         mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-        mesh.visual.vertex_colors = np.concatenate([_colors_uint8(colors), np.full((len(colors), 1), 255, np.uint8)], 1)
-        atomic.write_bytes(path, mesh.export(file_type="obj", include_normals=False).encode())
+        rgba = np.concatenate([_colors_uint8(colors), np.full((len(colors), 1), 255, np.uint8)], 1)
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
+        text = mesh.export(file_type="obj", include_normals=False)
+        atomic.write_bytes(path, text.encode() if isinstance(text, str) else bytes(text))
         return
     from plyfile import PlyData, PlyElement
 
@@ -157,8 +160,8 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
 
     # Poisson in nerfstudio's frame (as ns-export does), then map the vertices like the points.
     mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=config.poisson_depth)
-    densities = np.asarray(densities)
-    mesh.remove_vertices_by_mask(densities < np.quantile(densities, 0.1))  # ns-export's trimming of unsupported skin
+    density = np.asarray(densities, dtype=np.float64)
+    mesh.remove_vertices_by_mask(density < np.quantile(density, 0.1))  # type: ignore[arg-type]  # open3d takes arrays  # ns-export's trimming of unsupported skin
 
     points = transform.points_to_input(points_ns)
     normals = transform.normals_to_input(normals_ns)

@@ -61,6 +61,32 @@ class PackagingError(RuntimeError):
     pass
 
 
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def variant_for(blender_version: tuple[int, ...]) -> Variant:
+    """The zip variant whose Blender range holds ``blender_version`` (e.g. ``bpy.app.version``)."""
+    for variant in VARIANTS:
+        low = _version_tuple(variant.blender_version_min)
+        high = _version_tuple(variant.blender_version_max) if variant.blender_version_max else None
+        if tuple(blender_version) >= low and (high is None or tuple(blender_version) < high):
+            return variant
+    supported = ", ".join(f"{v.blender_version_min}..{v.blender_version_max or ''}" for v in VARIANTS)
+    raise PackagingError(f"no extension zip serves Blender {'.'.join(map(str, blender_version))} "
+                         f"(supported: {supported})")
+
+
+def zip_for(built: list[dict[str, object]], blender_version: tuple[int, ...]) -> Path:
+    """Of the zips :func:`build` returned, the one for ``blender_version``."""
+    meta = manifest()
+    name = f"{meta['id']}-{meta['version']}{variant_for(blender_version).suffix}.zip"
+    for result in built:
+        if Path(str(result["zip"])).name == name:
+            return Path(str(result["zip"]))
+    raise PackagingError(f"{name} was not built")
+
+
 def manifest() -> dict:
     with open(ADDON_DIR / "blender_manifest.toml", "rb") as handle:
         return tomllib.load(handle)

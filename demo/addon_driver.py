@@ -36,19 +36,27 @@ def check_stop() -> None:
         raise KeyboardInterrupt("stop requested")
 
 
+def install_zip(zip_path: Path) -> ModuleType:
+    """Install and enable an extension zip from disk (Preferences > Get Extensions > Install from Disk).
+
+    Blender answers ``{'FINISHED'}`` even when it refuses a zip (e.g. Blender 4.2 and a zip for 5.1+), so success is
+    judged by the add-on really being enabled; a refusal raises here, naming the zip and Blender's version."""
+    result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                      enable_on_install=True)
+    enabled = ADDON_MODULE in bpy.context.preferences.addons and ADDON_MODULE in sys.modules
+    if result != {"FINISHED"} or not enabled:
+        raise DemoError(f"Blender {bpy.app.version_string} did not install and enable {zip_path.name} ({result}); "
+                        "see Blender's log above for its reason")
+    return sys.modules[ADDON_MODULE]
+
+
 def install_addon(work_dir: Path) -> ModuleType:
-    """Build the extension zip with the project's packager and install + enable it from disk (Preferences > Get
-    Extensions > Install from Disk does the same)."""
+    """Build the extension zips with the project's packager and install the one for this Blender version."""
     from blender_addon import packaging
 
     with tempfile.TemporaryDirectory(prefix="in2n_demo_dist_", dir=work_dir) as dist:
         zips = packaging.build(Path(dist), validate=False)
-        zip_path = next(Path(str(z["zip"])) for z in zips if "blender4.2" not in str(z["zip"]))
-        result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                                          enable_on_install=True)
-    if result != {"FINISHED"} or ADDON_MODULE not in sys.modules:
-        raise DemoError(f"installing the add-on from {zip_path.name} failed ({result})")
-    return sys.modules[ADDON_MODULE]
+        return install_zip(packaging.zip_for(zips, bpy.app.version))
 
 
 def set_preferences(backend_python: str, backend_root: Path, extra_args: str = "") -> None:

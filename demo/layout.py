@@ -5,8 +5,8 @@ Images are ``H W 3`` uint8 arrays, row 0 at the top.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

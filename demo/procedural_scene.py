@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import bpy
 import numpy as np
@@ -94,11 +94,11 @@ class BuiltScene:
     """Handles to what :func:`build_scene` created."""
 
     spec: SceneSpec
-    scene: "bpy.types.Scene"
-    objects: dict[str, "bpy.types.Object"] = field(default_factory=dict)
+    scene: bpy.types.Scene
+    objects: dict[str, bpy.types.Object] = field(default_factory=dict)
 
 
-def _material(name: str, color: RGB, roughness: float) -> "bpy.types.Material":
+def _material(name: str, color: RGB, roughness: float) -> bpy.types.Material:
     material = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):  # always node-based from 5.0 (the flag is deprecated there)
         material.use_nodes = True
@@ -108,7 +108,7 @@ def _material(name: str, color: RGB, roughness: float) -> "bpy.types.Material":
     return material
 
 
-def _ground_material(spec: SceneSpec) -> "bpy.types.Material":
+def _ground_material(spec: SceneSpec) -> bpy.types.Material:
     material = _material("Ground", spec.ground_colors[0], 0.8)
     nodes, links = material.node_tree.nodes, material.node_tree.links
     checker = nodes.new("ShaderNodeTexChecker")
@@ -119,7 +119,7 @@ def _ground_material(spec: SceneSpec) -> "bpy.types.Material":
     return material
 
 
-def _add_primitive(primitive: PrimitiveSpec) -> "bpy.types.Object":
+def _add_primitive(primitive: PrimitiveSpec) -> bpy.types.Object:
     size = primitive.size
     if primitive.kind == "cube":
         bpy.ops.mesh.primitive_cube_add(size=size, location=primitive.location)
@@ -232,7 +232,7 @@ def orbit_poses(count: int, *, target: Sequence[float], distance: float, elevati
 
 
 def add_cameras(prefix: str, poses: Sequence[np.ndarray], *, lens_mm: float = 35.0,
-                sensor_width_mm: float = 36.0) -> list["bpy.types.Object"]:
+                sensor_width_mm: float = 36.0) -> list[bpy.types.Object]:
     """Camera objects named ``{prefix}_{index:03d}`` at the given camera-to-world matrices."""
     cameras = []
     for index, pose in enumerate(poses):
@@ -248,7 +248,7 @@ def add_cameras(prefix: str, poses: Sequence[np.ndarray], *, lens_mm: float = 35
     return cameras
 
 
-def render_camera(camera: "bpy.types.Object", path: Path | str, width: int, height: int) -> Path:
+def render_camera(camera: bpy.types.Object, path: Path | str, width: int, height: int) -> Path:
     """Render ``camera`` with the scene's Cycles settings to the PNG ``path`` (absolute; folders created)."""
     scene = bpy.context.scene
     path = Path(path).resolve()
@@ -262,7 +262,7 @@ def render_camera(camera: "bpy.types.Object", path: Path | str, width: int, heig
     return path
 
 
-def camera_intrinsics(camera: "bpy.types.Object", width: int, height: int):
+def camera_intrinsics(camera: bpy.types.Object, width: int, height: int):
     """nerfstudio pinhole intrinsics of a Blender camera (the add-on's own camera model)."""
     data = camera.data
     if not isinstance(data, bpy.types.Camera):
@@ -273,7 +273,7 @@ def camera_intrinsics(camera: "bpy.types.Object", width: int, height: int):
     ))
 
 
-def write_transforms(path: Path | str, cameras: Sequence["bpy.types.Object"], file_paths: Sequence[str],
+def write_transforms(path: Path | str, cameras: Sequence[bpy.types.Object], file_paths: Sequence[str],
                      width: int, height: int) -> Path:
     """A nerfstudio ``transforms.json`` (written atomically) for ``cameras`` with images at ``file_paths``
     (relative to the file's folder); ``transform_matrix`` is ``camera.matrix_world``."""

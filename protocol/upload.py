@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ValidationError
-from .schema import encode
 from .messages.scene import DTYPE_SIZES, ChunkPiece, ImageInfo, SceneBeginRequest, SceneChunkRequest, SceneEndRequest
+from .schema import encode
 from .signing import BufferLike
 
 DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024

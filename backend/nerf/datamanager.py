@@ -8,20 +8,19 @@ effect. A separate copy of the original images is kept: they are the editor's im
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Tuple, Type
+from typing import Any
 
 import torch
-from torch import Tensor
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from torch import Tensor
 
 
 @dataclass
 class EditableDataManagerConfig(VanillaDataManagerConfig):
     """VanillaDataManager over a replaceable, fully cached image set."""
 
-    _target: Type = field(default_factory=lambda: EditableDataManager)
+    _target: type = field(default_factory=lambda: EditableDataManager)
 
 
 class EditableDataManager(VanillaDataManager):
@@ -31,7 +30,7 @@ class EditableDataManager(VanillaDataManager):
 
     def setup_train(self) -> None:
         super().setup_train()
-        self.image_batch: Dict[str, Any] = next(self.iter_train_image_dataloader)
+        self.image_batch: dict[str, Any] = next(self.iter_train_image_dataloader)
         images = self.image_batch["image"]
         if not isinstance(images, Tensor):
             raise ValueError("all training images must share one size (got a variable-resolution batch)")
@@ -43,7 +42,7 @@ class EditableDataManager(VanillaDataManager):
     def num_views(self) -> int:
         return len(self.position_of)
 
-    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+    def next_train(self, step: int) -> tuple[RayBundle, dict]:
         """Rays from the whole current dataset: edited and not-yet-edited views alike."""
         self.train_count += 1
         assert self.train_pixel_sampler is not None

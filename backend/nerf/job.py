@@ -24,7 +24,7 @@ from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene
 
 if TYPE_CHECKING:
-    from backend.engine import EditEngine, JobCallbacks, Progress
+    from backend.engine import EditEngine, JobCallbacks
 
 MEMORY_MODE_TO_EDITOR = {"in2n": "full", "in2n-small": "small", "in2n-tiny": "tiny"}
 
@@ -34,7 +34,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 class JobRun:
-    def __init__(self, engine: "EditEngine", scene: Scene, job_dir: Path, callbacks: "JobCallbacks",
+    def __init__(self, engine: EditEngine, scene: Scene, job_dir: Path, callbacks: JobCallbacks,
                  stop: threading.Event) -> None:
         self.engine = engine
         self.scene = scene

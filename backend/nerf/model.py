@@ -9,15 +9,15 @@ if anything ever calls it, so that a job without the weights neither needs them 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Type
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-
 from nerfstudio.model_components.losses import L1Loss, MSELoss
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from torch import Tensor, nn
 
 
 class LpipsWeightsMissing(RuntimeError):
@@ -79,7 +79,7 @@ def _nerfacto_without_lpips_metric() -> Iterator[None]:
 class In2nNerfactoModelConfig(NerfactoModelConfig):
     """nerfacto plus in2n's losses."""
 
-    _target: Type = field(default_factory=lambda: In2nNerfactoModel)
+    _target: type = field(default_factory=lambda: In2nNerfactoModel)
     use_lpips: bool = True
     """Add LPIPS between rendered and dataset patches."""
     use_l1: bool = True
@@ -101,7 +101,7 @@ class In2nNerfactoModel(NerfactoModel):
         else:
             with _nerfacto_without_lpips_metric():
                 super().populate_modules()
-        self.rgb_loss = L1Loss() if self.config.use_l1 else MSELoss()
+        self.rgb_loss = L1Loss() if self.config.use_l1 else MSELoss()  # type: ignore[assignment]  # same interface
 
     def lpips_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
         """LPIPS between ``N*P*P 3`` ray colours taken as ``N`` patches of ``P x P`` (the datamanager's order)."""

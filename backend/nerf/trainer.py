@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline
+from torch import Tensor
 
 from backend.nerf import atomic
 from backend.nerf.datamanager import EditableDataManager
@@ -34,8 +33,9 @@ class NerfTrainer:
         self.optimizers = optimizers
         self.device = torch.device(pipeline.device)
         self.autocast = mixed_precision and self.device.type == "cuda"
+        # nerfstudio annotates torch.cuda.amp.GradScaler, the deprecated alias of this class
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.autocast)
-        attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=self.grad_scaler,
+        attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=self.grad_scaler,  # type: ignore[arg-type]
                                                 pipeline=pipeline, trainer=None)
         self.callbacks = pipeline.get_training_callbacks(attributes)
         self.step = 0
@@ -64,7 +64,7 @@ class NerfTrainer:
             _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
             loss = functools.reduce(torch.add, loss_dict.values())
         self.grad_scaler.scale(loss).backward()
-        self.optimizers.optimizer_scaler_step_all(self.grad_scaler)
+        self.optimizers.optimizer_scaler_step_all(self.grad_scaler)  # type: ignore[arg-type]  # see __init__
         scale = self.grad_scaler.get_scale()
         self.grad_scaler.update()
         if scale <= self.grad_scaler.get_scale():  # a skipped (overflowing) step must not advance the schedule

@@ -6,9 +6,10 @@ import logging
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from protocol import messages as m, negotiate
+from protocol import messages as m
+from protocol import negotiate
 
 from .core import Request, Server
 from .device import DeviceInfo, DeviceProbe
@@ -57,7 +58,7 @@ def register_basic_handlers(server: Server, probe: DeviceProbe | None = None) ->
 
     def ping(request: Request) -> m.PingReply:
         assert isinstance(request.content, m.PingRequest)
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         return m.PingReply(payload=request.content.payload, server_time=now, uptime_s=time.monotonic() - server.started)
 
     def shutdown(request: Request) -> m.ShutdownReply:

@@ -54,14 +54,16 @@ class Request:
         if self._answered:
             return
         self._answered = True
-        self.server.call_soon(lambda: self.server._send_reply(self.message, m.build(self.server.session, content, parent=self.message, buffers=buffers)))
+        self.server.call_soon(lambda: self.server._send_reply(
+            self.message, m.build(self.server.session, content, parent=self.message, buffers=buffers)))
 
     def fail(self, error: Exception) -> None:
         """Send an error reply (any thread); a ProtocolError keeps its name and field."""
         if self._answered:
             return
         self._answered = True
-        self.server.call_soon(lambda: self.server._send_reply(self.message, m.build_error(self.server.session, self.message, error)))
+        self.server.call_soon(lambda: self.server._send_reply(
+            self.message, m.build_error(self.server.session, self.message, error)))
 
 
 class Server:

@@ -9,8 +9,8 @@ from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core.transforms_io import CaptureError
-from . import capture as capture_io
 from . import cameras as cams
+from . import capture as capture_io
 
 
 class IN2N_OT_generate_orbit(bpy.types.Operator):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import bpy
 
-from . import capture as capture_io
 from . import cameras as cams
+from . import capture as capture_io
 
 COLOR_ATTRIBUTE = "Col"
 """Blender's PLY importer names the vertex colour attribute of uchar red/green/blue properties ``Col``."""

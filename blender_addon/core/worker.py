@@ -156,7 +156,7 @@ class BackendWorker:
             )
             protocol.version.check_compatible(hello.protocol_version, field="hello_reply.protocol_version")
             client.server = hello
-            snapshot = client.snapshot(None, subscribe=True) if "job_snapshot_request" in (hello.capabilities or ["job_snapshot_request"]) else m.JobSnapshotReply()
+            snapshot = client.snapshot(None, subscribe=True)
         except BaseException:
             client.close()
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..schema import bounded, limit
+from ..schema import limit
 from ..signing import BufferLike
 from .edit import ArtifactInfo, JobState, Progress
 from .registry import expect_buffers, message

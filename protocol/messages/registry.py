@@ -33,7 +33,7 @@ def message(msg_type: str, kind: Kind) -> Callable[[type[C]], type[C]]:
             raise RuntimeError(f"message type {msg_type} registered twice")
         reply = msg_type[: -len("_request")] + "_reply" if kind == "request" else None
         REGISTRY[msg_type] = MessageSpec(msg_type, cls, kind, reply)
-        setattr(cls, "MSG_TYPE", msg_type)
+        setattr(cls, "MSG_TYPE", msg_type)  # noqa: B010 (a class attribute the type of C does not declare)
         return cls
 
     return wrap

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,11 +42,11 @@ def built_zips(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]
 
 @pytest.fixture(scope="session")
 def addon(built_zips: list[dict[str, Any]]) -> ModuleType:
-    """The extension installed from its zip (Python 3.13 variant) and enabled, as Blender users get it."""
-    zip_path = next(Path(str(z["zip"])) for z in built_zips if "blender4.2" not in str(z["zip"]))
-    result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
-    assert result == {"FINISHED"}
-    return sys.modules[ADDON_MODULE]
+    """The extension installed from the zip for this Blender version and enabled, as Blender users get it."""
+    from blender_addon import packaging
+    from demo.addon_driver import install_zip
+
+    return install_zip(packaging.zip_for(built_zips, bpy.app.version))
 
 
 @pytest.fixture

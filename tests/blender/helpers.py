@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,3 +37,16 @@ def backend_python() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+
+
+def evaluated_pointcloud(obj: Any, depsgraph: Any) -> Any:
+    """The point cloud ``obj``'s modifiers evaluate to. Blender 5.x has ``Object.evaluated_geometry()``; Blender 4.2
+    lacks it and yields the point cloud as an instance of the object in ``depsgraph.object_instances``. The caller
+    keeps the returned datablock only while ``depsgraph`` lives (RNA views)."""
+    evaluated = obj.evaluated_get(depsgraph)
+    if hasattr(evaluated, "evaluated_geometry"):
+        return evaluated.evaluated_geometry().pointcloud
+    for instance in depsgraph.object_instances:
+        if instance.object.type == "POINTCLOUD" and instance.object.original == obj:
+            return instance.object.data
+    return None

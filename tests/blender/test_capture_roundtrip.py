@@ -10,7 +10,6 @@ import bpy
 import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
-from mathutils import Vector
 
 from blender_addon.core.poses import look_at
 

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from blender_addon.core import session as ss
 from blender_addon.core import worker_api as api
-from blender_addon.core.camera_model import (BlenderCamera, Intrinsics, blender_from_intrinsics,
-                                             intrinsics_from_blender)
+from blender_addon.core.camera_model import BlenderCamera, Intrinsics, blender_from_intrinsics, intrinsics_from_blender
 from blender_addon.core.pixels import from_blender_pixels, to_blender_pixels
 from blender_addon.core.transforms_io import CaptureError, capture_to_json, parse_capture
 from protocol import messages as m

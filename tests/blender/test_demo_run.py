@@ -38,8 +38,7 @@ def server_runs_jobs(tmp_path: Path) -> bool:
 
 
 def test_python_m_demo_produces_every_output_and_says_the_tiny_edit_is_not_meaningful(tmp_path: Path) -> None:
-    if not server_runs_jobs(tmp_path):
-        pytest.skip("the backend server has no job handlers yet (no edit_start_request capability)")
+    assert server_runs_jobs(tmp_path), "the backend server does not offer edit_start_request"
     out = tmp_path / "demo_out"
     environment = {**os.environ, "IN2N_BACKEND_PYTHON": backend_python(),
                    "HF_HUB_CACHE": str(tmp_path / "empty_hf_cache")}  # no weights: the tiny editor
@@ -79,8 +78,7 @@ def test_python_m_demo_produces_every_output_and_says_the_tiny_edit_is_not_meani
 def test_sigterm_stops_the_demo_and_the_backend_it_started(tmp_path: Path) -> None:
     import protocol
 
-    if not server_runs_jobs(tmp_path):
-        pytest.skip("the backend server has no job handlers yet (no edit_start_request capability)")
+    assert server_runs_jobs(tmp_path), "the backend server does not offer edit_start_request"
     out = tmp_path / "demo_out"
     environment = {**os.environ, "IN2N_BACKEND_PYTHON": backend_python(), "HF_HUB_CACHE": str(tmp_path / "empty")}
     process = subprocess.Popen([sys.executable, "-m", "demo", "--out", str(out), "--views", "4", "--size", "32"],

@@ -49,7 +49,7 @@ torch.save(torchvision.models.alexnet(weights=None).state_dict(), target / Path(
 
 @pytest.fixture(scope="module")
 def real_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A backend server process with job handlers (skips at once when it has none). TORCH_HOME holds RANDOM
+    """A backend server process with job handlers (fails at once when it has none). TORCH_HOME holds RANDOM
     AlexNet weights (test-only: nerfacto builds an LPIPS metric at construction and nothing can be downloaded
     here); they are written after the capability check, before any job reads them."""
     import os
@@ -71,8 +71,8 @@ def real_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "backend.log").read_text()
             time.sleep(0.05)
         with protocol.Client(protocol.read_connection_file(connection), timeout_s=30) as client:
-            if "edit_start_request" not in (client.hello().capabilities or []):
-                pytest.skip("the backend server has no job handlers yet (no edit_start_request capability)")
+            capabilities = client.hello().capabilities or []
+            assert "edit_start_request" in capabilities, f"the backend server offers only {capabilities}"
         subprocess.run([python, "-c", RANDOM_ALEXNET, str(torch_home)], check=True, timeout=300)
         yield connection
     finally:
@@ -107,7 +107,7 @@ def textured_surroundings(scene: bpy.types.Scene) -> bpy.types.Object:
     return plane
 
 
-def _connect_or_skip(addon: ModuleType, scene: bpy.types.Scene, connection: Path) -> None:
+def _connect(addon: ModuleType, scene: bpy.types.Scene, connection: Path) -> None:
     scene.in2n.connection_file = str(connection)
     bpy.ops.in2n.connect()
     rt = addon.bpy_shell.runtime.get()
@@ -130,7 +130,7 @@ def _configure(scene: bpy.types.Scene) -> None:
 def test_render_edit_preview_import_with_real_jobs(addon: ModuleType, scene: bpy.types.Scene, real_backend: Path) -> None:
     objects = source_objects(scene) + [textured_surroundings(scene)]
     _configure(scene)
-    _connect_or_skip(addon, scene, real_backend)
+    _connect(addon, scene, real_backend)
     rt = addon.bpy_shell.runtime.get()
     assert bpy.ops.in2n.generate_orbit() == {"FINISHED"}
     assert bpy.ops.in2n.edit() == {"FINISHED"}
@@ -164,7 +164,7 @@ def test_cancel_a_real_job_from_the_panel(addon: ModuleType, scene: bpy.types.Sc
     source_objects(scene)
     _configure(scene)
     scene.in2n.reconstruction_steps = 100000  # long enough to still be running when we cancel
-    _connect_or_skip(addon, scene, real_backend)
+    _connect(addon, scene, real_backend)
     rt = addon.bpy_shell.runtime.get()
     bpy.ops.in2n.generate_orbit()
     bpy.ops.in2n.edit()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import protocol
-from tests.blender.helpers import pump_until
+from tests.blender.helpers import evaluated_pointcloud, pump_until
 from tests.blender.scripted_backend import ScriptedBackend, ply_bytes, preview_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -132,8 +132,7 @@ def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, e
     # shown as points (loose vertices alone are invisible in object mode), same place after evaluation
     assert imported[0].modifiers["in2n points"].node_group.name.startswith("in2n points")
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    geometry = imported[0].evaluated_get(depsgraph).evaluated_geometry()  # keep references: RNA views of them
-    cloud = geometry.pointcloud
+    cloud = evaluated_pointcloud(imported[0], depsgraph)
     assert cloud is not None and len(cloud.points) == len(imported[0].data.vertices)
     positions = np.empty(len(cloud.points) * 3, dtype=np.float32)
     cloud.attributes["position"].data.foreach_get("vector", positions)

@@ -98,3 +98,28 @@ def test_core_imports_without_blender() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["protocol", "shell", "needs", "bpy"]
+
+
+def test_each_blender_version_gets_the_zip_built_for_it() -> None:
+    from blender_addon import packaging
+
+    assert packaging.variant_for((4, 2, 0)).wheel_tag == "cp311-cp311"
+    assert packaging.variant_for((5, 0, 1)).wheel_tag == "cp311-cp311"
+    assert packaging.variant_for((5, 1, 0)).wheel_tag == "cp312-abi3"
+    assert packaging.variant_for((5, 2, 3)).wheel_tag == "cp312-abi3"
+    with pytest.raises(packaging.PackagingError, match="4.1"):
+        packaging.variant_for((4, 1, 0))
+
+
+def test_a_zip_for_another_blender_is_refused_loudly(built_zips: list[dict[str, Any]], tmp_path: Path) -> None:
+    """Blender answers FINISHED when it refuses a zip; the installer must notice and say so where it happens."""
+    from blender_addon import packaging
+
+    mine = packaging.zip_for(built_zips, bpy.app.version)
+    other = next(Path(str(z["zip"])) for z in built_zips if Path(str(z["zip"])) != mine)
+    script = ("import os, sys; os.environ['BLENDER_USER_RESOURCES'] = sys.argv[2]; import bpy; "
+              "from pathlib import Path; from demo.addon_driver import install_zip; install_zip(Path(sys.argv[1]))")
+    result = subprocess.run([sys.executable, "-c", script, str(other), str(tmp_path / "user")], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert f"did not install and enable {other.name}" in result.stderr

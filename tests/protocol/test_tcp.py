@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 class Peer:
     """A ROUTER that answers pings through ``behaviour`` and records every request it decoded."""
 
-    def __init__(self, key: str, behaviour: Callable[["Peer", protocol.Message], None]) -> None:
+    def __init__(self, key: str, behaviour: Callable[[Peer, protocol.Message], None]) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         # As the real server does: a retry reconnects with the same routing id (the session id); without handover

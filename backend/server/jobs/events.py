@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -141,4 +141,4 @@ class JobEvents:
         level = "debug" if text.startswith("Traceback") else "warning" if text.startswith("warning:") else "info"
         log.log(logging.INFO if level == "info" else logging.WARNING, "[%s] %s", self.job_id, text)
         self.publish(m.JobLogEvent(text=text[-16000:], level=level, job_id=self.job_id,  # type: ignore[arg-type]
-                                   time=datetime.now(timezone.utc).isoformat()), [])
+                                   time=datetime.now(UTC).isoformat()), [])

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from backend.engine import EditEngine
-from ..core import Request, Server
 from protocol import ValidationError
 from protocol import messages as m
 
+from ..core import Request, Server
 from .config import JobServiceConfig
 from .events import JobEvents
 from .requests import job_config

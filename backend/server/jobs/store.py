@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class JobRecord:
     request: dict[str, Any]
     """The ``edit_start_request`` content as sent (encoded)."""
     state: str = "queued"
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     error_name: str | None = None
     error_message: str | None = None
     message: str = ""

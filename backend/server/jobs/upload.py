@@ -8,10 +8,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..core import Request, Server
 from protocol import SceneAssembler, ValidationError
 from protocol import messages as m
 
+from ..core import Request, Server
 from .config import JobServiceConfig
 from .store import JobStore
 
