@@ -150,11 +150,16 @@ class ProgressBar:
         if self.bar is None or progress.phase != self.phase:
             self.close()
             self.phase = progress.phase
-            self.bar = tqdm(total=progress.phase_total, desc=progress.phase, unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
+            unit = "ray" if progress.phase == "exporting" else "step"  # the export counts rays shot of its budget
+            self.bar = tqdm(total=progress.phase_total, desc=progress.phase, unit=unit, unit_scale=unit == "ray",
+                            file=sys.stderr, dynamic_ncols=True)
         self.bar.n = progress.phase_step
-        shown = {k: f"{v:.4f}" for k, v in progress.losses.items() if k in ("loss", "rgb_loss", "lpips_loss", "psnr")}
-        shown["edits"] = str(progress.edits_done)
+        if progress.phase == "exporting":
+            shown = {"points": str(progress.points_found)}
+        else:
+            shown = {k: f"{v:.4f}" for k, v in progress.losses.items()
+                     if k in ("loss", "rgb_loss", "lpips_loss", "psnr")}
+            shown["edits"] = str(progress.edits_done)
         self.bar.set_postfix(shown, refresh=False)
         self.bar.refresh()
 

@@ -122,7 +122,8 @@ class OutputConfig:
     """Export the point cloud and mesh when the job ends (off: edited images, checkpoints and history only, e.g.
     for benchmarks that score images; the manifest then lists no geometry)."""
     export_num_points: int = 1_000_000
-    """Rays shot to build the exported point cloud (points with low opacity are dropped)."""
+    """Points of the exported cloud (nerfstudio's default), at most 16 per training pixel; up to 4 rays a point are
+    shot, rays ending on low-opacity content are dropped."""
     export_remove_outliers: bool = True
     """Drop statistical outliers from the point cloud (nerfstudio's exporter default)."""
     poisson_depth: int = 9

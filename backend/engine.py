@@ -54,6 +54,8 @@ class Progress:
     eta_seconds: float | None
     """Estimated time to the end of the NeRF steps (from the recent step rate)."""
     edits_done: int = 0
+    points_found: int = 0
+    """While exporting: opaque points found so far (``phase_step``/``phase_total`` then count rays shot)."""
 
 
 @dataclass

@@ -84,20 +84,63 @@ class ExportError(RuntimeError):
     """The NeRF has too little opaque content to export (e.g. far too few training steps)."""
 
 
+class ExportCancelled(ExportError):
+    """The job was stopped while exporting."""
+
+
+RAYS_PER_POINT = 4
+"""Ray budget per wanted point: enough when at least a quarter of the rays end on opaque content inside the box."""
+PROBE_RAYS = 32768
+"""Rays shot before judging whether the NeRF is opaque enough to export at all."""
+MIN_OPAQUE_FRACTION = 0.01
+"""Below this fraction of opaque rays (after the probe) the export stops: the NeRF is still mostly transparent."""
+POINTS_PER_PIXEL = 16
+"""At most this many points per training pixel: rays beyond that re-sample the same surface (a 32 px scene of 8 views
+gets 131k points, not a million)."""
+
+
+@dataclass
+class ExportProgress:
+    """Where :func:`sample_surface_points` stands (reported after every ray chunk)."""
+
+    rays_done: int
+    rays_total: int
+    """The ray budget: ``RAYS_PER_POINT`` x the points wanted."""
+    points_found: int
+    points_wanted: int
+
+
+def points_wanted(num_points: int, num_pixels: int) -> int:
+    """The points to export: ``num_points``, capped at ``POINTS_PER_PIXEL`` per training pixel."""
+    return max(1, min(num_points, POINTS_PER_PIXEL * num_pixels))
+
+
 @torch.no_grad()
-def sample_surface_points(pipeline, num_points: int, crop, max_batches: int, should_stop=lambda: False):
+def sample_surface_points(pipeline, num_points: int, crop, *, rays_per_chunk: int, should_stop=lambda: False,
+                          on_progress=lambda progress: None, seed: int = 0):
     """Depth-along-ray points of opaque rays, as nerfstudio's ``generate_point_cloud`` computes them.
 
-    nerfstudio's loop shoots ray batches until ``num_points`` opaque points are found, which never ends on a mostly
-    transparent NeRF and cannot be cancelled; this loop does the same per batch but stops after ``max_batches``.
-    Returns ``(points, colours, view directions)`` as ``N 3`` tensors in nerfstudio's frame.
+    Rays are drawn uniformly over the training cameras' pixels in chunks of ``rays_per_chunk`` (the eval chunk
+    size, not the training batch), until ``num_points`` points are found or the budget of ``RAYS_PER_POINT`` rays a
+    point is spent. nerfstudio's loop runs until it has enough points, which never ends on a mostly transparent
+    NeRF; this one raises :class:`ExportError` after ``PROBE_RAYS`` when fewer than ``MIN_OPAQUE_FRACTION`` of the
+    rays were opaque, and returns early when ``should_stop()``. Returns ``(points, colours, view directions)`` as
+    ``N 3`` tensors in nerfstudio's frame.
     """
+    datamanager = pipeline.datamanager
+    num_cameras, height, width = datamanager.image_batch["image"].shape[:3]
+    cameras = datamanager.image_batch["image_idx"].long()
+    device = datamanager.device
+    generator = torch.Generator().manual_seed(seed)
+    budget = RAYS_PER_POINT * num_points
     points, colors, directions = [], [], []
-    found = 0
-    for _ in range(max_batches):
-        if found >= num_points or should_stop():
-            break
-        ray_bundle, _ = pipeline.datamanager.next_train(0)
+    found = done = 0
+    while done < budget and found < num_points and not should_stop():
+        count = min(rays_per_chunk, budget - done)
+        indices = torch.stack([cameras[torch.randint(num_cameras, (count,), generator=generator)],
+                               torch.randint(height, (count,), generator=generator),
+                               torch.randint(width, (count,), generator=generator)], dim=-1)
+        ray_bundle = datamanager.train_ray_generator(indices.to(device))
         outputs = pipeline.model(ray_bundle)
         rgba = pipeline.model.get_rgba_image(outputs, "rgb")
         point = ray_bundle.origins + ray_bundle.directions * outputs["depth"]
@@ -110,6 +153,13 @@ def sample_surface_points(pipeline, num_points: int, crop, max_batches: int, sho
         colors.append(rgba[keep][..., :3].cpu())
         directions.append(ray_bundle.directions[keep].cpu())
         found += int(keep.sum())
+        done += count
+        on_progress(ExportProgress(done, budget, found, num_points))
+        if done >= min(PROBE_RAYS, budget) and found < MIN_OPAQUE_FRACTION * done:
+            raise ExportError(f"only {found / done:.2%} of {done} rays shot at the NeRF ended on opaque content "
+                              f"inside the scene (at least {MIN_OPAQUE_FRACTION:.0%} is needed to export geometry): "
+                              "the NeRF is still mostly transparent; train longer (more reconstruction steps) or try "
+                              "background_color 'random'")
     if not points:
         return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
     return torch.cat(points)[:num_points], torch.cat(colors)[:num_points], torch.cat(directions)[:num_points]
@@ -134,8 +184,11 @@ def point_cloud_with_normals(points: torch.Tensor, colors: torch.Tensor, directi
 
 
 def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, config: OutputConfig,
-                    should_stop=lambda: False) -> ExportResult:
-    """Point cloud + Poisson mesh of ``pipeline``'s NeRF, written to ``out_dir`` in the input frame."""
+                    should_stop=lambda: False, *, rays_per_chunk: int = 4096,
+                    on_progress=lambda progress: None) -> ExportResult:
+    """Point cloud + Poisson mesh of ``pipeline``'s NeRF, written to ``out_dir`` in the input frame.
+    ``on_progress`` receives :class:`ExportProgress` after every ray chunk; ``should_stop()`` ends the export with
+    :class:`ExportCancelled`."""
     import open3d as o3d
     from nerfstudio.data.scene_box import OrientedBox
 
@@ -143,14 +196,16 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     if config.crop_to_scene_box:
         # nerfstudio scales the cameras into [-1, 1]; what lies outside is background far behind the scene.
         crop = OrientedBox(R=torch.eye(3), T=torch.zeros(3), S=torch.full((3,), 2.0))
-    rays_per_batch = pipeline.datamanager.get_train_rays_per_batch()
-    max_batches = 4 * (config.export_num_points // rays_per_batch + 1)  # enough when >= 25% of rays hit something
+    images = pipeline.datamanager.image_batch["image"]
+    wanted = points_wanted(config.export_num_points, int(images.shape[0] * images.shape[1] * images.shape[2]))
     pipeline.eval()
     try:
-        points, colors, directions = sample_surface_points(pipeline, config.export_num_points, crop, max_batches,
-                                                           should_stop)
+        points, colors, directions = sample_surface_points(pipeline, wanted, crop, rays_per_chunk=rays_per_chunk,
+                                                           should_stop=should_stop, on_progress=on_progress)
     finally:
         pipeline.train()
+    if should_stop():
+        raise ExportCancelled("export cancelled")
     if len(points) < 32:
         raise ExportError(f"the NeRF produced only {len(points)} opaque points inside the scene; train longer")
     cloud = point_cloud_with_normals(points, colors, directions, config.export_remove_outliers)

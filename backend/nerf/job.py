@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 
 from backend.config import EditJobConfig
-from backend.export import ExportError, export_geometry
+from backend.export import ExportError, ExportProgress, export_geometry
 from backend.nerf import atomic
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform, make_camera
 from backend.nerf.jobdir import JobDir, JobState
 from backend.nerf.setup import build_pipeline, resolve_device
 from backend.nerf.trainer import NerfTrainer
-from backend.scene import Scene
+from backend.scene import Scene, SceneError
 
 if TYPE_CHECKING:
     from backend.engine import EditEngine, JobCallbacks
@@ -46,6 +46,9 @@ class JobRun:
         self._last_progress = 0.0
         self._last_preview = 0.0
         self._step_times: list[float] = []
+        self._export_started: float | None = None
+        self._last_losses: dict[str, float] = {}
+        """The newest training losses (still shown while exporting)."""
         self.geometry_error: str | None = None
         """Why no mesh / point cloud was exported (e.g. a NeRF still transparent after too few steps)."""
 
@@ -73,6 +76,7 @@ class JobRun:
         self.state.status, self.state.error = "running", None
         self.jobs.write_state(self.state)
 
+        self._check_patch_fits(config)
         device = resolve_device(config.device)
         self.callbacks.on_log(f"building nerfacto on {device} for {self.scene.num_views} views")
         pipeline, optimizers = build_pipeline(config, self.scene.root, device)
@@ -110,7 +114,8 @@ class JobRun:
             self.jobs.write_state(self.state)
             try:
                 exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output,
-                                           self.stop.is_set)
+                                           self.stop.is_set, rays_per_chunk=config.nerf.eval_num_rays_per_chunk,
+                                           on_progress=self._export_progress)
             except ExportError as error:
                 # The edits are the expensive part: the job keeps them (and says why there is no geometry).
                 self.geometry_error = str(error)
@@ -123,6 +128,17 @@ class JobRun:
         self.callbacks.on_state("done", str(self.jobs.manifest))
         result: JobResult = self._result("done")
         return result
+
+    def _check_patch_fits(self, config: EditJobConfig) -> None:
+        """LPIPS compares square patches of ``patch_size`` pixels (AlexNet needs 32): smaller images are a bad scene
+        for that configuration, said before anything is built rather than an IndexError at the first step."""
+        patch = config.effective_patch_size()
+        frame = self.scene.frames[0]
+        if patch > min(frame.width, frame.height):
+            raise SceneError("w/h", f"images of {frame.width} x {frame.height} px are smaller than the {patch} px "
+                                    "patches the LPIPS loss compares: use images of at least "
+                                    f"{patch} px on each side, or train without LPIPS (--no-lpips, "
+                                    "memory mode in2n-tiny)")
 
     def _editor(self, device: str):
         if self.engine.editor is not None:
@@ -225,6 +241,7 @@ class JobRun:
         if not final and now - self._last_progress < self.engine.progress_interval_s:
             return
         self._last_progress = now
+        self._last_losses = losses
         edit_start = self.state.edit_start_step
         total = (edit_start if edit_start is not None else self.config.nerf.reconstruction_steps)
         total += self.config.update.edit_steps
@@ -232,6 +249,26 @@ class JobRun:
         eta = remaining * float(np.mean(self._step_times)) if self._step_times else None
         self.callbacks.on_progress(Progress(phase, self.trainer.step, total, self.trainer.step - start, steps,
                                             losses, eta, self.state.edits_done))
+
+    def _export_progress(self, export: ExportProgress) -> None:
+        """Export progress as the job's progress (phase ``exporting``, rays shot of the budget, ETA from the rate)."""
+        from backend.engine import Progress
+
+        now = time.monotonic()
+        if export.rays_done == 0 or self._export_started is None:
+            self._export_started = now
+        final = export.rays_done >= export.rays_total or export.points_found >= export.points_wanted
+        if not final and now - self._last_progress < self.engine.progress_interval_s:
+            return
+        self._last_progress = now
+        elapsed = now - self._export_started
+        # the budget is an upper bound: the points wanted may be found sooner, at the rate seen so far
+        rate = export.points_found / max(export.rays_done, 1)
+        rays_needed = min(export.rays_total, export.points_wanted / rate) if rate > 0 else export.rays_total
+        eta = elapsed / export.rays_done * max(0.0, rays_needed - export.rays_done) if export.rays_done else None
+        step = self.trainer.step
+        self.callbacks.on_progress(Progress("exporting", step, step, export.rays_done, export.rays_total,
+                                            self._last_losses, eta, self.state.edits_done, export.points_found))
 
     # -- endings -------------------------------------------------------------------------------------------------
 

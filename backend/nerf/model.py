@@ -118,8 +118,12 @@ class In2nNerfactoModel(NerfactoModel):
                       ) -> dict[str, Tensor]:
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)  # rgb (L1 via self.rgb_loss) + regularisers
         if self.config.use_lpips:
-            image = batch["image"].to(self.device)[..., :3]
-            loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.lpips_loss(outputs["rgb"], image)
+            # the same pair nerfacto's L1 compares: with background_color "random" (or RGBA images) the render and
+            # the target are both composited over that step's background, so the two losses agree on what to match
+            predicted, target = self.renderer_rgb.blend_background_for_loss_computation(
+                pred_image=outputs["rgb"], pred_accumulation=outputs["accumulation"],
+                gt_image=batch["image"].to(self.device))
+            loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.lpips_loss(predicted, target[..., :3])
         return loss_dict
 
     def frozen_state_prefixes(self) -> tuple[str, ...]:

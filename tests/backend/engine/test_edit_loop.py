@@ -172,6 +172,12 @@ def test_progress_and_previews(finished_job):
     assert steps == sorted(steps) and steps[-1] == RECONSTRUCTION_STEPS + EDIT_STEPS
     assert all(p.total_steps == RECONSTRUCTION_STEPS + EDIT_STEPS for p in progress)
     assert progress[-1].eta_seconds == 0 and progress[len(progress) // 2].eta_seconds > 0
+    # the export reports rays shot of its budget and the points found so far, ending with what it kept
+    exporting = [p for p in progress if p.phase == "exporting"]
+    assert exporting and all(p.phase_total == exporting[0].phase_total for p in exporting)
+    assert [p.phase_step for p in exporting] == sorted(p.phase_step for p in exporting)
+    manifest = json.loads((finished_job.job_dir / "manifest.json").read_text())
+    assert exporting[-1].points_found >= manifest["num_points"]  # outlier removal only drops points
     previews = finished_job.recorder.previews
     assert previews["viewport"].shape == (24, 32, 3) and previews["viewport"].dtype == np.uint8
     assert previews["viewport"].std() > 5  # the render shows the scene, not a flat colour

@@ -13,6 +13,7 @@ from PIL import Image
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
 from backend.engine import EditEngine, JobCallbacks, JobResult, Progress
+from backend.export import PROBE_RAYS
 from tests.backend.engine.editors import ChannelSwapEditor
 from tests.helpers.scenes import TinyScene, make_tiny_scene
 
@@ -157,12 +158,19 @@ def test_a_nerf_too_transparent_to_export_still_finishes_with_its_edits(tmp_path
     job_config = config()
     job_config.nerf.reconstruction_steps = 0  # an untrained NeRF: nothing opaque to export
     job_config.update = DatasetUpdateConfig(edit_steps=4, edit_rate=2)
+    job_config.output.export_num_points = 1_000_000  # capped at 16 a pixel: 55,296 points, a 221,184-ray budget
     run = run_job(EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0), scene.path, tmp_path / "job")
     assert run.result.status == "done", run.result.error
     assert run.result.mesh is None and any(line.startswith("warning: no geometry exported") for line in run.logs)
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
-    assert "opaque points" in manifest["geometry_error"] and manifest["mesh"] is None
+    assert "rays shot at the NeRF ended on opaque content" in manifest["geometry_error"]
+    assert "%" in manifest["geometry_error"] and manifest["mesh"] is None
     assert len(manifest["edited_images"]) == 2  # the edits are kept
+    # the export reported its progress and gave up after the probe, long before its budget
+    exporting = [p for p in run.progress if p.phase == "exporting"]
+    assert exporting and exporting[-1].phase_total == 4 * 16 * 6 * 24 * 24
+    assert PROBE_RAYS <= exporting[-1].phase_step < PROBE_RAYS + job_config.nerf.eval_num_rays_per_chunk
+    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in exporting)
 
 
 def test_cli_edits_from_a_checkpoint_and_reports_missing_lpips_weights(resumed, tmp_path, monkeypatch, capsys):
