@@ -53,13 +53,17 @@ class Signer:
 
 
 class ReplayCache:
-    """The last ``capacity`` signatures seen; a repeated signature means a replayed (or duplicated) message."""
+    """Signatures seen in the last ``window_s`` seconds; a repeated one means a replayed (or duplicated) message.
 
-    def __init__(self, capacity: int = 65536) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
-        self.capacity = capacity
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+    Sized by time, not count: the decoder refuses signed messages dated outside its replay window, so a signature
+    only needs remembering for that long. Only messages whose signature verified are added, so a peer without the
+    key cannot grow it."""
+
+    def __init__(self, window_s: float = 600.0) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be > 0")
+        self.window_s = window_s
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -67,12 +71,16 @@ class ReplayCache:
     def __contains__(self, signature: object) -> bool:
         return signature in self._seen
 
-    def check_and_add(self, signature: bytes) -> None:
-        """Raise :class:`ReplayedMessage` if ``signature`` was seen, else remember it (evicting the oldest)."""
+    def check_and_add(self, signature: bytes, now: float) -> None:
+        """Raise :class:`ReplayedMessage` if ``signature`` was seen within the window, else remember it at ``now``
+        (a monotonic time) and forget the ones older than the window."""
         if not signature:
             return  # unsigned (keyless loopback) sessions have nothing to remember
+        while self._seen:
+            oldest, seen_at = next(iter(self._seen.items()))
+            if now - seen_at <= self.window_s:
+                break
+            del self._seen[oldest]
         if signature in self._seen:
             raise ReplayedMessage("this exact message was already received (replay)", field="signature")
-        self._seen[signature] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+        self._seen[signature] = now

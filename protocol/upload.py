@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -75,26 +76,40 @@ def plan_chunks(
         yield SceneChunkRequest(upload_id=upload_id, pieces=pieces), buffers
 
 
+#: Most separate (non-touching) byte ranges of one image an upload may hold. A client sending pieces in order (as
+#: ``plan_chunks`` does) always has one; the bound keeps a hostile upload of scattered 1-byte pieces cheap.
+MAX_RANGES_PER_IMAGE = 1024
+
+
 class _Ranges:
-    """Merged, sorted byte ranges received for one image (pieces may be resent or overlap)."""
+    """Disjoint, sorted byte ranges received for one image (pieces may be resent or overlap); O(log n) to find
+    where a piece goes, at most :data:`MAX_RANGES_PER_IMAGE` ranges."""
 
     def __init__(self) -> None:
-        self.spans: list[tuple[int, int]] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.covered = 0
+
+    def check(self, start: int, end: int, field: str) -> None:
+        """Raise unless adding ``[start, end)`` keeps the ranges within :data:`MAX_RANGES_PER_IMAGE`."""
+        first, last = bisect.bisect_left(self.ends, start), bisect.bisect_right(self.starts, end)
+        if first == last and len(self.starts) >= MAX_RANGES_PER_IMAGE:
+            raise ValidationError(f"more than {MAX_RANGES_PER_IMAGE} separate byte ranges of one image: send each "
+                                  "image's pieces in order", field=field)
 
     def add(self, start: int, end: int) -> None:
-        merged: list[tuple[int, int]] = []
-        for a, b in self.spans:
-            if b < start or a > end:
-                merged.append((a, b))
-            else:
-                start, end = min(a, start), max(b, end)
-        merged.append((start, end))
-        merged.sort()
-        self.spans = merged
+        first = bisect.bisect_left(self.ends, start)  # first range ending at or after start (touching merges)
+        last = bisect.bisect_right(self.starts, end)  # ranges before this one start at or before end
+        if first < last:
+            start, end = min(start, self.starts[first]), max(end, self.ends[last - 1])
+            self.covered -= sum(b - a for a, b in zip(self.starts[first:last], self.ends[first:last]))
+        self.starts[first:last] = [start]
+        self.ends[first:last] = [end]
+        self.covered += end - start
 
     @property
-    def covered(self) -> int:
-        return sum(b - a for a, b in self.spans)
+    def spans(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts, self.ends))
 
 
 Allocator = Callable[[int, ImageInfo], Any]
@@ -108,13 +123,17 @@ class SceneAssembler:
     """Receiver side of one upload: writes chunk pieces into per-image buffers and checks completeness + SHA-256.
 
     ``allocate(index, info)`` returns a writable buffer of ``info.nbytes`` bytes per image (default: a bytearray; a
-    job directory can pass ``numpy.memmap`` or an ``mmap`` to land images on disk).
+    job directory can pass ``numpy.memmap`` or an ``mmap`` to land images on disk). Each image is allocated when its
+    first piece arrives, so a begin request alone (which only declares sizes) costs no memory. Once :meth:`finish`
+    has been called the upload is closed: later chunks and a second finish are refused.
     """
 
     def __init__(self, begin: SceneBeginRequest, allocate: Allocator = _allocate_in_memory) -> None:
         self.begin = begin
-        self.images: list[Any] = [allocate(i, info) for i, info in enumerate(begin.images)]
+        self._allocate = allocate
+        self.images: list[Any] = [None] * len(begin.images)
         self._ranges = [_Ranges() for _ in begin.images]
+        self.ended = False
 
     @property
     def expected_bytes(self) -> int:
@@ -126,6 +145,9 @@ class SceneAssembler:
 
     def add_chunk(self, chunk: SceneChunkRequest, buffers: Sequence[BufferLike]) -> int:
         """Store a chunk's pieces (all checked before any is written); return the bytes received so far."""
+        if self.ended:
+            raise ValidationError(f"upload {self.begin.upload_id!r} has ended: it takes no more chunks",
+                                  field="content.upload_id")
         if chunk.upload_id != self.begin.upload_id:
             raise ValidationError(f"belongs to upload {chunk.upload_id!r}, not this one", field="content.upload_id")
         if len(buffers) != len(chunk.pieces):
@@ -143,16 +165,32 @@ class SceneAssembler:
                 )
             if memoryview(buffer).nbytes != piece.nbytes:
                 raise ValidationError(f"buffer has {memoryview(buffer).nbytes} bytes", field=f"buffers[{i}]")
+            self._ranges[piece.image_index].check(piece.offset, piece.offset + piece.nbytes, path)
         for piece, buffer in zip(chunk.pieces, buffers):
+            if self.images[piece.image_index] is None:
+                self.images[piece.image_index] = self._allocate(piece.image_index, self.begin.images[piece.image_index])
             target = memoryview(self.images[piece.image_index]).cast("B")
             target[piece.offset : piece.offset + piece.nbytes] = memoryview(buffer).cast("B")
             self._ranges[piece.image_index].add(piece.offset, piece.offset + piece.nbytes)
         return self.received_bytes
 
     def finish(self, end: SceneEndRequest) -> None:
-        """Raise :class:`ValidationError` unless every byte arrived and the SHA-256 matches."""
+        """Raise :class:`ValidationError` unless every byte arrived and the SHA-256 matches. Closes the upload
+        either way: it ends exactly once (:meth:`close`, then :meth:`verify`)."""
+        self.close(end)
+        self.verify(end)
+
+    def close(self, end: SceneEndRequest) -> None:
+        """End the upload: no chunk is taken after this, and a second end is refused. Cheap (a receiver calls it
+        where chunks arrive, then may :meth:`verify` elsewhere)."""
         if end.upload_id != self.begin.upload_id:
             raise ValidationError(f"belongs to upload {end.upload_id!r}, not this one", field="content.upload_id")
+        if self.ended:
+            raise ValidationError(f"upload {self.begin.upload_id!r} has already ended", field="content.upload_id")
+        self.ended = True
+
+    def verify(self, end: SceneEndRequest) -> None:
+        """Completeness and SHA-256 of a closed upload."""
         for index, (ranges, info) in enumerate(zip(self._ranges, self.begin.images)):
             if ranges.covered != info.nbytes:
                 raise ValidationError(

@@ -13,6 +13,8 @@ fields a ``msg_type`` needs) lives in :mod:`protocol.messages`.
 from __future__ import annotations
 
 import json
+import math
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from .errors import MalformedMessage, OversizedMessage, ValidationError
+from .errors import MalformedMessage, OversizedMessage, ReplayedMessage, ValidationError
 from .signing import BufferLike, ReplayCache, Signer
 from .version import PROTOCOL_VERSION, check_compatible
 
@@ -44,7 +46,9 @@ class Limits:
     max_message_bytes: int = 1024 * MIB
     """Largest sum of all frames of one message."""
     max_json_bytes: int = 16 * MIB
-    """Largest header / parent_header / metadata / content frame."""
+    """Largest metadata / content frame."""
+    max_header_bytes: int = 8 * 1024
+    """Largest header / parent_header frame (five short strings; peers may add a few fields of their own)."""
     max_buffers: int = 4096
     """Most binary buffers in one message."""
     max_routing_ids: int = 16
@@ -93,13 +97,41 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in protocol JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf: JSON cannot carry it back, so it is not accepted either
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _check_text(value: Any, part: str) -> None:
+    """Every string (keys included) must be encodable as UTF-8: ``json.loads`` accepts lone UTF-16 surrogates such
+    as ``"\\ud800"``, which could then never be encoded again (a reply echoing them, a stored record)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise MalformedMessage("text with a lone UTF-16 surrogate (not valid Unicode)",
+                                           field=part) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _loads(data: bytes, part: str) -> JsonDict:
     try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, NaN, absurd nesting
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, NaN/inf, huge ints, absurd nesting
         raise MalformedMessage(f"not valid JSON: {str(exc)[:200]}", field=part) from None
     if not isinstance(value, dict):
         raise MalformedMessage(f"must be a JSON object, got {type(value).__name__}", field=part)
+    _check_text(value, part)
     return value
 
 
@@ -135,12 +167,18 @@ class Session:
         *,
         session_id: str | None = None,
         limits: Limits | None = None,
-        replay_capacity: int = 65536,
+        replay_window_s: float = 300.0,
+        not_before: float | None = None,
     ) -> None:
+        """``replay_window_s``: signed messages dated further than this from now (either way) are refused, and the
+        replay cache remembers signatures for that long. ``not_before``: a server passes its start time, so that
+        messages captured before it started are refused even with a fixed key (they are dated earlier)."""
         self.session_id = session_id or new_id()
         self.signer = Signer(key)
         self.limits = limits or Limits()
-        self.replay_cache = ReplayCache(replay_capacity)
+        self.replay_window_s = replay_window_s
+        self.not_before = not_before
+        self.replay_cache = ReplayCache(2 * replay_window_s)
 
     # ------------------------------------------------------------------ building
     def header(self, msg_type: str, *, msg_id: str | None = None) -> JsonDict:
@@ -165,7 +203,8 @@ class Session:
         return Message(
             header=self.header(msg_type, msg_id=msg_id),
             content=dict(content or {}),
-            parent_header=dict(parent.header) if parent is not None else {},
+            # only the standard fields: a reply (and the reply cache) never carries extra bytes a peer put there
+            parent_header={k: parent.header[k] for k in HEADER_FIELDS if k in parent.header} if parent else {},
             metadata=dict(metadata or {}),
             buffers=list(buffers),
             idents=list(parent.idents) if parent is not None else [],
@@ -212,7 +251,8 @@ class Session:
             size = _nbytes(frame)
             total += size
             name = _PART_NAMES[index] if index < 5 else f"buffers[{index - 5}]"
-            cap = limits.max_json_bytes if 0 < index < 5 else limits.max_frame_bytes
+            cap = (limits.max_header_bytes if index in (1, 2) else limits.max_json_bytes if index < 5
+                   else limits.max_frame_bytes)
             if index == 0:
                 cap = 1024  # a hex digest is 64 bytes
             if size > cap:
@@ -223,9 +263,12 @@ class Session:
         signature = _as_bytes(body[0])
         parts = [_as_view(f) for f in body[1:]]
         self.signer.verify(signature, parts)
-        self.replay_cache.check_and_add(signature)
 
         header = _loads(_as_bytes(parts[0]), "header")
+        check_header(header)
+        if self.signer.enabled:
+            self._check_fresh(header["date"])
+            self.replay_cache.check_and_add(signature, time.monotonic())
         message = Message(
             header=header,
             parent_header=_loads(_as_bytes(parts[1]), "parent_header"),
@@ -234,10 +277,27 @@ class Session:
             buffers=parts[4:],
             idents=idents,
         )
-        check_header(header)
         if header["msg_type"] not in VERSION_EXEMPT_TYPES:
             check_compatible(header["protocol_version"])
         return message
+
+    def _check_fresh(self, date: str) -> None:
+        """A signed message is fresh when its date lies within the replay window of now (and not before the server
+        started): older captures cannot be replayed, not even after the replay cache forgot them."""
+        try:
+            sent = datetime.fromisoformat(date.replace("Z", "+00:00"))
+            if sent.tzinfo is None:
+                raise ValueError("no time zone")
+        except ValueError:
+            raise MalformedMessage("must be an ISO-8601 date with a time zone", field="header.date") from None
+        sent_s = sent.timestamp()
+        now = time.time()
+        if abs(now - sent_s) > self.replay_window_s:
+            raise ReplayedMessage(f"message dated {date} is more than {self.replay_window_s:.0f} s from this side's "
+                                  "clock (a replay, or clocks out of step)", field="header.date")
+        if self.not_before is not None and sent_s < self.not_before:
+            raise ReplayedMessage(f"message dated {date}, before this server started (a replay)",
+                                  field="header.date")
 
     def recv(self, socket: zmq.Socket[Any], flags: int = 0) -> Message:
         frames = socket.recv_multipart(flags, copy=False)

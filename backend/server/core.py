@@ -8,6 +8,7 @@ A handler receives a :class:`Request` and returns reply content (a :mod:`protoco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,7 +22,16 @@ from typing import Any
 
 import zmq
 
-from protocol import ConnectionInfo, Message, ProtocolError, Session, UnknownMessageType, check_bind, new_key
+from protocol import (
+    ConnectionInfo,
+    Limits,
+    Message,
+    ProtocolError,
+    Session,
+    UnknownMessageType,
+    check_bind,
+    new_key,
+)
 from protocol import messages as m
 from protocol.signing import BufferLike
 from protocol.wire import utc_now
@@ -54,8 +64,17 @@ class Request:
         if self._answered:
             return
         self._answered = True
-        self.server.call_soon(lambda: self.server._send_reply(
-            self.message, m.build(self.server.session, content, parent=self.message, buffers=buffers)))
+
+        def send() -> None:
+            try:
+                reply = m.build(self.server.session, content, parent=self.message, buffers=buffers)
+            except Exception as exc:  # a reply that cannot be encoded (a handler bug) still answers the client
+                log.exception("reply to %s could not be built", self.message.msg_type)
+                reply = m.build_error(self.server.session, self.message,
+                                      InternalError(f"the server could not encode its reply ({exc})"))
+            self.server._send_reply(self.message, reply)
+
+        self.server.call_soon(send)
 
     def fail(self, error: Exception) -> None:
         """Send an error reply (any thread); a ProtocolError keeps its name and field."""
@@ -74,7 +93,7 @@ class Server:
         key = new_key() if self.config.key is None else self.config.key
         check_bind(self.config.host, key)
         self.info = ConnectionInfo(host=self.config.host, port=self.config.port, key=key)
-        self.session = Session(self.info.key_bytes, limits=self.config.limits)
+        self.session = Session(self.info.key_bytes, limits=request_limits(self.config), not_before=time.time())
         self.handlers: dict[str, Handler] = {}
         self.started = time.monotonic()
         self.on_shutdown: list[Callable[[], None]] = []
@@ -204,7 +223,7 @@ class Server:
                     for _ in range(64):  # bounded batch: keep calls and heartbeats flowing under load
                         if not self._socket.poll(0, zmq.POLLIN):
                             break
-                        self._handle_frames(self._socket.recv_multipart(copy=False))
+                        self._handle_safely(self._socket.recv_multipart(copy=False))
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = time.monotonic() + self.config.heartbeat_interval_s
@@ -238,6 +257,24 @@ class Server:
         self.stopped.set()
 
     # ------------------------------------------------------------------ message handling
+    def _handle_safely(self, frames: list[zmq.Frame]) -> None:
+        """No single message may stop the loop: whatever decoding, a handler or the reply's encoding raises is logged
+        and answered with an error reply when one can still be built, else the message is dropped."""
+        try:
+            self._handle_frames(frames)
+        except Exception as exc:
+            log.exception("message handling failed; the server carries on")
+            try:
+                idents, delim = self.session.split_idents(frames)
+                header = _unverified_header(frames, delim)
+                if idents and header:
+                    error = InternalError(f"the server could not handle this message ({type(exc).__name__})")
+                    reply = m.build_error(self.session, Message(header=header, idents=idents), error)
+                    reply.idents = idents
+                    self._send_frames(self.session.serialize(reply))
+            except Exception:
+                log.exception("could not even send an error reply; message dropped")
+
     def _handle_frames(self, frames: list[zmq.Frame]) -> None:
         try:
             message = self.session.deserialize(frames)
@@ -332,6 +369,21 @@ class Server:
         beat = m.build(self.session, m.Heartbeat(server_time=utc_now(), interval_s=self.config.heartbeat_interval_s))
         for identity in list(self._subscriptions):
             self._send_to(identity, beat)
+
+
+class InternalError(ProtocolError):
+    """The server failed while handling a message (its log has the traceback)."""
+
+    ename = "InternalError"
+
+
+def request_limits(config: ServerConfig) -> Limits:
+    """The decoder's limits for requests: no request carries more than one upload chunk of buffers, so a message
+    larger than that plus its JSON parts is refused before its signature is hashed (a peer without the key cannot
+    make the server hash or hold 1 GiB messages)."""
+    limits = config.limits
+    largest = config.max_chunk_bytes + 4 * limits.max_json_bytes
+    return dataclasses.replace(limits, max_message_bytes=min(limits.max_message_bytes, largest))
 
 
 def _buffer_bytes(message: Message | None) -> int:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import protocol
 from protocol import messages as m
+from protocol.signing import ReplayCache
 from protocol.wire import DELIMITER, Limits, Session
 
 from .samples import samples
@@ -67,16 +70,80 @@ def test_wrong_key_and_missing_signature_are_rejected() -> None:
         Session(b"key-b").deserialize(unsigned)
 
 
-def test_replayed_message_is_rejected_and_cache_is_bounded() -> None:
-    sender, receiver = Session(b"k"), Session(b"k", replay_capacity=3)
+def test_replayed_message_is_rejected_and_the_cache_forgets_only_after_its_window() -> None:
+    sender, receiver = Session(b"k"), Session(b"k")
     first = sender.serialize(sender.msg("ping_request"))
     receiver.deserialize(first)
     with pytest.raises(protocol.ReplayedMessage):
         receiver.deserialize(first)
-    for _ in range(3):
+    for _ in range(100):  # a flood of fresh messages does not push the first one out (sized by time, not count)
         receiver.deserialize(sender.serialize(sender.msg("ping_request")))
-    assert len(receiver.replay_cache) == 3
-    receiver.deserialize(first)  # evicted: the cache is bounded, as documented
+    with pytest.raises(protocol.ReplayedMessage):
+        receiver.deserialize(first)
+    cache = ReplayCache(window_s=10)
+    cache.check_and_add(b"sig", now=100.0)
+    with pytest.raises(protocol.ReplayedMessage):
+        cache.check_and_add(b"sig", now=109.0)
+    cache.check_and_add(b"other", now=111.0)  # past the window: "sig" is forgotten, and may be seen again
+    assert b"sig" not in cache and len(cache) == 1
+
+
+def _dated(sender: Session, seconds_from_now: float) -> list[bytes]:
+    message = sender.msg("ping_request")
+    when = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
+    message.header["date"] = when.isoformat().replace("+00:00", "Z")
+    return [bytes(f) for f in sender.serialize(message)]
+
+
+def test_signed_messages_outside_the_replay_window_are_refused() -> None:
+    sender, receiver = Session(b"k"), Session(b"k", replay_window_s=60)
+    receiver.deserialize(_dated(sender, -30))  # inside the window
+    for offset in (-61, 61):  # a capture from two minutes ago, or a message from the future
+        with pytest.raises(protocol.ReplayedMessage) as info:
+            receiver.deserialize(_dated(sender, offset))
+        assert info.value.field == "header.date"
+    message = sender.msg("ping_request")
+    message.header["date"] = "yesterday"
+    with pytest.raises(protocol.MalformedMessage, match="ISO-8601"):
+        receiver.deserialize(sender.serialize(message))
+
+
+def test_a_server_refuses_messages_dated_before_it_started() -> None:
+    """A restarted server with a fixed key must not accept what was captured from its predecessor."""
+    sender = Session(b"fixed-key")
+    captured = _dated(sender, -5)
+    Session(b"fixed-key").deserialize(captured)  # the old server took it
+    restarted = Session(b"fixed-key", not_before=time.time())
+    with pytest.raises(protocol.ReplayedMessage, match="before this server started"):
+        restarted.deserialize(captured)
+    restarted.deserialize(_dated(sender, 0.5))  # new messages pass
+
+
+@pytest.mark.parametrize(("raw", "what"), [
+    (b'{"payload": 1e999}', "out of range"),
+    (b'{"payload": -1e400}', "out of range"),
+    (b'{"payload": NaN}', "not allowed"),
+    (b'{"payload": "\\ud800"}', "surrogate"),
+    (b'{"\\udfff": "key"}', "surrogate"),
+    (b'{"nested": [{"deep": ["\\ud83d"]}]}', "surrogate"),
+])
+def test_content_that_could_never_be_encoded_again_is_malformed(raw: bytes, what: str) -> None:
+    """json.loads accepts these; a reply echoing them (or a stored record) could never be written back."""
+    sender, receiver = Session(b"k"), Session(b"k")
+    frames = [bytes(f) for f in sender.serialize(sender.msg("ping_request"))]
+    frames[-1] = raw  # the content frame, re-signed below as a key-holding peer would
+    frames[1] = sender.signer.sign(frames[2:])
+    with pytest.raises(protocol.MalformedMessage, match=what) as info:
+        receiver.deserialize(frames)
+    assert info.value.field == "content"
+
+
+def test_a_valid_surrogate_pair_is_ordinary_text(pair: tuple[Session, Session]) -> None:
+    sender, receiver = pair
+    frames = [bytes(f) for f in sender.serialize(sender.msg("ping_request"))]
+    frames[-1] = b'{"payload": "\\ud83d\\ude00"}'
+    frames[1] = sender.signer.sign(frames[2:])
+    assert receiver.deserialize(frames).content["payload"] == "\U0001F600"
 
 
 def test_retry_with_same_msg_id_is_not_a_replay(pair: tuple[Session, Session]) -> None:

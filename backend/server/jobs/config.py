@@ -19,6 +19,9 @@ class JobServiceConfig:
     """Device of jobs that do not choose one in ``engine_overrides.device``."""
     max_scene_bytes: int = 8 * 1024**3
     """Largest accepted scene upload (sum of all image bytes); bigger ones are refused at ``scene_begin``."""
+    max_pending_upload_bytes: int = 8 * 1024**3
+    """Cap on the declared bytes of all uploads in progress together; a ``scene_begin`` beyond it is refused until
+    others finish or go idle. (Images are allocated as their bytes arrive, so memory follows what was sent.)"""
     upload_idle_s: float = 600.0
     """An upload with no chunk for this long is dropped (its client went away); its memory is freed."""
     preview_budget: float = 0.04

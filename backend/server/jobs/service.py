@@ -23,7 +23,7 @@ from .config import JobServiceConfig
 from .events import JobEvents
 from .requests import job_config
 from .results import ArtifactIndex
-from .store import UNFINISHED, JobRecord, JobStore, new_id
+from .store import UNFINISHED, JobRecord, JobStore, JobStoreError, new_id
 from .upload import SceneUploads
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,15 @@ class JobService:
             return self.queue.index(job_id) + (1 if self.running is not None else 0)
 
     def _set_state(self, record: JobRecord, state: str, message: str = "", error: tuple[str, str] | None = None) -> None:
+        """Record and announce a state. Never raises: a record that cannot be written (disk full) is logged with its
+        path and errno, kept in memory, announced with that reason, and written with the next state change."""
         record.state, record.message = state, message
         record.error_name, record.error_message = error if error else (None, None)
-        self.store.save(record)
+        try:
+            self.store.save(record)
+        except JobStoreError as save_error:
+            log.error("job %s: %s", record.job_id, save_error)
+            message = f"{message} (not saved: {save_error})" if message else f"not saved: {save_error}"
         self.server.publish(record.job_id, m.JobStateEvent(
             job_id=record.job_id, state=state, queue_position=self._position(record.job_id),  # type: ignore[arg-type]
             message=message[:2000], error_name=record.error_name, error_message=record.error_message))

@@ -57,6 +57,10 @@ class JobRecord:
         return request
 
 
+class JobStoreError(RuntimeError):
+    """A file of the jobs directory could not be written (disk full, permissions): names the path and errno."""
+
+
 class JobStore:
     """Files under the jobs directory. Writes are atomic; records are read back at start-up."""
 
@@ -109,17 +113,33 @@ class JobStore:
         return self.job_dir(job_id) / "work"
 
     def save(self, record: JobRecord) -> None:
+        """Write the record atomically; :class:`JobStoreError` names the file and the system's reason."""
+        path = self.job_dir(record.job_id) / "record.json"
         with self._lock:
-            atomic.write_json(self.job_dir(record.job_id) / "record.json", asdict(record))
+            try:
+                atomic.write_json(path, asdict(record))
+            except OSError as error:
+                raise JobStoreError(f"could not write {path}: {error.strerror or error} (errno {error.errno})"
+                                    ) from error
 
     def load_all(self) -> list[JobRecord]:
-        """Every readable record, oldest first."""
+        """Every job record, oldest first. A job folder whose record.json is damaged is listed as a failed job
+        saying why (it does not vanish); folders that are not jobs at all are left alone."""
         records = []
         for path in self.jobs.glob("*/record.json"):
             try:
-                records.append(JobRecord(**json.loads(path.read_text())))
-            except (OSError, ValueError, TypeError):
-                continue  # a foreign or damaged folder is not a job
+                data = json.loads(path.read_text())
+                records.append(JobRecord(**data))
+            except (OSError, ValueError, TypeError) as error:
+                job_id = path.parent.name
+                if not job_id.startswith("job-"):
+                    continue  # not a folder this server made
+                records.append(JobRecord(job_id=job_id, scene_id="unknown", request={}, state="failed",
+                                         error_name="DamagedRecord",
+                                         error_message=f"{path} is unreadable ({type(error).__name__}: "
+                                                       f"{str(error)[:200]}); the job cannot be resumed",
+                                         created=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+                                         if path.exists() else ""))
         return sorted(records, key=lambda record: record.created)
 
     @staticmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from protocol import SceneAssembler, ValidationError
@@ -30,6 +31,8 @@ class SceneUploads:
     def __init__(self, server: Server, store: JobStore, config: JobServiceConfig) -> None:
         self.server, self.store, self.config = server, store, config
         self.pending: dict[str, PendingUpload] = {}  # only touched in the server loop thread
+        self.ended: OrderedDict[str, None] = OrderedDict()
+        """Recently ended upload ids (bounded): a chunk or end for one of them gets a clear error."""
 
     def register(self) -> None:
         self.server.register("scene_begin_request", self.begin)
@@ -43,11 +46,11 @@ class SceneUploads:
                 log.warning("dropping upload %s: no chunk for %.0f s", upload_id, now - upload.last_activity)
                 del self.pending[upload_id]
 
-    def _forget(self, upload_id: str) -> None:
-        self.pending.pop(upload_id, None)
-
     def _get(self, upload_id: str) -> PendingUpload:
         upload = self.pending.get(upload_id)
+        if upload is None and upload_id in self.ended:
+            raise ValidationError(f"upload {upload_id!r} has ended: it takes no more chunks and ends only once",
+                                  field="content.upload_id")
         if upload is None:
             raise ValidationError(f"no upload {upload_id!r} in progress (send scene_begin_request first)",
                                   field="content.upload_id")
@@ -62,6 +65,14 @@ class SceneUploads:
             raise ValidationError(f"scene of {begin.total_bytes / 2**20:.1f} MiB exceeds this server's limit of "
                                   f"{self.config.max_scene_bytes / 2**20:.1f} MiB (fewer or smaller images)",
                                   field="content.images")
+        if begin.upload_id in self.pending or begin.upload_id in self.ended:
+            raise ValidationError(f"upload {begin.upload_id!r} exists already: use a new upload_id",
+                                  field="content.upload_id")
+        pending = sum(upload.assembler.expected_bytes for upload in self.pending.values())
+        if pending + begin.total_bytes > self.config.max_pending_upload_bytes:
+            raise ValidationError(f"uploads in progress already hold {pending / 2**20:.1f} MiB of this server's "
+                                  f"{self.config.max_pending_upload_bytes / 2**20:.1f} MiB; try again when they have "
+                                  "finished", field="content.images")
         self.pending[begin.upload_id] = PendingUpload(SceneAssembler(begin), time.monotonic())
         log.info("upload %s: %d images, %.1f MiB", begin.upload_id, len(begin.images), begin.total_bytes / 2**20)
         return m.SceneBeginReply(upload_id=begin.upload_id, expected_bytes=begin.total_bytes,
@@ -79,18 +90,21 @@ class SceneUploads:
         end = request.content
         assert isinstance(end, m.SceneEndRequest)
         upload = self._get(end.upload_id)
+        upload.assembler.close(end)  # here, in the loop thread: no chunk lands after this, and it ends once
+        self.pending.pop(end.upload_id, None)
+        self.ended[end.upload_id] = None
+        while len(self.ended) > 4096:
+            self.ended.popitem(last=False)
 
         def finish() -> None:
             try:
-                upload.assembler.finish(end)  # completeness + SHA-256: raises ValidationError naming the field
+                upload.assembler.verify(end)  # completeness + SHA-256: raises ValidationError naming the field
                 scene_id = self.store.write_scene(upload.assembler.begin, upload.assembler.images)
             except Exception as error:
                 if not isinstance(error, ValidationError):
                     log.exception("storing upload %s failed", end.upload_id)
                 request.fail(error)
                 return
-            finally:
-                self.server.call_soon(lambda: self._forget(end.upload_id))
             begin = upload.assembler.begin
             log.info("upload %s stored as %s", end.upload_id, scene_id)
             request.reply(m.SceneEndReply(scene_id=scene_id, image_count=len(begin.images),
