@@ -10,7 +10,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig, OutputConfig, tiny_nerf_config
+from backend.config import (
+    DatasetUpdateConfig,
+    EditJobConfig,
+    EditorConfig,
+    NerfConfig,
+    OutputConfig,
+    tiny_nerf_config,
+    validate_config,
+)
+from protocol import ValidationError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -217,9 +226,16 @@ def main(argv: list[str] | None = None) -> int:
         bar.log("stopping after the current step (checkpoint first); Ctrl-C again to abort at once")
         stop.set()
 
+    config = config_from_args(args)
+    try:
+        validate_config(config, "options")  # the same rules as the server's: ranges, finite numbers, devices
+    except ValidationError as error:
+        parser.print_usage(sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        engine = EditEngine(config_from_args(args), nerf_checkpoint=args.checkpoint)
+        engine = EditEngine(config, nerf_checkpoint=args.checkpoint)
         result = engine.run(args.data, args.output, callbacks, stop)
     finally:
         signal.signal(signal.SIGINT, previous)

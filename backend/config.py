@@ -11,8 +11,14 @@ directory stores the config it ran with and a resumed run must use the same one.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+from protocol import ValidationError
+from protocol.schema import bounded, check_bounds
 
 MemoryMode = Literal["in2n", "in2n-small", "in2n-tiny"]
 
@@ -21,51 +27,51 @@ MemoryMode = Literal["in2n", "in2n-small", "in2n-tiny"]
 class NerfConfig:
     """The nerfacto model, its data sampling and optimisation."""
 
-    reconstruction_steps: int = 30000
+    reconstruction_steps: int = bounded(30000, ge=0, le=10_000_000)
     """NeRF steps spent reconstructing the *original* scene before editing starts, when the job has no trained
     checkpoint (nerfacto's default training length). 0 starts editing from an untrained NeRF."""
-    rays_per_batch: int = 16384
+    rays_per_batch: int = bounded(16384, ge=1, le=1 << 22)
     """Rays per NeRF step, sampled from all views (edited and not yet edited) in ``patch_size`` squares."""
-    patch_size: int = 32
+    patch_size: int = bounded(32, ge=1, le=256)
     """Side of the square pixel patches rays are sampled in; LPIPS compares whole patches (in2n uses 32; AlexNet needs
     at least 32). 1 samples independent pixels (used when LPIPS is off)."""
     use_lpips: bool = True
     """Add the LPIPS patch loss (in2n). Needs torchvision's pretrained AlexNet weights (downloaded once)."""
-    lpips_loss_mult: float = 1.0
+    lpips_loss_mult: float = bounded(1.0, ge=0, le=1000)
     """Weight of the LPIPS loss."""
     use_l1: bool = True
     """L1 photometric loss as in in2n (nerfacto's own is MSE)."""
-    hidden_dim: int = 64
+    hidden_dim: int = bounded(64, ge=1, le=4096)
     """Width of nerfacto's MLPs."""
-    num_levels: int = 16
+    num_levels: int = bounded(16, ge=1, le=64)
     """Levels of the hash grid."""
-    max_res: int = 2048
+    max_res: int = bounded(2048, ge=1, le=1 << 16)
     """Finest hash grid resolution."""
-    log2_hashmap_size: int = 19
+    log2_hashmap_size: int = bounded(19, ge=1, le=26)
     """log2 of the hash table size per level."""
-    proposal_log2_hashmap_size: int = 17
+    proposal_log2_hashmap_size: int = bounded(17, ge=1, le=26)
     """log2 of the hash table size of the proposal networks."""
     num_proposal_samples_per_ray: tuple[int, ...] = (256, 96)
     """Samples per ray for each of the two proposal networks."""
-    num_nerf_samples_per_ray: int = 48
+    num_nerf_samples_per_ray: int = bounded(48, ge=1, le=4096)
     """Samples per ray for the NeRF field."""
     background_color: Literal["last_sample", "random", "black", "white"] = "last_sample"
     """nerfacto's background model. ``random`` (nerfstudio's remedy for see-through reconstructions) makes every
     training ray opaque; it helps small NeRFs on renders of a few objects over a plain background, which
     ``last_sample`` may explain with semi-transparent density and then nothing is opaque enough to export."""
-    average_init_density: float = 0.01
+    average_init_density: float = bounded(0.01, gt=0, le=1000)
     """Initial density of the field (nerfacto's method config uses 0.01; higher makes surfaces appear sooner)."""
     camera_optimizer: Literal["off", "SO3xR3"] = "SO3xR3"
     """Refine camera poses while training (nerfacto and in2n default)."""
-    eval_num_rays_per_chunk: int = 1 << 15
+    eval_num_rays_per_chunk: int = bounded(1 << 15, ge=1, le=1 << 22)
     """Rays rendered at once when rendering whole images (edits, previews, history)."""
     implementation: Literal["auto", "tcnn", "torch"] = "auto"
     """Hash grid implementation: ``auto`` uses tiny-cuda-nn on CUDA when installed, nerfstudio's torch code otherwise."""
     mixed_precision: bool = True
     """Autocast the NeRF step on CUDA (as nerfstudio's trainer does); ignored on the CPU."""
-    lr: float = 1e-2
+    lr: float = bounded(1e-2, gt=0, le=10)
     """Adam learning rate of the field and proposal networks (nerfacto)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
     """Seed for ray sampling and initialisation."""
 
 
@@ -73,23 +79,23 @@ class NerfConfig:
 class DatasetUpdateConfig:
     """Iterative Dataset Update: which view is edited when, and how strongly."""
 
-    edit_steps: int = 15000
+    edit_steps: int = bounded(15000, ge=0, le=10_000_000)
     """NeRF steps of the editing phase (in2n's ``max_num_iterations``)."""
-    edit_rate: int = 10
+    edit_rate: int = bounded(10, ge=1, le=10_000_000)
     """Edit dataset images every this many NeRF steps."""
-    edit_count: int = 1
+    edit_count: int = bounded(1, ge=1, le=10000)
     """How many views are edited each time."""
-    t_min: float = 0.02
+    t_min: float = bounded(0.02, ge=0, le=1)
     """Lower bound of the noise level, as a fraction of the diffusion schedule."""
-    t_max: float = 0.98
+    t_max: float = bounded(0.98, ge=0, le=1)
     """Upper bound of the noise level, as a fraction of the diffusion schedule."""
-    diffusion_steps: int = 20
+    diffusion_steps: int = bounded(20, ge=1, le=1000)
     """DDIM steps of the full schedule; the editor denoises the part of it at or below the drawn noise level."""
-    guidance_scale: float = 7.5
+    guidance_scale: float = bounded(7.5, ge=0, le=100)
     """Text classifier-free guidance weight."""
-    image_guidance_scale: float = 1.5
+    image_guidance_scale: float = bounded(1.5, ge=0, le=100)
     """Image (original view) classifier-free guidance weight."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
     """Seed of the view order and noise draws; a resumed job continues the same sequence."""
 
 
@@ -97,12 +103,12 @@ class DatasetUpdateConfig:
 class EditorConfig:
     """Where the InstructPix2Pix editor comes from and how it is run."""
 
-    source: str = "timbrooks/instruct-pix2pix"
+    source: str = bounded("timbrooks/instruct-pix2pix", min_len=1, max_len=4096)
     """``tiny`` (random tiny model, tests), ``full-random`` (full size, random weights, benchmarks), a Hugging Face
     model id, or a local diffusers folder."""
-    device: str | None = None
+    device: str | None = bounded(None, min_len=1, max_len=32)
     """Device of the editor; None uses the NeRF's device."""
-    max_side: int = 512
+    max_side: int = bounded(512, ge=8, le=4096)
     """Longest side the editor works at (images are resized there and back)."""
 
 
@@ -110,23 +116,23 @@ class EditorConfig:
 class OutputConfig:
     """What the job writes besides the edited images."""
 
-    checkpoint_every: int = 250
+    checkpoint_every: int = bounded(250, ge=1)
     """Write a nerfstudio checkpoint every this many steps (and when the job stops)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = bounded(2, ge=1, le=1000)
     """How many recent checkpoints to keep."""
-    history_every: int = 100
+    history_every: int = bounded(100, ge=0)
     """Render the history views every this many editing steps (0: never)."""
-    history_views: int = 4
+    history_views: int = bounded(4, ge=1, le=1000)
     """How many training views (spread over the dataset) the history renders."""
     export_geometry: bool = True
     """Export the point cloud and mesh when the job ends (off: edited images, checkpoints and history only, e.g.
     for benchmarks that score images; the manifest then lists no geometry)."""
-    export_num_points: int = 1_000_000
+    export_num_points: int = bounded(1_000_000, ge=1, le=100_000_000)
     """Points of the exported cloud (nerfstudio's default), at most 16 per training pixel; up to 4 rays a point are
     shot, rays ending on low-opacity content are dropped."""
     export_remove_outliers: bool = True
     """Drop statistical outliers from the point cloud (nerfstudio's exporter default)."""
-    poisson_depth: int = 9
+    poisson_depth: int = bounded(9, ge=1, le=14)
     """Octree depth of the Poisson surface reconstruction of the mesh."""
     mesh_format: Literal["ply", "obj"] = "ply"
     """Mesh file format; both carry per-vertex colours."""
@@ -138,12 +144,12 @@ class OutputConfig:
 class EditJobConfig:
     """Everything one edit job needs apart from the scene and the job directory."""
 
-    prompt: str = ""
+    prompt: str = bounded("", max_len=2000)
     """The editing instruction, e.g. "turn the bear into a polar bear"."""
     memory_mode: MemoryMode = "in2n"
     """Like the reference's methods: ``in2n`` fp32 editor + LPIPS; ``in2n-small`` fp16 editor with CPU offload +
     LPIPS; ``in2n-tiny`` fp16 editor without LPIPS (and pixel instead of patch sampling)."""
-    device: str = "auto"
+    device: str = bounded("auto", min_len=1, max_len=32)
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
     nerf: NerfConfig = field(default_factory=NerfConfig)
     """NeRF settings."""
@@ -182,6 +188,57 @@ def tiny_nerf_config(**overrides: Any) -> NerfConfig:
 
 
 T = TypeVar("T")
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,2})?")
+"""Devices a job may name (torch device strings)."""
+
+
+def validate_config(config: Any, path: str = "config") -> None:
+    """Check every field of a (nested) config against its type and the bounds its ``bounded(...)`` declares, plus the
+    rules that tie fields together; raise :class:`protocol.ValidationError` naming the first bad field (e.g.
+    ``content.engine_overrides.output.checkpoint_every``). Used wherever a config comes from outside: the server's
+    requests, the CLI's options, a stored config.json."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, where = getattr(config, f.name), f"{path}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate_config(value, where)
+            continue
+        _check_type(hints[f.name], value, where)
+        check_bounds(value, f.metadata, where)
+    if isinstance(config, DatasetUpdateConfig) and config.t_min > config.t_max:
+        raise ValidationError(f"t_min ({config.t_min}) is above t_max ({config.t_max})", field=f"{path}.t_min")
+    for name in ("device",):
+        device = getattr(config, name, None)
+        if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
+            raise ValidationError(f"must be auto, cpu, mps, cuda or cuda:N, got {device[:40]!r}", field=f"{path}.{name}")
+
+
+def _check_type(hint: Any, value: Any, path: str) -> None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None and type(None) in args:
+        return
+    if origin is Literal:
+        if value not in args:
+            raise ValidationError(f"must be one of {list(args)}, got {str(value)[:60]!r}", field=path)
+        return
+    if origin is tuple:
+        if not isinstance(value, tuple) or not value:
+            raise ValidationError("must be a non-empty list", field=path)
+        for index, item in enumerate(value):
+            _check_type(args[0], item, f"{path}[{index}]")
+            if isinstance(item, int) and item < 1:
+                raise ValidationError(f"must be >= 1, got {item}", field=f"{path}[{index}]")
+        return
+    expected = next((a for a in args if a is not type(None)), hint) if args else hint
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValidationError(f"must be finite, got {value}", field=path)
+        return
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValidationError(f"must be an integer, got {type(value).__name__}", field=path)
+    if expected in (str, bool) and not isinstance(value, expected):
+        raise ValidationError(f"must be a {expected.__name__}, got {type(value).__name__}", field=path)
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:

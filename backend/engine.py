@@ -25,7 +25,6 @@ already in ``edited/`` and the edit sequence (view order, noise levels) where it
 from __future__ import annotations
 
 import queue
-import shutil
 import threading
 import traceback
 from collections.abc import Callable
@@ -151,16 +150,16 @@ class EditEngine:
 
 
 def _mark_failed(job_dir: Path, message: str) -> None:
-    from backend.nerf.jobdir import JobDir
+    """Record the failure in state.json where it can be: a damaged or unwritable state is left as it is (the
+    result already says what failed), since raising here would hide the real error."""
+    from backend.nerf.jobdir import JobDir, JobDirError
 
     jobs = JobDir(job_dir)
-    state = jobs.read_state()
-    if state is None:
-        return  # failed before the job directory was set up: nothing to mark
-    state.status, state.error = "failed", message
-    jobs.write_state(state)
-
-
-def clear_job_dir(job_dir: Path) -> None:
-    """Remove a job directory's outputs (for starting over instead of resuming)."""
-    shutil.rmtree(job_dir, ignore_errors=True)
+    try:
+        state = jobs.read_state()
+        if state is None:
+            return  # failed before the job directory was set up: nothing to mark
+        state.status, state.error = "failed", message
+        jobs.write_state(state)
+    except (JobDirError, OSError):
+        return

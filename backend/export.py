@@ -158,8 +158,8 @@ def sample_surface_points(pipeline, num_points: int, crop, *, rays_per_chunk: in
         if done >= min(PROBE_RAYS, budget) and found < MIN_OPAQUE_FRACTION * done:
             raise ExportError(f"only {found / done:.2%} of {done} rays shot at the NeRF ended on opaque content "
                               f"inside the scene (at least {MIN_OPAQUE_FRACTION:.0%} is needed to export geometry): "
-                              "the NeRF is still mostly transparent; train longer (more reconstruction steps) or try "
-                              "background_color 'random'")
+                              "the NeRF is still mostly transparent; train longer (more reconstruction steps) or set "
+                              "nerf.background_color to 'random'")
     if not points:
         return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
     return torch.cat(points)[:num_points], torch.cat(colors)[:num_points], torch.cat(directions)[:num_points]

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from . import messages
 from .client import Client, Received
-from .connection import ConnectionInfo, check_bind, is_loopback, new_key, read_connection_file, write_connection_file
+from .connection import (
+    ConnectionInfo,
+    check_bind,
+    ensure_private_dir,
+    is_loopback,
+    new_key,
+    read_connection_file,
+    write_connection_file,
+)
 from .errors import (
     BadSignature,
     ConnectionFileError,
@@ -30,6 +38,6 @@ __all__ = [
     "DELIMITER", "PROTOCOL_VERSION", "BadSignature", "Client", "ConnectionFileError", "ConnectionInfo", "Limits",
     "MalformedMessage", "Message", "OversizedMessage", "ProtocolError", "RawImage", "Received", "RemoteError",
     "ReplayedMessage", "RequestTimeout", "SceneAssembler", "Session", "UnknownMessageType", "ValidationError",
-    "VersionMismatch", "check_bind", "is_loopback", "messages", "negotiate", "new_key", "plan_chunks",
+    "VersionMismatch", "check_bind", "ensure_private_dir", "is_loopback", "messages", "negotiate", "new_key", "plan_chunks",
     "read_connection_file", "scene_sha256", "write_connection_file",
 ]

@@ -318,27 +318,32 @@ class Client:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         progress: ProgressCallback | None = None,
     ) -> Path:
-        """Download one artifact in chunks to ``destination`` (atomically), checking its SHA-256."""
+        """Download one artifact in chunks to ``destination`` (atomically), checking its SHA-256. A failed or
+        interrupted download leaves neither ``destination`` nor its ``.part`` file behind."""
         target = Path(destination)
         partial = target.with_name(target.name + ".part")
         digest = hashlib.sha256()
         offset, expected = 0, ""
-        with open(partial, "wb") as handle:
-            while True:
-                received = self.request_raw(m.ResultFetchRequest(job_id=job_id, name=name, offset=offset, length=chunk_bytes))
-                reply = received.content
-                assert isinstance(reply, m.ResultFetchReply)
-                data = received.message.buffers[0]
-                handle.write(data)
-                digest.update(data)
-                offset += reply.length
-                expected = reply.sha256
-                if progress is not None:
-                    progress(offset, reply.size)
-                if reply.eof or offset >= reply.size:
-                    break
-        if digest.hexdigest() != expected:
+        try:
+            with open(partial, "wb") as handle:
+                while True:
+                    received = self.request_raw(
+                        m.ResultFetchRequest(job_id=job_id, name=name, offset=offset, length=chunk_bytes))
+                    reply = received.content
+                    assert isinstance(reply, m.ResultFetchReply)
+                    data = received.message.buffers[0]
+                    handle.write(data)
+                    digest.update(data)
+                    offset += reply.length
+                    expected = reply.sha256
+                    if progress is not None:
+                        progress(offset, reply.size)
+                    if reply.eof or offset >= reply.size:
+                        break
+            if digest.hexdigest() != expected:
+                raise ValidationError(f"{name}: downloaded bytes do not match the server's SHA-256", field="sha256")
+            os.replace(partial, target)
+        except BaseException:
             partial.unlink(missing_ok=True)
-            raise ValidationError(f"{name}: downloaded bytes do not match the server's SHA-256", field="sha256")
-        os.replace(partial, target)
+            raise
         return target

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import secrets
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,6 +105,22 @@ class ConnectionInfo:
             protocol_version=str(data.get("protocol_version", PROTOCOL_VERSION)),
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         )
+
+
+def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) as a directory only its owner can enter (0700); refuse an existing one that
+    another user owns (it could have been planted in a shared folder such as /tmp) and tighten one of ours."""
+    folder = Path(path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.lstat()
+    if not stat.S_ISDIR(status.st_mode):
+        raise ConnectionFileError(f"{folder} is not a directory (a link or file is in its place)", field="path")
+    if hasattr(os, "getuid") and status.st_uid != os.getuid():
+        raise ConnectionFileError(f"{folder} belongs to another user (uid {status.st_uid}); refusing to use it",
+                                  field="path")
+    if status.st_mode & 0o077:
+        folder.chmod(0o700)
+    return folder
 
 
 def write_connection_file(path: str | os.PathLike[str], info: ConnectionInfo) -> Path:

@@ -71,7 +71,7 @@ def _json_type(value: object) -> str:
     )
 
 
-def _check_bounds(value: Any, meta: typing.Mapping[str, Any], path: str) -> None:
+def check_bounds(value: Any, meta: typing.Mapping[str, Any], path: str) -> None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if meta.get("gt") is not None and not value > meta["gt"]:
             raise ValidationError(f"must be > {meta['gt']}, got {value}", field=path)
@@ -174,7 +174,7 @@ def decode(cls: type[T], obj: Any, path: str = "content") -> T:
                 raise ValidationError("missing required field", field=sub)
             continue
         value = _decode_value(hints[f.name], obj[f.name], sub)
-        _check_bounds(value, f.metadata, sub)
+        check_bounds(value, f.metadata, sub)
         kwargs[f.name] = value
     instance = cls(**kwargs)
     validate = getattr(instance, "validate", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import mmap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,14 +116,16 @@ class _Ranges:
 Allocator = Callable[[int, ImageInfo], Any]
 
 
-def _allocate_in_memory(index: int, info: ImageInfo) -> bytearray:
-    return bytearray(info.nbytes)
+def _allocate_in_memory(index: int, info: ImageInfo) -> mmap.mmap:
+    """Anonymous memory the kernel fills with zero pages only as they are written: memory follows the bytes that
+    arrived, not the size a begin request declared (a ``bytearray`` would zero-fill all of it at once)."""
+    return mmap.mmap(-1, info.nbytes)
 
 
 class SceneAssembler:
     """Receiver side of one upload: writes chunk pieces into per-image buffers and checks completeness + SHA-256.
 
-    ``allocate(index, info)`` returns a writable buffer of ``info.nbytes`` bytes per image (default: a bytearray; a
+    ``allocate(index, info)`` returns a writable buffer of ``info.nbytes`` bytes per image (default: anonymous mmap; a
     job directory can pass ``numpy.memmap`` or an ``mmap`` to land images on disk). Each image is allocated when its
     first piece arrives, so a begin request alone (which only declares sizes) costs no memory. Once :meth:`finish`
     has been called the upload is closed: later chunks and a second finish are refused.

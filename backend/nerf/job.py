@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.config import EditJobConfig
+from backend.config import EditJobConfig, validate_config
 from backend.export import ExportError, ExportProgress, export_geometry
 from backend.nerf import atomic
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform, make_camera
-from backend.nerf.jobdir import JobDir, JobState
+from backend.nerf.jobdir import JobDir, JobDirError, JobState, read_json_object
 from backend.nerf.setup import build_pipeline, resolve_device
 from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene, SceneError
@@ -55,7 +55,11 @@ class JobRun:
     def _job_config(self) -> EditJobConfig:
         """A resumed job keeps the config it started with (its checkpoints and edits were made with it)."""
         if self.jobs.config.is_file():
-            stored = EditJobConfig.from_dict(json.loads(self.jobs.config.read_text()))
+            try:
+                stored = EditJobConfig.from_dict(read_json_object(self.jobs.config))
+                validate_config(stored, str(self.jobs.config))
+            except (ValueError, TypeError) as error:  # JobDirError, unknown keys, out-of-range values
+                raise JobDirError(f"{self.jobs.config}: {error}") from None
             if stored != self.engine.config:
                 self.callbacks.on_log(f"resuming {self.jobs.root} with its stored config.json")
             return stored
@@ -161,7 +165,7 @@ class JobRun:
                 self.state.edit_start_step = self.trainer.step  # the given NeRF *is* the reconstruction
                 self.callbacks.on_log(f"starting from {self.engine.nerf_checkpoint} (step {self.trainer.step})")
             return
-        self.trainer.load_checkpoint(checkpoints[-1])
+        self._load_newest_readable(checkpoints)
         restored = 0
         for view, name in enumerate(self.image_names):
             path = self.jobs.edited_path(name)
@@ -170,6 +174,19 @@ class JobRun:
                 self.trainer.datamanager.set_image(view, torch.from_numpy(image))
                 restored += 1
         self.callbacks.on_log(f"resumed at step {self.trainer.step} with {restored} edited images")
+
+    def _load_newest_readable(self, checkpoints: list[Path]) -> None:
+        """Resume from the newest checkpoint that loads; a damaged newer one (a crash mid-write on a filesystem
+        without atomic renames, a full disk) is reported and skipped, not fatal."""
+        for path in reversed(checkpoints):
+            try:
+                self.trainer.load_checkpoint(path)
+                return
+            except Exception as error:
+                self.callbacks.on_log(f"warning: checkpoint {path} is unreadable ({type(error).__name__}: "
+                                      f"{str(error)[:200]}); trying an older one")
+        raise JobDirError(f"no readable checkpoint in {self.jobs.checkpoints} "
+                          f"({', '.join(p.name for p in checkpoints)} are all damaged)")
 
     # -- training ------------------------------------------------------------------------------------------------
 

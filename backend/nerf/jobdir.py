@@ -14,6 +14,21 @@ from backend.nerf import atomic
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{9})\.ckpt$")
 
 
+class JobDirError(ValueError):
+    """A file of the job directory is damaged (e.g. after a crash or a full disk); the message names it."""
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`JobDirError` naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise JobDirError(f"{path}: unreadable ({type(error).__name__}: {str(error)[:200]}); delete it (or the job "
+                          "directory) to start over") from None
+    if not isinstance(data, dict):
+        raise JobDirError(f"{path}: must hold a JSON object")
+    return data
+
 @dataclass
 class JobState:
     """``state.json``: where the job is. Rewritten (atomically) after every edit and checkpoint."""
@@ -56,9 +71,12 @@ class JobDir:
     def read_state(self) -> JobState | None:
         if not self.state_file.is_file():
             return None
-        data: dict[str, Any] = json.loads(self.state_file.read_text())
+        data = read_json_object(self.state_file)
         known = set(JobState.__dataclass_fields__)
-        return JobState(**{k: v for k, v in data.items() if k in known})
+        try:
+            return JobState(**{k: v for k, v in data.items() if k in known})
+        except TypeError as error:
+            raise JobDirError(f"{self.state_file}: not a job state ({error})") from None
 
     def write_state(self, state: JobState) -> None:
         state.updated = time.time()

@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
@@ -23,6 +24,10 @@ from torch import Tensor
 from backend.nerf import atomic
 from backend.nerf.datamanager import EditableDataManager
 from backend.nerf.model import In2nNerfactoModel
+
+#: The non-tensor types nerfstudio checkpoints contain (numpy scalars in optimiser / scheduler state).
+CHECKPOINT_SAFE_GLOBALS = [np._core.multiarray.scalar, np.dtype,  # type: ignore[attr-defined]
+                           *{type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")}]
 
 
 class NerfTrainer:
@@ -124,9 +129,10 @@ class NerfTrainer:
 
         ``weights_only``: restore the NeRF but not the optimiser state (a checkpoint from another run).
         """
-        # nerfstudio checkpoints hold Python objects beyond tensors, so torch >= 2.6's default weights-only loading
-        # refuses them; these are files this program (or the user's own ns-train run) wrote, i.e. trusted input.
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # Weights-only unpickling (no arbitrary code from a tampered file): nerfstudio checkpoints hold tensors,
+        # numbers, dicts and a few numpy scalars (optimiser / scheduler state), which are allowlisted here.
+        with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+            state = torch.load(path, map_location=self.device, weights_only=True)
         model_state = {}
         for key, value in state["pipeline"].items():
             if key.startswith("_model."):

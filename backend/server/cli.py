@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -21,9 +21,6 @@ from .core import Server
 
 log = logging.getLogger("backend.server")
 
-#: Functions that add more handlers to a freshly built server (the jobs module appends itself here).
-EXTENSIONS: list[Callable[[Server, argparse.Namespace], None]] = []
-
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -32,6 +29,8 @@ def setup_logging(log_file: Path | None, level: str = "info") -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.touch(mode=0o600, exist_ok=True)
+        log_file.chmod(0o600)  # the log names scenes, instructions and paths: the owner's alone
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -52,7 +51,11 @@ def serve_parser() -> argparse.ArgumentParser:
                         help="where to write host/port/key (mode 0600); default: a file in the temp dir")
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (non-loopback needs a key)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 = let the OS choose (default)")
-    parser.add_argument("--key", default=None, help="HMAC key; default: a fresh random key")
+    parser.add_argument("--key", default=None,
+                        help="HMAC key (visible to other users in the process list: prefer --key-file or the "
+                             "IN2N_BACKEND_KEY environment variable); default: a fresh random key")
+    parser.add_argument("--key-file", type=Path, default=None,
+                        help="read the HMAC key from this file (first line; the file should be mode 0600)")
     parser.add_argument("--max-frame-mb", type=float, default=256.0, help="largest accepted frame in MiB")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat interval in seconds")
     parser.add_argument("--no-device-probe", action="store_true", help="do not import torch to report the GPU")
@@ -63,6 +66,9 @@ def serve_parser() -> argparse.ArgumentParser:
                         help="editor of jobs that do not choose one: Hugging Face id, local diffusers folder, tiny, "
                              "full-random (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="device of jobs that do not choose one (default: auto)")
+    parser.add_argument("--model-dir", type=Path, action="append", default=[],
+                        help="a folder of diffusers models clients may choose as their editor (repeatable); other "
+                             "paths on this machine cannot be named by a client")
     parser.add_argument("--max-scene-mb", type=float, default=8192.0,
                         help="largest accepted scene upload in MiB (default: %(default)s)")
     parser.add_argument("--no-jobs", action="store_true", help="answer hello/ping/shutdown only (no job handlers)")
@@ -87,12 +93,23 @@ def add_job_service(server: Server, args: argparse.Namespace) -> None:
     register_job_service(server, args)
 
 
+def server_key(args: argparse.Namespace) -> str | None:
+    """The key from --key-file, $IN2N_BACKEND_KEY or --key (in that order); None: generate one."""
+    if args.key_file is not None:
+        try:
+            lines = args.key_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise OSError(f"--key-file {args.key_file}: {error.strerror or error}") from None
+        return lines[0].strip() if lines else ""
+    return os.environ.get("IN2N_BACKEND_KEY", args.key)
+
+
 def build_server(args: argparse.Namespace) -> Server:
     frame = int(args.max_frame_mb * 1024 * 1024)
     config = ServerConfig(
         host=args.bind,
         port=args.port,
-        key=args.key,
+        key=server_key(args),
         limits=Limits(max_frame_bytes=frame, max_message_bytes=max(frame, Limits().max_message_bytes)),
         heartbeat_interval_s=args.heartbeat,
         probe_device=not args.no_device_probe,
@@ -102,8 +119,6 @@ def build_server(args: argparse.Namespace) -> Server:
     if not getattr(args, "no_jobs", False):
         args.jobs_dir = jobs_dir_for(args)
         add_job_service(server, args)
-    for extend in EXTENSIONS:
-        extend(server, args)
     return server
 
 

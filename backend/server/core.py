@@ -182,9 +182,6 @@ class Server:
 
         self.call_soon(drop)
 
-    def subscribers(self, topic: str) -> list[bytes]:
-        return [i for i, topics in list(self._subscriptions.items()) if topic in topics or ALL in topics]
-
     def stop(self) -> None:
         """Ask the loop to finish (any thread); returns at once."""
         self._stop.set()
@@ -398,4 +395,13 @@ def _unverified_header(frames: Sequence[zmq.Frame], delim: int) -> dict[str, Any
         return {}
     if not isinstance(header, dict):
         return {}
-    return {k: header[k] for k in ("msg_id", "msg_type", "session") if isinstance(header.get(k), str) and len(header[k]) <= 256}
+    return {k: header[k] for k in ("msg_id", "msg_type", "session")
+            if isinstance(header.get(k), str) and len(header[k]) <= 256 and _encodable(header[k])}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: echoing it would make the error reply itself unencodable
+        return False
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ..core import protocol_link
 from ..core import session as ss
 from ..core import worker_api as api
 from ..core.worker import BackendWorker
@@ -81,7 +83,8 @@ def scratch_dir(*parts: str) -> Path:
     try:
         base = Path(bpy.utils.extension_path_user(ADDON_ID, create=True))
     except ValueError:  # imported as a plain package (development checkout), not as an extension
-        base = Path(tempfile.gettempdir()) / "in2n_blender"
+        # a shared temp folder: per user, private, and never one another user created first
+        base = protocol_link.protocol.ensure_private_dir(Path(tempfile.gettempdir()) / f"in2n_blender-{os.getuid()}")
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

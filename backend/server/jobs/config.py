@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -15,6 +15,9 @@ class JobServiceConfig:
     default_editor: str = "timbrooks/instruct-pix2pix"
     """Editor of jobs that do not choose one in ``engine_overrides.editor.source``: a Hugging Face id, a local
     diffusers folder, ``tiny`` or ``full-random``."""
+    model_dirs: list[Path] = field(default_factory=list)
+    """Folders whose diffusers models clients may name as ``editor.source`` (besides model ids, ``tiny`` and
+    ``full-random``); nothing else on the server's disk can be named by a client."""
     device: str = "auto"
     """Device of jobs that do not choose one in ``engine_overrides.device``."""
     max_scene_bytes: int = 8 * 1024**3

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig
+from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig, validate_config
 from protocol import ValidationError
 from protocol import messages as m
 
@@ -28,7 +30,29 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig) -> EditJo
         editor=EditorConfig(source=service.default_editor),
     )
     config.output.export_geometry = bool({"mesh", "pointcloud"} & set(request.outputs))
-    return merge(config, request.engine_overrides, "content.engine_overrides")
+    config = merge(config, request.engine_overrides, "content.engine_overrides")
+    validate_config(config, "content.engine_overrides")  # types, ranges, finite numbers: before the job is queued
+    check_editor_source(config.editor.source, service, "content.engine_overrides.editor.source")
+    return config
+
+
+#: A Hugging Face model id: ``owner/name`` of letters, digits, ``-``, ``_`` and ``.`` (no path tricks).
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+
+
+def check_editor_source(source: str, service: JobServiceConfig, path: str) -> None:
+    """A client may choose ``tiny``, ``full-random``, the server's own default, a Hugging Face model id, or a folder
+    inside one of the server's configured model folders; never an arbitrary path on the server's disk."""
+    if source in ("tiny", "full-random", service.default_editor):
+        return
+    if MODEL_ID.fullmatch(source) and ".." not in source and not Path(source).expanduser().exists():
+        return
+    folder = Path(source).expanduser().resolve()
+    if any(folder.is_relative_to(Path(allowed).resolve()) for allowed in service.model_dirs):
+        return
+    allowed = ", ".join(str(p) for p in service.model_dirs) or "none configured (serve --model-dir)"
+    raise ValidationError(f"{source[:200]!r} is neither a model id (owner/name), 'tiny', 'full-random' nor a folder "
+                          f"inside this server's model folders ({allowed})", field=path)
 
 
 def merge(target: Any, overrides: dict[str, Any], path: str) -> Any:

@@ -53,6 +53,8 @@ class JobService:
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Register the handlers, re-queue unfinished jobs from an earlier run, start the worker."""
+        for folder in self.store.remove_interrupted_scenes():
+            log.warning("removed %s: an upload whose storing was interrupted", folder)
         self.uploads.register()
         for msg_type in JOB_REQUESTS:
             self.server.register(msg_type, getattr(self, "_" + msg_type.removesuffix("_request")))
@@ -246,7 +248,7 @@ class JobService:
 def register_job_service(server: Server, args: argparse.Namespace) -> JobService:
     """``python -m backend serve`` extension: the job handlers on ``server`` (see :mod:`backend.server.cli`)."""
     service = JobService(server, JobServiceConfig(jobs_dir=Path(args.jobs_dir), default_editor=args.editor,
-                                                  device=args.device,
+                                                  device=args.device, model_dirs=list(args.model_dir),
                                                   max_scene_bytes=int(args.max_scene_mb * 2**20)))
     service.start()
     return service

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from backend.nerf import atomic
+from protocol import ensure_private_dir
 from protocol import messages as m
 from protocol.schema import decode, encode
 
@@ -69,8 +71,8 @@ class JobStore:
         self.scenes = self.root / "scenes"
         self.jobs = self.root / "jobs"
         self._lock = threading.Lock()
-        for folder in (self.scenes, self.jobs):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.scenes, self.jobs):
+            ensure_private_dir(folder)  # scenes and results are the user's own: 0700, never another user's folder
 
     # ------------------------------------------------------------------ scenes
     def scene_dir(self, scene_id: str) -> Path:
@@ -84,6 +86,14 @@ class JobStore:
         so a scene without it is an interrupted write (never used)."""
         scene_id = new_id("scene")
         folder = self.scene_dir(scene_id)
+        try:
+            self._write_scene_files(folder, begin, buffers)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # a failed write (disk full) leaves no partial scene
+            raise
+        return scene_id
+
+    def _write_scene_files(self, folder: Path, begin: m.SceneBeginRequest, buffers: list[Any]) -> None:
         frames = []
         for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
             pixels = np.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
@@ -97,7 +107,14 @@ class JobStore:
         atomic.write_json(folder / "scene.json", {"scene_name": begin.scene_name, "metadata": begin.metadata,
                                                   "upload_id": begin.upload_id})
         atomic.write_json(folder / "transforms.json", transforms)
-        return scene_id
+
+    def remove_interrupted_scenes(self) -> list[Path]:
+        """Scene folders without transforms.json (written last) are writes a crash interrupted: removed."""
+        removed = [folder for folder in self.scenes.iterdir()
+                   if folder.is_dir() and not (folder / "transforms.json").is_file()]
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
 
     def cameras(self, scene_id: str) -> list[m.Camera]:
         frames = json.loads((self.scene_dir(scene_id) / "transforms.json").read_text())["frames"]
