@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from backend.config import (
     validate_config,
 )
 from protocol import ValidationError
+from protocol.messages import PRESETS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -67,37 +69,43 @@ def build_parser() -> argparse.ArgumentParser:
     d_nerf, d_update, d_output = NerfConfig(), DatasetUpdateConfig(), OutputConfig()
     job = parser.add_argument_group("job")
     job.add_argument("--data", required=True, type=Path, help="scene folder holding transforms.json and its images")
-    job.add_argument("--prompt", help="the editing instruction (required for a new job; a resumed job keeps its own)")
+    job.add_argument("--prompt", help="the editing instruction (required for a new job; a resumed job keeps its own) (default: none)")
     job.add_argument("--output", required=True, type=Path, help="job directory (created; an existing one is resumed)")
     job.add_argument("--editor", default=EditorConfig().source,
                      help="tiny | full-random | Hugging Face model id | local diffusers folder (default: %(default)s)")
-    job.add_argument("--editor-max-side", type=int, default=EditorConfig().max_side,
-                     help="longest side the editor works at; larger views are resized for editing and back "
-                          "(default: %(default)s)")
-    job.add_argument("--memory-mode", choices=["in2n", "in2n-small", "in2n-tiny"], default="in2n",
-                     help="in2n: fp32 editor + LPIPS; in2n-small: fp16 editor with CPU offload + LPIPS; "
-                          "in2n-tiny: fp16 editor, no LPIPS (default: %(default)s)")
+    job.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="; ".join(f"{name}: {p.description}" for name, p in sorted(PRESETS.items()))
+                          + ". Options given explicitly override the preset (default: none, i.e. the paper's "
+                            "settings below)")
+    job.add_argument("--editor-max-side", type=int, default=None,
+                     help="longest side the editor works at in pixels; larger views are resized for editing and "
+                          f"back (default: {EditorConfig().max_side})")
+    job.add_argument("--memory-mode", choices=["in2n", "in2n-small", "in2n-tiny"], default=None,
+                     help="in2n: fp32 editor (fp16 autocast on CUDA) + LPIPS; in2n-small: fp16 editor with CPU "
+                          "offload + LPIPS; in2n-tiny: fp16 editor, no LPIPS (default: in2n)")
     job.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     job.add_argument("--checkpoint", type=Path, help="trained nerfacto checkpoint of the original scene: skips "
-                                                     "reconstruction (must use the same nerfacto settings)")
+                                                     "reconstruction (must use the same nerfacto settings) "
+                                                     "(default: none: reconstruct)")
     nerf = parser.add_argument_group("NeRF")
-    nerf.add_argument("--reconstruction-steps", type=int, default=d_nerf.reconstruction_steps,
-                      help="NeRF steps on the original images before editing (default: %(default)s)")
+    nerf.add_argument("--reconstruction-steps", type=int, default=None,
+                      help=f"NeRF steps on the original images before editing (default: {d_nerf.reconstruction_steps})")
     nerf.add_argument("--no-lpips", action="store_true", help="train without the LPIPS loss (no AlexNet weights)")
     nerf.add_argument("--rays-per-batch", type=int, help=f"rays per NeRF step (default: {d_nerf.rays_per_batch})")
     nerf.add_argument("--tiny-nerf", action="store_true",
                       help="a very small nerfacto that trains on a CPU (for trying the pipeline, not for quality)")
     update = parser.add_argument_group("Iterative Dataset Update")
-    update.add_argument("--steps", type=int, default=d_update.edit_steps,
-                        help="NeRF steps of the editing phase (default: %(default)s)")
-    update.add_argument("--edit-rate", type=int, default=d_update.edit_rate,
-                        help="edit views every N NeRF steps (default: %(default)s)")
+    update.add_argument("--steps", type=int, default=None,
+                        help=f"NeRF steps of the editing phase (default: {d_update.edit_steps})")
+    update.add_argument("--edit-rate", type=int, default=None,
+                        help=f"edit views every N NeRF steps (default: {d_update.edit_rate})")
     update.add_argument("--edit-count", type=int, default=d_update.edit_count,
                         help="views edited each time (default: %(default)s)")
     update.add_argument("--t-min", type=float, default=d_update.t_min, help="lowest noise level (default: %(default)s)")
     update.add_argument("--t-max", type=float, default=d_update.t_max, help="highest noise level (default: %(default)s)")
-    update.add_argument("--diffusion-steps", type=int, default=d_update.diffusion_steps,
-                        help="DDIM steps of the full schedule (default: %(default)s)")
+    update.add_argument("--diffusion-steps", type=int, default=None,
+                        help="DDIM steps s per edit (UNet calls), spread between the drawn noise level and 0 "
+                             f"(default: {d_update.diffusion_steps})")
     update.add_argument("--guidance-scale", type=float, default=d_update.guidance_scale,
                         help="text guidance (default: %(default)s)")
     update.add_argument("--image-guidance-scale", type=float, default=d_update.image_guidance_scale,
@@ -114,29 +122,47 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mesh file format (default: %(default)s)")
     output.add_argument("--no-geometry", action="store_true",
                         help="skip the point cloud and mesh export (edited images, checkpoints and history only)")
-    output.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary")
+    output.add_argument("--quiet", action="store_true",
+                        help="no progress display: only warnings and the final summary (same as --log-level warning)")
+    output.add_argument("--log-level", choices=("debug", "info", "warning"), default="info",
+                        help="least severe messages shown; debug adds tracebacks of expected failures (everything is "
+                             "always written to <output>/edit.log) (default: %(default)s)")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> EditJobConfig:
-    if args.tiny_nerf:  # LPIPS needs 32x32 patches; the tiny preset samples single pixels only without it
+    """Explicit options first, then the preset's settings (``--preset``), then the defaults (the paper's)."""
+    preset = PRESETS[args.preset] if args.preset else None
+
+    def chosen(value: Any, from_preset: Any, default: Any) -> Any:
+        return value if value is not None else from_preset if preset is not None else default
+
+    schedule = preset.schedule if preset else None
+    small = args.tiny_nerf or (preset is not None and preset.nerf_size == "small")
+    if small:  # LPIPS needs 32x32 patches; the small preset samples single pixels only without it
         nerf = tiny_nerf_config(use_lpips=not args.no_lpips, patch_size=1 if args.no_lpips else 32)
     else:
         nerf = NerfConfig(use_lpips=not args.no_lpips)
-    nerf.reconstruction_steps = args.reconstruction_steps
+    d_update = DatasetUpdateConfig()
+    nerf.reconstruction_steps = chosen(args.reconstruction_steps, schedule and schedule.reconstruction_steps,
+                                       NerfConfig().reconstruction_steps)
     nerf.seed = args.seed
     if args.rays_per_batch is not None:
         nerf.rays_per_batch = args.rays_per_batch
     return EditJobConfig(
         prompt=args.prompt or "",
-        memory_mode=args.memory_mode,
+        memory_mode=chosen(args.memory_mode, preset and preset.memory_mode, "in2n"),
         device=args.device,
         nerf=nerf,
         update=DatasetUpdateConfig(
-            edit_steps=args.steps, edit_rate=args.edit_rate, edit_count=args.edit_count, t_min=args.t_min,
-            t_max=args.t_max, diffusion_steps=args.diffusion_steps, guidance_scale=args.guidance_scale,
-            image_guidance_scale=args.image_guidance_scale, seed=args.seed),
-        editor=EditorConfig(source=args.editor, max_side=args.editor_max_side),
+            edit_steps=chosen(args.steps, schedule and schedule.total_steps, d_update.edit_steps),
+            edit_rate=chosen(args.edit_rate, schedule and schedule.edit_every_n_steps, d_update.edit_rate),
+            edit_count=args.edit_count, t_min=args.t_min, t_max=args.t_max,
+            diffusion_steps=chosen(args.diffusion_steps, schedule and schedule.ddim_steps, d_update.diffusion_steps),
+            guidance_scale=args.guidance_scale, image_guidance_scale=args.image_guidance_scale, seed=args.seed),
+        editor=EditorConfig(source=args.editor,
+                            max_side=chosen(args.editor_max_side, preset and preset.editor_max_side,
+                                            EditorConfig().max_side)),
         output=OutputConfig(checkpoint_every=args.checkpoint_every, history_every=args.history_every,
                             export_num_points=args.export_points, mesh_format=args.mesh_format,
                             export_geometry=not args.no_geometry),
@@ -144,15 +170,24 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
 
 
 class ProgressBar:
-    """One tqdm bar per phase: step / total, losses and ETA."""
+    """The one progress display (a tqdm bar per phase: step / total, losses and ETA) and the job's log file.
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    Every log line goes to ``<output>/edit.log`` (once the job directory exists); the terminal shows lines down to
+    ``level``: ``debug:`` lines (tracebacks of expected failures) only at debug, info lines and the bar from info."""
+
+    def __init__(self, level: str, log_path: Path) -> None:
+        self.level = level
+        self.log_path = log_path
         self.bar: Any = None
         self.phase = ""
+        self._unwritten: list[str] = []
+
+    @property
+    def shows_progress(self) -> bool:
+        return self.level in ("debug", "info")
 
     def progress(self, progress: Any) -> None:
-        if self.quiet:
+        if not self.shows_progress:
             return
         from tqdm import tqdm
 
@@ -173,21 +208,89 @@ class ProgressBar:
         self.bar.refresh()
 
     def log(self, line: str) -> None:
-        if self.quiet:
+        self.write_log(line)
+        debug = line.startswith("debug:")
+        warning = line.startswith("warning:") or line.startswith("Traceback")
+        if (debug and self.level != "debug") or (not debug and not warning and not self.shows_progress):
             return
         from tqdm import tqdm
 
-        tqdm.write(line, file=sys.stderr)
+        tqdm.write(line.removeprefix("debug: ").rstrip(), file=sys.stderr)
+
+    def write_log(self, line: str) -> None:
+        self._unwritten.append(line.rstrip() + "\n")
+        if self.log_path.parent.is_dir():
+            with open(self.log_path, "a", encoding="utf-8") as handle:
+                handle.writelines(self._unwritten)
+            self._unwritten.clear()
 
     def state(self, state: str, detail: str) -> None:
         if state in ("exporting", "done", "cancelled", "failed"):
             self.close()
+        if state == "failed":  # said once, by the final message
+            self.write_log(f"[failed] {detail}")
+            return
         self.log(f"[{state}] {detail}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def quiet_libraries() -> None:
+    """One progress display: diffusers' and transformers' own bars and chatter are off (ours shows the job)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import diffusers.utils.logging as diffusers_logging
+        import transformers.utils.logging as transformers_logging
+    except ImportError:  # pragma: no cover - both are installed with the backend
+        return
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+
+
+def version_line() -> str:
+    """What a bug report needs: the program's, Python's and torch's versions."""
+    import platform
+
+    try:
+        from importlib.metadata import version
+
+        ours = version("in2n-blender")
+    except Exception:
+        ours = "0.1.0 (source checkout)"
+    import torch
+
+    return f"in2n-blender {ours}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+SCHEDULE_OPTIONS = ("reconstruction_steps", "steps", "edit_rate", "diffusion_steps", "memory_mode", "editor_max_side")
+
+
+def announce_estimate(config: EditJobConfig, args: argparse.Namespace, bar: ProgressBar) -> None:
+    """Say how long the job will take on this device before it starts (the cost model of backend.cost_model), and
+    when that is more than an hour, which preset fits."""
+    import torch
+
+    from backend.cost_model import estimate, format_duration
+    from backend.nerf.setup import resolve_device
+    from backend.scene import SceneError, load_scene
+
+    try:
+        scene = load_scene(args.data)
+    except SceneError:
+        return  # the engine reports it, naming the field or file
+    kind = torch.device(resolve_device(config.device)).type
+    frame = scene.frames[0]
+    guess = estimate(config, scene.num_views, frame.width, frame.height, kind)
+    bar.log(f"estimate: {guess.describe()}")
+    if guess.total_s > 3600 and args.preset != "quick":
+        quick_args = argparse.Namespace(**{**vars(args), "preset": "quick", **dict.fromkeys(SCHEDULE_OPTIONS)})
+        quick = estimate(config_from_args(quick_args), scene.num_views, frame.width, frame.height, kind)
+        bar.log(f"warning: this job would take {format_duration(guess.total_s)} on {kind}; --preset quick fits this "
+                f"device (about {format_duration(quick.total_s)}): {PRESETS['quick'].description}")
 
 
 def exit_code_for(kind: str | None) -> int:
@@ -216,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     from backend.engine import EditEngine, JobCallbacks  # torch and nerfstudio load only now (fast --help)
 
-    bar = ProgressBar(args.quiet)
+    quiet_libraries()
+    bar = ProgressBar("warning" if args.quiet else args.log_level, args.output / "edit.log")
     callbacks = JobCallbacks(on_state=bar.state, on_progress=bar.progress, on_log=bar.log)
     stop = threading.Event()
 
@@ -233,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if not resuming:
+        announce_estimate(config, args, bar)
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         engine = EditEngine(config, nerf_checkpoint=args.checkpoint)
@@ -245,11 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         if result.mesh is not None:
             print(f"  point cloud: {result.point_cloud}\n  mesh: {result.mesh}")
         elif not args.no_geometry:
-            print(f"  no geometry exported: {result.geometry_error}", file=sys.stderr)
+            print("  no point cloud or mesh: see the warning above", file=sys.stderr)
         print(f"  manifest: {result.manifest}")
         return EXIT_OK
     if result.status == "cancelled":
         print(f"cancelled at step {result.steps}; run the same command again to resume", file=sys.stderr)
         return EXIT_CANCELLED
-    print(f"error ({result.error_kind}): {result.error}", file=sys.stderr)
+    if result.expected:  # the message says what is wrong and what to do; the traceback is in the log
+        print(f"error: {result.error}", file=sys.stderr)
+    else:
+        print(f"error ({result.error_kind}): {result.error}\n  log: {bar.log_path}\n  {version_line()}\n"
+              "  (a bug: please report it with the log)", file=sys.stderr)
     return exit_code_for(result.error_kind)

@@ -24,6 +24,7 @@ already in ``edited/`` and the edit sequence (view order, noise levels) where it
 
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 import traceback
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from backend.config import EditJobConfig
-from backend.scene import SceneError, load_scene
+from backend.scene import load_scene
 
 Image = np.ndarray  # H W 3 uint8
 
@@ -87,6 +88,21 @@ class JobResult:
     """Class name of the error: SceneError, LpipsWeightsMissing, EditorWeightsMissing, ..."""
     geometry_error: str | None = None
     """A finished job without mesh / point cloud: why (e.g. a NeRF still too transparent to export)."""
+    expected: bool = False
+    """A failure with a message that says what to do (see :func:`is_expected_failure`), not a bug."""
+
+
+#: Failures whose message tells the user what is wrong and what to do: no traceback needed to act on them.
+EXPECTED_FAILURES = ("SceneError", "EditorWeightsMissing", "LpipsWeightsMissing", "JobDirError", "ValidationError",
+                     "JobStoreError")
+
+
+def is_expected_failure(error: BaseException) -> bool:
+    """Expected: the kinds above, and the operating system refusing a file (disk full, permissions, missing)."""
+    if type(error).__name__ in EXPECTED_FAILURES:
+        return True
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
+                                                          errno.EROFS, errno.ENOENT)
 
 
 def _ignore(*args: Any) -> None:
@@ -140,9 +156,12 @@ class EditEngine:
             job = JobRun(self, scene, job_dir, callbacks, stop)
             result = job.run()
         except Exception as error:  # reported, not raised: the server must survive any job failure
-            result = JobResult("failed", job_dir, error=str(error), error_kind=type(error).__name__)
-            if not isinstance(error, SceneError):
-                callbacks.on_log(traceback.format_exc())
+            result = JobResult("failed", job_dir, error=str(error), error_kind=type(error).__name__,
+                               expected=is_expected_failure(error))
+            # The traceback is for the log file; for an expected failure (bad scene, missing weights, a full disk)
+            # it is marked debug, so a user sees only the message, which says what to do.
+            trace = traceback.format_exc()
+            callbacks.on_log(f"debug: {trace}" if result.expected else trace)
             _mark_failed(job_dir, str(error))
             callbacks.on_state("failed", str(error))
         callbacks.on_result(result)

@@ -103,16 +103,21 @@ def optimizer_config(config: EditJobConfig) -> dict[str, Any]:
 @contextlib.contextmanager
 def quiet_nerfstudio_console() -> Iterator[None]:
     """Silence nerfstudio's rich console while it sets up: its chatter ("Setting up training dataset...", "Caching all
-    N images.", and a warning about ``--eval-mode=all``, which the engine uses on purpose: every view is edited and
-    trained on) would break the job's own progress display."""
+    N images.", a transient "Loading data batch" bar, and a warning about ``--eval-mode=all``, which the engine uses on
+    purpose: every view is edited and trained on) would break the job's own progress display."""
+    import rich
     from nerfstudio.utils.rich_utils import CONSOLE
 
-    previous = CONSOLE.quiet
-    CONSOLE.quiet = True
+    # nerfstudio's own console, and rich's global one that its image caching's ``rich.progress.track`` draws on
+    consoles = [CONSOLE, rich.get_console()]
+    previous = [console.quiet for console in consoles]
+    for console in consoles:
+        console.quiet = True
     try:
         yield
     finally:
-        CONSOLE.quiet = previous
+        for console, quiet in zip(consoles, previous):
+            console.quiet = quiet
 
 
 def build_pipeline(config: EditJobConfig, scene_dir: Path, device: str) -> tuple[VanillaPipeline, Optimizers]:

@@ -48,16 +48,16 @@ def setup_logging(log_file: Path | None, level: str = "info") -> None:
 def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m backend serve", description="Run the server Blender connects to.")
     parser.add_argument("--connection-file", type=Path, default=None,
-                        help="where to write host/port/key (mode 0600); default: a file in the temp dir")
-    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (non-loopback needs a key)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 = let the OS choose (default)")
+                        help="where to write host/port/key (mode 0600) (default: a file in the temp dir)")
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (non-loopback needs a key) (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port; 0 lets the OS choose a free one (default: %(default)s)")
     parser.add_argument("--key", default=None,
                         help="HMAC key (visible to other users in the process list: prefer --key-file or the "
-                             "IN2N_BACKEND_KEY environment variable); default: a fresh random key")
+                             "IN2N_BACKEND_KEY environment variable) (default: a fresh random key)")
     parser.add_argument("--key-file", type=Path, default=None,
-                        help="read the HMAC key from this file (first line; the file should be mode 0600)")
-    parser.add_argument("--max-frame-mb", type=float, default=256.0, help="largest accepted frame in MiB")
-    parser.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat interval in seconds")
+                        help="read the HMAC key from this file (first line; the file should be mode 0600) (default: none)")
+    parser.add_argument("--max-frame-mb", type=float, default=256.0, help="largest accepted frame in MiB (default: %(default)s)")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat interval in seconds (default: %(default)s)")
     parser.add_argument("--no-device-probe", action="store_true", help="do not import torch to report the GPU")
     parser.add_argument("--jobs-dir", type=Path, default=None,
                         help="uploaded scenes, jobs and their results; unfinished jobs found there resume at start "
@@ -68,7 +68,7 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="device of jobs that do not choose one (default: auto)")
     parser.add_argument("--model-dir", type=Path, action="append", default=[],
                         help="a folder of diffusers models clients may choose as their editor (repeatable); other "
-                             "paths on this machine cannot be named by a client")
+                             "paths on this machine cannot be named by a client (default: none)")
     parser.add_argument("--max-scene-mb", type=float, default=8192.0,
                         help="largest accepted scene upload in MiB (default: %(default)s)")
     parser.add_argument("--no-jobs", action="store_true", help="answer hello/ping/shutdown only (no job handlers)")

@@ -15,6 +15,7 @@ from ..signing import BufferLike
 from ..wire import JsonDict, Message, Session
 from .edit import (
     FINAL_STATES,
+    PRESETS,
     ArtifactInfo,
     CancelReply,
     CancelRequest,
@@ -25,6 +26,7 @@ from .edit import (
     JobSnapshotRequest,
     JobState,
     MemoryMode,
+    Preset,
     PreviewSettings,
     PreviewSettingsReply,
     PreviewSettingsRequest,
@@ -65,7 +67,7 @@ __all__ = [
     "JobSnapshotRequest", "JobState", "JobStateEvent", "MemoryMode", "MessageSpec", "PingReply", "PingRequest",
     "PreviewSettings", "PreviewSettingsReply", "PreviewSettingsRequest", "Progress", "ResultFetchReply",
     "ResultFetchRequest", "ResultListReply", "ResultListRequest", "SceneBeginReply", "SceneBeginRequest",
-    "SceneChunkReply", "SceneChunkRequest", "SceneEndReply", "SceneEndRequest", "Schedule", "ServerLimits",
+    "SceneChunkReply", "SceneChunkRequest", "SceneEndReply", "SceneEndRequest", "PRESETS", "Preset", "Schedule", "ServerLimits",
     "ShutdownReply", "ShutdownRequest", "build", "build_error", "error_content", "parse", "raise_for_error",
     "msg_type_of", "reply_type_for", "spec_for",
 ]

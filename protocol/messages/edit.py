@@ -40,6 +40,31 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """A named set of edit settings, the same for the panel, the CLI (``--preset``) and the server."""
+
+    name: str
+    description: str
+    schedule: Schedule
+    memory_mode: MemoryMode
+    nerf_size: Literal["small", "full"]
+    """``full``: nerfacto at its real settings; ``small``: a nerfacto small enough to train on a CPU in minutes."""
+    editor_max_side: int
+    """Longest side the editor works at."""
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset("paper", "the paper's schedule: full nerfacto, 30000 + 15000 steps, LPIPS (hours, on a GPU)",
+                    Schedule(), "in2n", "full", 512),
+    "quick": Preset("quick", "a quick look on a CPU or a small GPU: a small nerfacto, 400 + 60 steps, no LPIPS "
+                             "(minutes)",
+                    Schedule(reconstruction_steps=400, total_steps=60, edit_every_n_steps=5, ddim_steps=10),
+                    "in2n-tiny", "small", 256),
+}
+"""The presets, by name."""
+
+
+@dataclass(frozen=True)
 class PreviewSettings:
     """Live previews: renders of the NeRF being edited, pushed as ``job_preview`` events."""
 
@@ -92,6 +117,8 @@ class EditStartReply:
     state: JobState
     queue_position: int | None = None
     """0 = running now, 1 = next, ...; null once the job has finished."""
+    estimated_s: float | None = None
+    """The server's estimate of the job's duration on its device, from its measured cost model."""
 
 
 @message("preview_settings_request", "request")

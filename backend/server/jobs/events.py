@@ -138,7 +138,12 @@ class JobEvents:
     def _log(self, line: str) -> None:
         text = line.rstrip()
         # A failure's traceback is for the log file; the client shows the failed state with its error message.
-        level = "debug" if text.startswith("Traceback") else "warning" if text.startswith("warning:") else "info"
-        log.log(logging.INFO if level == "info" else logging.WARNING, "[%s] %s", self.job_id, text)
+        level = ("debug" if text.startswith(("Traceback", "debug:")) else
+                 "warning" if text.startswith("warning:") else "info")
+        # server.log: an unexpected failure's traceback always (a bug report needs it), an expected one's
+        # ("debug: Traceback ...", its message says what to do) only at --log-level debug
+        severity = (logging.DEBUG if text.startswith("debug:") else logging.INFO if level == "info"
+                    else logging.WARNING)
+        log.log(severity, "[%s] %s", self.job_id, text)
         self.publish(m.JobLogEvent(text=text[-16000:], level=level, job_id=self.job_id,  # type: ignore[arg-type]
                                    time=datetime.now(UTC).isoformat()), [])

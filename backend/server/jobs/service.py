@@ -175,7 +175,7 @@ class JobService:
         assert isinstance(content, m.EditStartRequest)
         if not self.store.has_scene(content.scene_id):
             raise ValidationError(f"no uploaded scene {content.scene_id!r} on this server", field="content.scene_id")
-        job_config(content, self.config)  # bad engine_overrides are reported now, naming the field
+        config = job_config(content, self.config)  # bad engine_overrides are reported now, naming the field
         record = JobRecord(job_id=new_id("job"), scene_id=content.scene_id, request=self.store.encode_request(content))
         self.store.save(record)
         self.records[record.job_id] = record
@@ -185,7 +185,25 @@ class JobService:
             position = self._position(record.job_id)
             self._condition.notify_all()
         log.info("job %s queued at position %s", record.job_id, position)
-        return m.EditStartReply(job_id=record.job_id, state="queued", queue_position=position)
+        return m.EditStartReply(job_id=record.job_id, state="queued", queue_position=position,
+                                estimated_s=self._estimate(config, content.scene_id))
+
+    def _estimate(self, config: Any, scene_id: str) -> float | None:
+        """The job's duration on this server's device (backend.cost_model); None while the device is not known
+        (torch not imported yet: the server never imports it just to answer)."""
+        import sys
+
+        from backend.cost_model import estimate
+
+        if config.device in ("auto", "cuda") or config.device.startswith("cuda:"):
+            torch = sys.modules.get("torch")
+            if torch is None:
+                return None
+            kind = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            kind = config.device
+        cameras = self.store.cameras(scene_id)
+        return round(estimate(config, len(cameras), cameras[0].w, cameras[0].h, kind).total_s, 1)
 
     def _cancel(self, request: Request) -> m.CancelReply:
         record = self._record(request.content.job_id)

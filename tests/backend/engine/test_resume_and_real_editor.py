@@ -192,4 +192,6 @@ def test_cli_edits_from_a_checkpoint_and_reports_missing_lpips_weights(resumed, 
     capsys.readouterr()
     assert main([*common, "--output", str(tmp_path / "needs_lpips")]) == 4
     error = capsys.readouterr().err
-    assert "LpipsWeightsMissing" in error and "--no-lpips" in error and "alexnet-owt-7be5be79.pth" in error
+    assert error.count("error: ") == 1 and "Traceback" not in error  # one message, said once, no traceback
+    assert "--no-lpips" in error and "alexnet-owt-7be5be79.pth" in error
+    assert "Traceback" in (tmp_path / "needs_lpips" / "edit.log").read_text()  # which is in the job's log
