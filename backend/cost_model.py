@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from backend.config import EditJobConfig
-from backend.editing.ip2p import working_size
+from backend.editing.sizes import working_size
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from backend.editing.components import IP2PComponents
 from backend.editing.memory import EditorPlacement, place_components
+from backend.editing.sizes import working_size
 
 
 @dataclass(frozen=True)
@@ -32,20 +33,6 @@ class InstructionEmbeddings:
     """``Float[Tensor, "1 77 D"]``: CLIP hidden states of the instruction."""
     unconditional: Tensor
     """``Float[Tensor, "1 77 D"]``: CLIP hidden states of the empty prompt (the text-free guidance branches)."""
-
-
-def working_size(height: int, width: int, max_side: int, multiple: int = 8) -> tuple[int, int]:
-    """Size the editor works at: the longer side at most ``max_side`` (aspect ratio kept), both sides multiples of
-    ``multiple`` (the VAE's and UNet's down-sampling), never below ``multiple``."""
-    if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {height}x{width}")
-    scale = min(1.0, max_side / max(height, width))
-
-    def snap(side: int) -> int:
-        snapped = max(multiple, int(round(side * scale / multiple)) * multiple)
-        return min(snapped, max(multiple, max_side // multiple * multiple))
-
-    return snap(height), snap(width)
 
 
 def resize(images: Tensor, size: tuple[int, int]) -> Tensor:

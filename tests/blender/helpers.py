@@ -39,14 +39,16 @@ def backend_python() -> str:
 
 
 
-def evaluated_pointcloud(obj: Any, depsgraph: Any) -> Any:
-    """The point cloud ``obj``'s modifiers evaluate to. Blender 5.x has ``Object.evaluated_geometry()``; Blender 4.2
-    lacks it and yields the point cloud as an instance of the object in ``depsgraph.object_instances``. The caller
-    keeps the returned datablock only while ``depsgraph`` lives (RNA views)."""
+def evaluated_pointcloud(obj: Any, depsgraph: Any) -> tuple[Any, Any]:
+    """``(owner, point cloud)`` of what ``obj``'s modifiers evaluate to; keep ``owner`` while using the cloud (RNA
+    views die with it). Blender 5.x has ``Object.evaluated_geometry()`` (the owner: that geometry set); Blender 4.2
+    lacks it and yields the point cloud as an instance of the object in ``depsgraph.object_instances`` (the owner:
+    the depsgraph)."""
     evaluated = obj.evaluated_get(depsgraph)
     if hasattr(evaluated, "evaluated_geometry"):
-        return evaluated.evaluated_geometry().pointcloud
+        geometry = evaluated.evaluated_geometry()
+        return geometry, geometry.pointcloud
     for instance in depsgraph.object_instances:
         if instance.object.type == "POINTCLOUD" and instance.object.original == obj:
-            return instance.object.data
-    return None
+            return depsgraph, instance.object.data
+    return depsgraph, None

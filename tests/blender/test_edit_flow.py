@@ -132,7 +132,7 @@ def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, e
     # shown as points (loose vertices alone are invisible in object mode), same place after evaluation
     assert imported[0].modifiers["in2n points"].node_group.name.startswith("in2n points")
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    cloud = evaluated_pointcloud(imported[0], depsgraph)
+    _owner, cloud = evaluated_pointcloud(imported[0], depsgraph)
     assert cloud is not None and len(cloud.points) == len(imported[0].data.vertices)
     positions = np.empty(len(cloud.points) * 3, dtype=np.float32)
     cloud.attributes["position"].data.foreach_get("vector", positions)

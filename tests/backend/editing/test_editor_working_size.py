@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.editing.ip2p import resize, working_size
+from backend.editing.ip2p import resize
+from backend.editing.sizes import working_size
 
 pytestmark = pytest.mark.timeout(60)
 

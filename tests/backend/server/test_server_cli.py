@@ -82,3 +82,13 @@ def test_public_bind_without_key_is_refused(tmp_path: Path) -> None:
                             "--connection-file", str(tmp_path / "c.json")], cwd=ROOT, capture_output=True, text=True,
                            timeout=60, env={**os.environ})
     assert serve.returncode == 2 and "requires a key" in serve.stderr
+
+
+def test_the_server_loop_never_imports_the_ml_stack() -> None:
+    """The loop thread answers while a job thread imports torch / diffusers / transformers; importing them from the
+    loop too (for an estimate, say) races with that import (seen: "cannot import name 'AutoModel'")."""
+    code = ("import sys, backend.server.jobs.service, backend.cost_model; "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
