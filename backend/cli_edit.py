@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"nerfstudio\.")
     # nerfstudio sizes its (unused: all images are cached) loader workers for a big machine.
     warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
-    from backend.engine import EditEngine, JobCallbacks  # torch and nerfstudio load only now (fast --help)
+    from backend.engine import EditEngine  # torch and nerfstudio load only now (fast --help)
+    from backend.job.types import JobCallbacks
 
     quiet_libraries()
     bar = ProgressBar("warning" if args.quiet else args.log_level, args.output / "edit.log")

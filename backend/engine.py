@@ -24,102 +24,20 @@ already in ``edited/`` and the edit sequence (view order, noise levels) where it
 
 from __future__ import annotations
 
-import errno
 import queue
 import threading
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from backend.config import EditJobConfig
+from backend.job.types import (
+    JobCallbacks,
+    JobResult,
+    PreviewCamera,
+    is_expected_failure,
+)
 from backend.scene import load_scene
-
-Image = np.ndarray  # H W 3 uint8
-
-
-@dataclass
-class Progress:
-    phase: str
-    """reconstructing | editing | exporting"""
-    step: int
-    """Global NeRF step (reconstruction + editing)."""
-    total_steps: int
-    phase_step: int
-    phase_total: int
-    losses: dict[str, float]
-    eta_seconds: float | None
-    """Estimated time to the end of the NeRF steps (from the recent step rate)."""
-    edits_done: int = 0
-    points_found: int = 0
-    """While exporting: opaque points found so far (``phase_step``/``phase_total`` then count rays shot)."""
-
-
-@dataclass
-class PreviewCamera:
-    """A camera in the INPUT scene's frame (e.g. Blender's viewport): OpenGL axes, pixel intrinsics."""
-
-    c2w: np.ndarray
-    """``4 4`` camera-to-world."""
-    fl_x: float
-    fl_y: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-    name: str = "viewport"
-
-
-@dataclass
-class JobResult:
-    status: str
-    """done | cancelled | failed"""
-    job_dir: Path
-    steps: int = 0
-    edits_done: int = 0
-    manifest: Path | None = None
-    point_cloud: Path | None = None
-    mesh: Path | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    """Class name of the error: SceneError, LpipsWeightsMissing, EditorWeightsMissing, ..."""
-    geometry_error: str | None = None
-    """A finished job without mesh / point cloud: why (e.g. a NeRF still too transparent to export)."""
-    expected: bool = False
-    """A failure with a message that says what to do (see :func:`is_expected_failure`), not a bug."""
-
-
-#: Failures whose message tells the user what is wrong and what to do: no traceback needed to act on them.
-EXPECTED_FAILURES = ("SceneError", "EditorWeightsMissing", "LpipsWeightsMissing", "JobDirError", "ValidationError",
-                     "JobStoreError")
-
-
-def is_expected_failure(error: BaseException) -> bool:
-    """Expected: the kinds above, and the operating system refusing a file (disk full, permissions, missing)."""
-    if type(error).__name__ in EXPECTED_FAILURES:
-        return True
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
-                                                          errno.EROFS, errno.ENOENT)
-
-
-def _ignore(*args: Any) -> None:
-    return None
-
-
-@dataclass
-class JobCallbacks:
-    """Observers of a job; all optional, all called from the engine's thread. Keep them quick."""
-
-    on_state: Callable[[str, str], None] = _ignore
-    """(state, detail): validating, reconstructing, editing, exporting, done, cancelled, failed."""
-    on_progress: Callable[[Progress], None] = _ignore
-    on_preview: Callable[[str, Image], None] = _ignore
-    """(name, image): ``edit/<image>`` after edits (throttled), ``history/<image>``, or a requested camera's name."""
-    on_log: Callable[[str], None] = _ignore
-    on_result: Callable[[JobResult], None] = _ignore
 
 
 class EditEngine:
@@ -136,16 +54,17 @@ class EditEngine:
         """Minimum seconds between automatic previews of edited images (requested previews are not throttled)."""
         self.progress_interval_s = progress_interval_s
         """Minimum seconds between progress callbacks (phase changes and the last step always report)."""
-        self._preview_requests: queue.Queue[PreviewCamera] = queue.Queue()
+        self.preview_requests: queue.Queue[PreviewCamera] = queue.Queue()
+        """Cameras to render between steps (:meth:`request_preview`)."""
 
     def request_preview(self, camera: PreviewCamera) -> None:
         """Thread-safe: render ``camera`` before the next NeRF step; the image arrives through ``on_preview``."""
-        self._preview_requests.put(camera)
+        self.preview_requests.put(camera)
 
     def run(self, scene_dir: Path | str, job_dir: Path | str, callbacks: JobCallbacks | None = None,
             stop: threading.Event | None = None) -> JobResult:
         """Run (or resume) the job; never raises for job failures: they come back as ``status='failed'``."""
-        from backend.nerf.job import JobRun  # heavy imports (torch, nerfstudio) only once a job really runs
+        from backend.job.runner import JobRun  # heavy imports (torch, nerfstudio) only once a job really runs
 
         callbacks = callbacks or JobCallbacks()
         stop = stop or threading.Event()
@@ -171,7 +90,7 @@ class EditEngine:
 def _mark_failed(job_dir: Path, message: str) -> None:
     """Record the failure in state.json where it can be: a damaged or unwritable state is left as it is (the
     result already says what failed), since raising here would hide the real error."""
-    from backend.nerf.jobdir import JobDir, JobDirError
+    from backend.job.jobdir import JobDir, JobDirError
 
     jobs = JobDir(job_dir)
     try:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from backend.config import OutputConfig
-from backend.nerf import atomic
+from backend.job import atomic
 from backend.nerf.frames import DataparserTransform
 
 

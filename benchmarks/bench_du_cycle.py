@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, tiny_nerf_config
     from backend.editing.loaders import load_editor
+    from backend.job.runner import MEMORY_MODE_TO_EDITOR
     from backend.nerf.dataset_update import DatasetUpdater, EditSchedule
-    from backend.nerf.job import MEMORY_MODE_TO_EDITOR
     from backend.nerf.setup import build_pipeline
     from backend.nerf.trainer import NerfTrainer
     from tests.helpers.scenes import make_tiny_scene

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from backend.config import EditJobConfig
-from backend.engine import EditEngine, JobCallbacks, JobResult, Progress
+from backend.engine import EditEngine
+from backend.job.types import JobCallbacks, JobResult, Progress
 from benchmarks.consistency.images import load_capture, write_rgb
 from benchmarks.consistency.simulated_editor import SimulatedInstructEditor
 
@@ -117,8 +118,8 @@ def write_one_shot_scene(editor: SimulatedInstructEditor, original_dir: Path, ou
 @torch.no_grad()
 def render_heldout(run: MethodRun, heldout_dir: Path) -> list[np.ndarray]:
     """``H W 3`` float renders of the held-out cameras from ``run``'s newest checkpoint."""
+    from backend.job.jobdir import JobDir
     from backend.nerf.frames import DataparserTransform, make_camera
-    from backend.nerf.jobdir import JobDir
     from backend.nerf.setup import build_pipeline, resolve_device
     from backend.nerf.trainer import NerfTrainer
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.engine import EditEngine, JobCallbacks, PreviewCamera, Progress
+from backend.engine import EditEngine
+from backend.job.types import JobCallbacks, PreviewCamera, Progress
 from protocol import messages as m
 
 log = logging.getLogger(__name__)

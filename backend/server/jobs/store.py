@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.nerf import atomic
+from backend.job import atomic
 from protocol import ensure_private_dir
 from protocol import messages as m
 from protocol.schema import decode, encode

@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
-from backend.engine import EditEngine, JobCallbacks
+from backend.engine import EditEngine
+from backend.job.types import JobCallbacks
 from tests.backend.engine.editors import ChannelSwapEditor
 from tests.helpers.scenes import make_tiny_scene
 

@@ -19,7 +19,8 @@ from PIL import Image
 from plyfile import PlyData
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
-from backend.engine import EditEngine, JobCallbacks, JobResult, PreviewCamera, Progress
+from backend.engine import EditEngine
+from backend.job.types import JobCallbacks, JobResult, PreviewCamera, Progress
 from backend.nerf.dataset_update import EditSchedule
 from tests.backend.engine.editors import ChannelSwapEditor
 from tests.helpers.scenes import TinyScene, make_tiny_scene

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
-from backend.engine import EditEngine, JobCallbacks, JobResult, Progress
+from backend.engine import EditEngine
 from backend.export import PROBE_RAYS
+from backend.job.types import JobCallbacks, JobResult, Progress
 from tests.backend.engine.editors import ChannelSwapEditor
 from tests.helpers.scenes import TinyScene, make_tiny_scene
 

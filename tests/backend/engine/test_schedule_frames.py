@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from backend.config import DatasetUpdateConfig
-from backend.nerf import atomic
+from backend.job import atomic
 from backend.nerf.dataset_update import EditSchedule
 from backend.nerf.frames import DataparserTransform
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.nerf import atomic
+from backend.job import atomic
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{9})\.ckpt$")
 

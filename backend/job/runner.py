@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,16 +14,14 @@ from PIL import Image
 
 from backend.config import EditJobConfig, validate_config
 from backend.export import ExportError, ExportProgress, export_geometry
-from backend.nerf import atomic
+from backend.job import atomic
+from backend.job.jobdir import JobDir, JobDirError, JobState, read_json_object
+from backend.job.types import EngineSettings, JobCallbacks, JobResult, Progress
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform, make_camera
-from backend.nerf.jobdir import JobDir, JobDirError, JobState, read_json_object
 from backend.nerf.setup import build_pipeline, resolve_device
 from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene, SceneError
-
-if TYPE_CHECKING:
-    from backend.engine import EditEngine, JobCallbacks
 
 MEMORY_MODE_TO_EDITOR = {"in2n": "full", "in2n-small": "small", "in2n-tiny": "tiny"}
 
@@ -34,7 +31,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 class JobRun:
-    def __init__(self, engine: EditEngine, scene: Scene, job_dir: Path, callbacks: JobCallbacks,
+    def __init__(self, engine: EngineSettings, scene: Scene, job_dir: Path, callbacks: JobCallbacks,
                  stop: threading.Event) -> None:
         self.engine = engine
         self.scene = scene
@@ -68,8 +65,6 @@ class JobRun:
     # -- the job -------------------------------------------------------------------------------------------------
 
     def run(self):
-        from backend.engine import JobResult
-
         config = self.config
         if self.state.status == "done" and self.jobs.manifest.is_file():
             self.callbacks.on_log("job already finished; nothing to do")
@@ -243,7 +238,7 @@ class JobRun:
             self.callbacks.on_preview(f"history/{name}", image)
 
     def _serve_previews(self) -> None:
-        requests = self.engine._preview_requests
+        requests = self.engine.preview_requests
         while not requests.empty():
             camera = requests.get_nowait()
             pose = self.transform.c2w_to_nerfstudio(camera.c2w)
@@ -252,8 +247,6 @@ class JobRun:
             self.callbacks.on_preview(camera.name, to_uint8(self.trainer.render(nerf_camera)))
 
     def _progress(self, phase: str, start: int, steps: int, losses: dict[str, float], final: bool) -> None:
-        from backend.engine import Progress
-
         now = time.monotonic()
         if not final and now - self._last_progress < self.engine.progress_interval_s:
             return
@@ -269,8 +262,6 @@ class JobRun:
 
     def _export_progress(self, export: ExportProgress) -> None:
         """Export progress as the job's progress (phase ``exporting``, rays shot of the budget, ETA from the rate)."""
-        from backend.engine import Progress
-
         now = time.monotonic()
         if export.rays_done == 0 or self._export_started is None:
             self._export_started = now
@@ -321,8 +312,6 @@ class JobRun:
         atomic.write_json(self.jobs.manifest, manifest)
 
     def _result(self, status: str):
-        from backend.engine import JobResult
-
         manifest = json.loads(self.jobs.manifest.read_text()) if status == "done" else {}
         return JobResult(
             status, self.jobs.root, steps=self.state.step, edits_done=self.state.edits_done,
