@@ -95,17 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     nerf.add_argument("--tiny-nerf", action="store_true",
                       help="a very small nerfacto that trains on a CPU (for trying the pipeline, not for quality)")
     update = parser.add_argument_group("Iterative Dataset Update")
-    update.add_argument("--steps", type=int, default=None,
-                        help=f"NeRF steps of the editing phase (default: {d_update.edit_steps})")
-    update.add_argument("--edit-rate", type=int, default=None,
-                        help=f"edit views every N NeRF steps (default: {d_update.edit_rate})")
-    update.add_argument("--edit-count", type=int, default=d_update.edit_count,
+    update.add_argument("--total-steps", "--steps", type=int, default=None,
+                        help=f"NeRF steps of the editing phase (default: {d_update.total_steps})")
+    update.add_argument("--edit-every-n-steps", "--edit-rate", type=int, default=None,
+                        help=f"edit views every N NeRF steps (default: {d_update.edit_every_n_steps})")
+    update.add_argument("--images-per-edit", "--edit-count", type=int, default=d_update.images_per_edit,
                         help="views edited each time (default: %(default)s)")
     update.add_argument("--t-min", type=float, default=d_update.t_min, help="lowest noise level (default: %(default)s)")
     update.add_argument("--t-max", type=float, default=d_update.t_max, help="highest noise level (default: %(default)s)")
-    update.add_argument("--diffusion-steps", type=int, default=None,
+    update.add_argument("--ddim-steps", "--diffusion-steps", type=int, default=None,
                         help="DDIM steps s per edit (UNet calls), spread between the drawn noise level and 0 "
-                             f"(default: {d_update.diffusion_steps})")
+                             f"(default: {d_update.ddim_steps})")
     update.add_argument("--guidance-scale", type=float, default=d_update.guidance_scale,
                         help="text guidance (default: %(default)s)")
     update.add_argument("--image-guidance-scale", type=float, default=d_update.image_guidance_scale,
@@ -155,10 +155,10 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
         device=args.device,
         nerf=nerf,
         update=DatasetUpdateConfig(
-            edit_steps=chosen(args.steps, schedule and schedule.total_steps, d_update.edit_steps),
-            edit_rate=chosen(args.edit_rate, schedule and schedule.edit_every_n_steps, d_update.edit_rate),
-            edit_count=args.edit_count, t_min=args.t_min, t_max=args.t_max,
-            diffusion_steps=chosen(args.diffusion_steps, schedule and schedule.ddim_steps, d_update.diffusion_steps),
+            total_steps=chosen(args.total_steps, schedule and schedule.total_steps, d_update.total_steps),
+            edit_every_n_steps=chosen(args.edit_every_n_steps, schedule and schedule.edit_every_n_steps, d_update.edit_every_n_steps),
+            images_per_edit=args.images_per_edit, t_min=args.t_min, t_max=args.t_max,
+            ddim_steps=chosen(args.ddim_steps, schedule and schedule.ddim_steps, d_update.ddim_steps),
             guidance_scale=args.guidance_scale, image_guidance_scale=args.image_guidance_scale, seed=args.seed),
         editor=EditorConfig(source=args.editor,
                             max_side=chosen(args.editor_max_side, preset and preset.editor_max_side,
@@ -266,7 +266,7 @@ def version_line() -> str:
     return f"in2n-blender {ours}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-SCHEDULE_OPTIONS = ("reconstruction_steps", "steps", "edit_rate", "diffusion_steps", "memory_mode", "editor_max_side")
+SCHEDULE_OPTIONS = ("reconstruction_steps", "total_steps", "edit_every_n_steps", "ddim_steps", "memory_mode", "editor_max_side")
 
 
 def announce_estimate(config: EditJobConfig, args: argparse.Namespace, bar: ProgressBar) -> None:

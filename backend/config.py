@@ -18,16 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from protocol import ValidationError
+from protocol import messages as m
+from protocol.messages import MemoryMode
 from protocol.schema import bounded, check_bounds
 
-MemoryMode = Literal["in2n", "in2n-small", "in2n-tiny"]
+# The edit settings' defaults are defined once, by the protocol (the panel, the CLI and the server all use them).
+_SCHEDULE = m.Schedule()
+_REQUEST: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(m.EditStartRequest)}
 
 
 @dataclass
 class NerfConfig:
     """The nerfacto model, its data sampling and optimisation."""
 
-    reconstruction_steps: int = bounded(30000, ge=0, le=10_000_000)
+    reconstruction_steps: int = bounded(_SCHEDULE.reconstruction_steps, ge=0, le=10_000_000)
     """NeRF steps spent reconstructing the *original* scene before editing starts, when the job has no trained
     checkpoint (nerfacto's default training length). 0 starts editing from an untrained NeRF."""
     rays_per_batch: int = bounded(16384, ge=1, le=1 << 22)
@@ -79,21 +83,21 @@ class NerfConfig:
 class DatasetUpdateConfig:
     """Iterative Dataset Update: which view is edited when, and how strongly."""
 
-    edit_steps: int = bounded(15000, ge=0, le=10_000_000)
+    total_steps: int = bounded(_SCHEDULE.total_steps, ge=0, le=10_000_000)
     """NeRF steps of the editing phase (in2n's ``max_num_iterations``)."""
-    edit_rate: int = bounded(10, ge=1, le=10_000_000)
-    """Edit dataset images every this many NeRF steps."""
-    edit_count: int = bounded(1, ge=1, le=10000)
-    """How many views are edited each time."""
-    t_min: float = bounded(0.02, ge=0, le=1)
+    edit_every_n_steps: int = bounded(_SCHEDULE.edit_every_n_steps, ge=1, le=10_000_000)
+    """Edit dataset images every this many NeRF steps (in2n ``edit_rate``)."""
+    images_per_edit: int = bounded(_SCHEDULE.images_per_edit, ge=1, le=10000)
+    """How many views are edited each time (in2n ``edit_count``)."""
+    t_min: float = bounded(_SCHEDULE.t_min, ge=0, le=1)
     """Lower bound of the noise level, as a fraction of the diffusion schedule."""
-    t_max: float = bounded(0.98, ge=0, le=1)
+    t_max: float = bounded(_SCHEDULE.t_max, ge=0, le=1)
     """Upper bound of the noise level, as a fraction of the diffusion schedule."""
-    diffusion_steps: int = bounded(20, ge=1, le=1000)
-    """DDIM steps of the full schedule; the editor denoises the part of it at or below the drawn noise level."""
-    guidance_scale: float = bounded(7.5, ge=0, le=100)
+    ddim_steps: int = bounded(_SCHEDULE.ddim_steps, ge=1, le=1000)
+    """DDIM steps s per edit (UNet calls), spread between the drawn noise level T and 0 (the paper's schedule)."""
+    guidance_scale: float = bounded(_REQUEST["guidance_scale"], ge=0, le=100)
     """Text classifier-free guidance weight."""
-    image_guidance_scale: float = bounded(1.5, ge=0, le=100)
+    image_guidance_scale: float = bounded(_REQUEST["image_guidance_scale"], ge=0, le=100)
     """Image (original view) classifier-free guidance weight."""
     seed: int = bounded(0, ge=0, le=2**32 - 1)
     """Seed of the view order and noise draws; a resumed job continues the same sequence."""
@@ -146,7 +150,7 @@ class EditJobConfig:
 
     prompt: str = bounded("", max_len=2000)
     """The editing instruction, e.g. "turn the bear into a polar bear"."""
-    memory_mode: MemoryMode = "in2n"
+    memory_mode: MemoryMode = _REQUEST["memory_mode"]
     """Like the reference's methods: ``in2n`` fp32 editor + LPIPS; ``in2n-small`` fp16 editor with CPU offload +
     LPIPS; ``in2n-tiny`` fp16 editor without LPIPS (and pixel instead of patch sampling)."""
     device: str = bounded("auto", min_len=1, max_len=32)
@@ -241,8 +245,15 @@ def _check_type(hint: Any, value: Any, path: str) -> None:
         raise ValidationError(f"must be a {expected.__name__}, got {type(value).__name__}", field=path)
 
 
+#: Names config.json files of earlier versions used for DatasetUpdateConfig fields (read, never written).
+RENAMED_FIELDS = {"edit_steps": "total_steps", "edit_rate": "edit_every_n_steps", "edit_count": "images_per_edit",
+                  "diffusion_steps": "ddim_steps"}
+
+
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a (nested) config dataclass from a dict, rejecting unknown keys with their name."""
+    if cls is DatasetUpdateConfig:
+        data = {RENAMED_FIELDS.get(key, key): value for key, value in data.items()}
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(fields)
     if unknown:

@@ -82,13 +82,13 @@ def estimate(config: EditJobConfig, num_views: int, width: int, height: int, dev
     if config.effective_use_lpips():
         step_s *= rates.lpips_factor
     update = config.update
-    edits = math.ceil(update.edit_steps / update.edit_rate) * update.edit_count if update.edit_steps else 0
+    edits = math.ceil(update.total_steps / update.edit_every_n_steps) * update.images_per_edit if update.total_steps else 0
     render_s = width * height * samples * rates.render_ray_sample_s
     side_h, side_w = working_size(height, width, config.editor.max_side)
     if config.editor.source == "tiny":
         call_s = rates.tiny_unet_call_s
     else:
         call_s = rates.unet_call_512_s * (side_h * side_w) / (512 * 512)
-    edit_s = render_s + update.diffusion_steps * call_s
+    edit_s = render_s + update.ddim_steps * call_s
     return Estimate("cpu" if device_kind == "cpu" else device_kind, nerf.reconstruction_steps * step_s,
-                    update.edit_steps * step_s, edits * edit_s, edits)
+                    update.total_steps * step_s, edits * edit_s, edits)

@@ -1,6 +1,6 @@
 """Time one Iterative Dataset Update cycle, split into render / edit / NeRF steps; prints one JSON object.
 
-A cycle is what happens every ``edit_rate`` NeRF steps: render one training view, edit it, then ``edit_rate`` NeRF
+A cycle is what happens every ``edit_every_n_steps`` NeRF steps: render one training view, edit it, then ``edit_every_n_steps`` NeRF
 steps. CPU default (tiny editor, tiny NeRF, 32 px)::
 
     python -m benchmarks.bench_du_cycle
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lpips", action="store_true", help="(full nerf) without LPIPS; needs no AlexNet weights")
     parser.add_argument("--memory-mode", default="in2n", choices=("in2n", "in2n-small", "in2n-tiny"),
                         help="in2n: fp32 editor; in2n-small: fp16 + CPU offload; in2n-tiny: that without LPIPS")
-    parser.add_argument("--edit-rate", type=int, default=10)
-    parser.add_argument("--diffusion-steps", type=int, default=20)
+    parser.add_argument("--edit-rate", dest="edit_every_n_steps", type=int, default=10)
+    parser.add_argument("--diffusion-steps", dest="ddim_steps", type=int, default=20)
     parser.add_argument("--timestep", type=int, default=500, help="fixed noise level (steps taken scale with it)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--cycles", type=int, default=3)
@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, tiny_nerf_config
     from backend.editing.loaders import load_editor
-    from backend.job.runner import MEMORY_MODE_TO_EDITOR
     from backend.nerf.dataset_update import DatasetUpdater, EditSchedule
     from backend.nerf.setup import build_pipeline
     from backend.nerf.trainer import NerfTrainer
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         nerf = NerfConfig(use_lpips=not args.no_lpips, implementation="auto")
     else:
         nerf = tiny_nerf_config()
-    update = DatasetUpdateConfig(edit_rate=args.edit_rate, diffusion_steps=args.diffusion_steps,
+    update = DatasetUpdateConfig(edit_every_n_steps=args.edit_every_n_steps, ddim_steps=args.ddim_steps,
                                  t_min=args.timestep / 1000, t_max=args.timestep / 1000)
     config = EditJobConfig(prompt="make it look like autumn", device=args.device, nerf=nerf, update=update,
                            memory_mode=args.memory_mode)
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       lambda: build_pipeline(config, scene.path, args.device))
         trainer = NerfTrainer(pipeline, optimizers, mixed_precision=nerf.mixed_precision)
         editor_seconds, editor = timed(args.device, lambda: load_editor(
-            args.editor, device=args.device, memory_mode=MEMORY_MODE_TO_EDITOR[args.memory_mode]))
+            args.editor, device=args.device, memory_mode=args.memory_mode))
         instruction = editor.encode_instruction(config.prompt)
         updater = DatasetUpdater(EditSchedule(update, args.views, editor.num_train_timesteps), editor, instruction)
         renders, edits, nerf_steps = [], [], []
@@ -92,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             view = updater.schedule.view_for(index)
             render_seconds, _ = timed(args.device, lambda: trainer.render_view(view))
             cycle_seconds, record = timed(args.device, lambda: updater.edit_view(trainer, index))
-            steps_seconds, _ = timed(args.device, lambda: [trainer.train_step() for _ in range(args.edit_rate)])
+            steps_seconds, _ = timed(args.device, lambda: [trainer.train_step() for _ in range(args.edit_every_n_steps)])
             if cycle >= args.warmup:
                 renders.append(render_seconds)
                 edits.append(max(cycle_seconds - render_seconds, 0.0))  # edit_view renders, then edits
-                nerf_steps.append(steps_seconds / args.edit_rate)
+                nerf_steps.append(steps_seconds / args.edit_every_n_steps)
     peak_gib = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None
     render, edit, step = (statistics.median(values) for values in (renders, edits, nerf_steps))
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
@@ -104,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "du_cycle", "device": args.device, "device_name": device_name, "editor": args.editor,
         "memory_mode": args.memory_mode, "peak_gpu_memory_gib": None if peak_gib is None else round(peak_gib, 2),
         "image_size": args.image_size, "nerf": "full" if args.full_nerf else "tiny",
-        "rays_per_batch": nerf.rays_per_batch, "lpips": config.effective_use_lpips(), "edit_rate": args.edit_rate,
-        "timestep": args.timestep, "diffusion_steps": args.diffusion_steps, "cycles": args.cycles,
+        "rays_per_batch": nerf.rays_per_batch, "lpips": config.effective_use_lpips(), "edit_every_n_steps": args.edit_every_n_steps,
+        "timestep": args.timestep, "ddim_steps": args.ddim_steps, "cycles": args.cycles,
         "render_s": round(render, 4), "edit_s": round(edit, 4), "nerf_step_s": round(step, 4),
-        "cycle_s": round(render + edit + args.edit_rate * step, 4),
+        "cycle_s": round(render + edit + args.edit_every_n_steps * step, 4),
         "setup_s": round(setup_seconds, 2), "editor_load_s": round(editor_seconds, 2),
         "torch_threads": torch.get_num_threads(),
     }))

@@ -107,7 +107,7 @@ def gpu_full(device: torch.device, dtype: torch.dtype, repeats: int, with_offloa
     if with_offload:  # in2n-small / in2n-tiny: fp16 + model CPU offload
         torch.cuda.reset_peak_memory_stats(device)
         # Built on the GPU (fast random init), then moved to the CPU by the offload placement.
-        small = InstructPix2PixEditor(full_random_components(device), placement_for("small", device), max_side=512)
+        small = InstructPix2PixEditor(full_random_components(device), placement_for("in2n-small", device), max_side=512)
         results["small_mode_edit_512_steps20_t999"] = timed(edit_runner(small, 512, 999, 20), max(1, repeats // 2),
                                                             device)
         results["small_mode_peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)

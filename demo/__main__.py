@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> DemoConfig:
     parser.add_argument("--size", type=int, help="render size in pixels, square (preset: cpu 96, paper 512)")
     parser.add_argument("--samples", type=int, help="Cycles samples of the training renders")
     parser.add_argument("--reconstruction-steps", type=int, help="nerfacto steps before editing")
-    parser.add_argument("--edit-steps", type=int, help="Iterative Dataset Update steps")
+    parser.add_argument("--total-steps", "--edit-steps", type=int, help="Iterative Dataset Update steps")
     parser.add_argument("--turntable-frames", type=int, default=defaults.turntable_frames)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="Cycles threads (0: automatic)")
@@ -50,13 +50,13 @@ def parse_args(argv: list[str] | None) -> DemoConfig:
     args = parser.parse_args(argv)
     if not args.instruction.strip():
         parser.error("--instruction must not be empty")
-    for name in ("views", "size", "samples", "reconstruction_steps", "edit_steps"):
+    for name in ("views", "size", "samples", "reconstruction_steps", "total_steps"):
         value = getattr(args, name)
         if value is not None and value < (1 if name != "reconstruction_steps" else 0):
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     return DemoConfig(out_dir=args.out, instruction=args.instruction, editor=args.editor, preset=args.preset,
                       views=args.views, size=args.size, samples=args.samples,
-                      reconstruction_steps=args.reconstruction_steps, edit_steps=args.edit_steps,
+                      reconstruction_steps=args.reconstruction_steps, total_steps=args.total_steps,
                       turntable_frames=args.turntable_frames, seed=args.seed, threads=args.threads,
                       job_timeout_s=args.job_timeout)
 

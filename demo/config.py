@@ -35,9 +35,9 @@ class Preset:
     """Cycles samples of the training renders."""
     reconstruction_steps: int
     """nerfacto steps on the original renders before editing."""
-    edit_steps: int
+    total_steps: int
     """NeRF steps of Iterative Dataset Update."""
-    edit_every: int
+    edit_every_n_steps: int
     """Edit one view every this many NeRF steps (the paper: 10)."""
     ddim_steps: int
     """Diffusion steps of the full schedule per edit (the paper: 20)."""
@@ -48,14 +48,14 @@ class Preset:
 
 
 CPU = Preset(
-    name="cpu", views=10, size=96, samples=16, reconstruction_steps=400, edit_steps=60, edit_every=10, ddim_steps=4,
+    name="cpu", views=10, size=96, samples=16, reconstruction_steps=400, total_steps=60, edit_every_n_steps=10, ddim_steps=4,
     memory_mode="in2n-tiny",
     engine_overrides={"device": "cpu", "nerf": CPU_NERF,
                       "output": {"checkpoint_every": 100000, "history_every": 0, "export_num_points": 20000,
                                  "poisson_depth": 6}},
 )
 PAPER = Preset(
-    name="paper", views=12, size=512, samples=32, reconstruction_steps=30000, edit_steps=15000, edit_every=10,
+    name="paper", views=12, size=512, samples=32, reconstruction_steps=30000, total_steps=15000, edit_every_n_steps=10,
     ddim_steps=20, memory_mode="in2n", engine_overrides={"device": "auto", "output": {"history_every": 1000}},
 )
 PRESETS = {preset.name: preset for preset in (CPU, PAPER)}
@@ -82,7 +82,7 @@ class DemoConfig:
     """Override of the preset's Cycles samples."""
     reconstruction_steps: int | None = None
     """Override of the preset's reconstruction steps."""
-    edit_steps: int | None = None
+    total_steps: int | None = None
     """Override of the preset's Iterative DU steps."""
     sheet_views: int = 4
     """Views shown in the before/after contact sheet."""
@@ -110,7 +110,7 @@ def resolve_preset(config: DemoConfig, real_editor: bool, backend_has_gpu: bool)
     if name not in PRESETS:
         raise ValueError(f"preset: unknown {name!r}; choose from auto, {', '.join(PRESETS)}")
     preset = copy.deepcopy(PRESETS[name])
-    for attribute in ("views", "size", "samples", "reconstruction_steps", "edit_steps"):
+    for attribute in ("views", "size", "samples", "reconstruction_steps", "total_steps"):
         value = getattr(config, attribute)
         if value is not None:
             setattr(preset, attribute, value)

@@ -89,8 +89,8 @@ def configure_panel(scene: bpy.types.Scene, collection: bpy.types.Collection, pr
     settings.resolution_x = settings.resolution_y = preset.size
     settings.render_samples = preset.samples
     settings.instruction = config.instruction
-    settings.reconstruction_steps, settings.total_steps = preset.reconstruction_steps, preset.edit_steps
-    settings.edit_every_n_steps, settings.ddim_steps = preset.edit_every, preset.ddim_steps
+    settings.reconstruction_steps, settings.total_steps = preset.reconstruction_steps, preset.total_steps
+    settings.edit_every_n_steps, settings.ddim_steps = preset.edit_every_n_steps, preset.ddim_steps
     settings.memory_mode, settings.seed = preset.memory_mode, config.seed
     settings.preview_rate, settings.preview_max_side = 2.0, max(64, min(preset.size, 256))
     settings.import_mesh = settings.import_pointcloud = settings.import_textures = True
@@ -197,7 +197,7 @@ def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *
         if preset.memory_mode != "in2n-tiny" and not lpips:
             say("note: torchvision's AlexNet weights are not in the torch cache: training without the LPIPS loss")
         say(f"preset {preset.name}: {preset.views} views at {preset.size} px, {preset.reconstruction_steps} "
-            f"reconstruction + {preset.edit_steps} editing steps, one edit every {preset.edit_every} steps")
+            f"reconstruction + {preset.total_steps} editing steps, one edit every {preset.edit_every_n_steps} steps")
 
         collection, cameras = views.training_cameras(built, preset.views)
         bpy.context.scene.cycles.samples = preset.samples

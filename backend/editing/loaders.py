@@ -19,7 +19,8 @@ import torch
 
 from backend.editing.components import DDIM_SETTINGS, IP2PComponents, full_random_components, tiny_components
 from backend.editing.ip2p import InstructPix2PixEditor
-from backend.editing.memory import EditorMemoryMode, placement_for
+from backend.editing.memory import placement_for
+from protocol.messages import MemoryMode
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class EditorWeightsMissing(RuntimeError):
     """The editor's weights are not available (offline and not cached, or an incomplete local folder)."""
 
 
-def load_editor(source: str, *, device: torch.device | str = "cpu", memory_mode: EditorMemoryMode | str = "full",
+def load_editor(source: str, *, device: torch.device | str = "cpu", memory_mode: MemoryMode | str = "in2n",
                 max_side: int = 512) -> InstructPix2PixEditor:
     """Build the InstructPix2Pix editor.
 

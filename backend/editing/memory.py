@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from backend.editing.components import IP2PComponents
+from protocol.messages import MemoryMode
 
 logger = logging.getLogger(__name__)
 
-EditorMemoryMode = Literal["full", "small", "tiny"]
-"""``full`` (in2n): fp32 weights; on CUDA the UNet runs under fp16 autocast, as the reference's ``in2n`` does inside
-nerfstudio's mixed-precision trainer. ``small`` (in2n-small): fp16 weights + model CPU offload. ``tiny`` (in2n-tiny):
-as ``small`` (the NeRF side additionally drops LPIPS). On the CPU every mode computes in fp32."""
+#: The memory modes are the protocol's (``protocol.messages.MemoryMode``), as in the reference implementation:
+#: ``in2n``: fp32 weights; on CUDA the UNet runs under fp16 autocast, as the reference's ``in2n`` does inside
+#: nerfstudio's mixed-precision trainer. ``in2n-small``: fp16 weights + model CPU offload. ``in2n-tiny``: as
+#: ``in2n-small`` (the NeRF side additionally drops LPIPS). On the CPU every mode computes in fp32.
+MEMORY_MODES = ("in2n", "in2n-small", "in2n-tiny")
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,14 @@ class EditorPlacement:
     ``in2n`` computes inside nerfstudio's CUDA autocast: faster than true fp32 and what the paper's results used."""
 
 
-def placement_for(mode: EditorMemoryMode | str, device: torch.device | str) -> EditorPlacement:
+def placement_for(mode: MemoryMode | str, device: torch.device | str) -> EditorPlacement:
     """The placement of a memory mode on a device; fp16 is only used on CUDA (fp16 convolutions on the CPU are
     unsupported or very slow), so on the CPU every mode runs fp32 without offload, with a logged note."""
     device = torch.device(device)
-    if mode == "full":
+    if mode == "in2n":
         return EditorPlacement(device, torch.float32, autocast=device.type == "cuda")
-    if mode not in ("small", "tiny"):
-        raise ValueError(f"memory_mode must be 'full', 'small' or 'tiny', got {mode!r}")
+    if mode not in MEMORY_MODES:
+        raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {mode!r}")
     if device.type != "cuda":
         logger.info("editor memory mode %r: fp16 and CPU offload need CUDA; running fp32 on %s", mode, device)
         return EditorPlacement(device, torch.float32)

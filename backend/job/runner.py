@@ -23,8 +23,6 @@ from backend.nerf.setup import build_pipeline, resolve_device
 from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene, SceneError
 
-MEMORY_MODE_TO_EDITOR = {"in2n": "full", "in2n-small": "small", "in2n-tiny": "tiny"}
-
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
@@ -100,7 +98,7 @@ class JobRun:
             self.state.edit_start_step = self.trainer.step
             self._checkpoint()
         self.callbacks.on_state("editing", config.prompt)
-        if not self._train("editing", config.update.edit_steps, start=self.state.edit_start_step, editing=True):
+        if not self._train("editing", config.update.total_steps, start=self.state.edit_start_step, editing=True):
             return self._cancelled()
         if config.output.history_every > 0:
             self._history()  # the final state is always one of the iterations the user can pick
@@ -147,7 +145,7 @@ class JobRun:
         editor_config = self.config.editor
         self.callbacks.on_log(f"loading editor {editor_config.source!r}")
         self.engine.editor = load_editor(editor_config.source, device=editor_config.device or device,
-                                         memory_mode=MEMORY_MODE_TO_EDITOR[self.config.memory_mode],
+                                         memory_mode=self.config.memory_mode,
                                          max_side=editor_config.max_side)
         return self.engine.editor
 
@@ -254,7 +252,7 @@ class JobRun:
         self._last_losses = losses
         edit_start = self.state.edit_start_step
         total = (edit_start if edit_start is not None else self.config.nerf.reconstruction_steps)
-        total += self.config.update.edit_steps
+        total += self.config.update.total_steps
         remaining = total - self.trainer.step
         eta = remaining * float(np.mean(self._step_times)) if self._step_times else None
         self.callbacks.on_progress(Progress(phase, self.trainer.step, total, self.trainer.step - start, steps,

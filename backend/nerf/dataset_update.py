@@ -1,6 +1,6 @@
 """Iterative Dataset Update (Haque et al., 2023): the schedule of which view is edited when, and one edit.
 
-Every ``edit_rate`` NeRF steps, ``edit_count`` views are edited, visiting the views one after another in a random
+Every ``edit_every_n_steps`` NeRF steps, ``images_per_edit`` views are edited, visiting the views one after another in a random
 order fixed at the start (and cycling through it again). An edit renders the current NeRF at that training camera,
 draws a noise level ``t`` uniformly from ``[t_min, t_max]`` of the diffusion schedule, lets the editor denoise the
 noised render conditioned on the view's *original* image and the instruction, and replaces the view's dataset image.
@@ -50,8 +50,8 @@ class EditSchedule:
             raise ValueError("the dataset has no views")
         if not 0.0 <= config.t_min <= config.t_max <= 1.0:
             raise ValueError(f"t_min/t_max must satisfy 0 <= t_min <= t_max <= 1, got {config.t_min}, {config.t_max}")
-        if config.edit_rate < 1 or config.edit_count < 1:
-            raise ValueError("edit_rate and edit_count must be at least 1")
+        if config.edit_every_n_steps < 1 or config.images_per_edit < 1:
+            raise ValueError("edit_every_n_steps and images_per_edit must be at least 1")
         self.config = config
         self.num_views = num_views
         self.num_train_timesteps = num_train_timesteps
@@ -60,8 +60,8 @@ class EditSchedule:
         """The fixed random order views are visited in."""
 
     def is_edit_step(self, edit_step: int) -> bool:
-        """Whether edits happen before NeRF step ``edit_step`` of the editing phase (0, edit_rate, 2 edit_rate...)."""
-        return edit_step % self.config.edit_rate == 0
+        """Whether edits happen before NeRF step ``edit_step`` of the editing phase (0, edit_every_n_steps, 2 edit_every_n_steps...)."""
+        return edit_step % self.config.edit_every_n_steps == 0
 
     def view_for(self, edit_index: int) -> int:
         return self.view_order[edit_index % self.num_views]
@@ -92,8 +92,8 @@ class DatasetUpdater:
         """What ``editor.encode_instruction(prompt)`` returned: computed once per job."""
 
     def edit_next(self, trainer: NerfTrainer) -> list[EditRecord]:
-        """Edit the next ``edit_count`` views in the fixed order."""
-        return [self.edit_view(trainer, self.schedule.edits_done) for _ in range(self.schedule.config.edit_count)]
+        """Edit the next ``images_per_edit`` views in the fixed order."""
+        return [self.edit_view(trainer, self.schedule.edits_done) for _ in range(self.schedule.config.images_per_edit)]
 
     def edit_view(self, trainer: NerfTrainer, edit_index: int) -> EditRecord:
         config = self.schedule.config
@@ -111,7 +111,7 @@ class DatasetUpdater:
             timestep=timestep,
             guidance_scale=config.guidance_scale,
             image_guidance_scale=config.image_guidance_scale,
-            num_inference_steps=config.diffusion_steps,
+            num_inference_steps=config.ddim_steps,
             generator=self.schedule.generator_for(edit_index),
         )
         if edited.shape[-2:] != render.shape[:2]:

@@ -64,13 +64,13 @@ def nerf_config(args: argparse.Namespace, steps: int) -> NerfConfig:
     return NerfConfig(**common, rays_per_batch=args.rays or 4096, max_res=1024, eval_num_rays_per_chunk=1 << 14)
 
 
-def job_config(args: argparse.Namespace, reconstruction_steps: int, edit_steps: int) -> EditJobConfig:
+def job_config(args: argparse.Namespace, reconstruction_steps: int, total_steps: int) -> EditJobConfig:
     return EditJobConfig(
         prompt=PROMPT,
         memory_mode="in2n-tiny",  # no LPIPS; the (simulated) editor's precision setting does not apply
         device=args.device,
         nerf=nerf_config(args, reconstruction_steps),
-        update=DatasetUpdateConfig(edit_steps=edit_steps, edit_rate=args.edit_rate, t_min=args.t_min,
+        update=DatasetUpdateConfig(total_steps=total_steps, edit_every_n_steps=args.edit_every_n_steps, t_min=args.t_min,
                                    t_max=args.t_max, seed=args.seed),
         # Only images are scored here: no geometry export.
         output=OutputConfig(checkpoint_every=10**9, keep_checkpoints=1, history_every=0, export_geometry=False),
@@ -88,11 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="NeRF size without --quick: gpu (nerfacto, 4096 rays) or cpu (small hash grid, 1024 rays)")
     parser.add_argument("--steps", type=int, default=None,
                         help="reconstruction steps of the original scene (default 2000; --quick 60)")
-    parser.add_argument("--edit-steps", type=int, default=None,
+    parser.add_argument("--edit-steps", dest="total_steps", type=int, default=None,
                         help="Iterative DU steps after the reconstruction (default 2000; --quick 40)")
     parser.add_argument("--one-shot-steps", type=int, default=None,
                         help="steps of the one-shot NeRF (default: --steps + --edit-steps, the DU's total)")
-    parser.add_argument("--edit-rate", type=int, default=10, help="DU: edit one view every this many steps")
+    parser.add_argument("--edit-rate", dest="edit_every_n_steps", type=int, default=10, help="DU: edit one view every this many steps")
     parser.add_argument("--t-min", type=float, default=0.02, help="DU: lowest noise level (fraction)")
     parser.add_argument("--t-max", type=float, default=0.98, help="DU: highest noise level (fraction)")
     parser.add_argument("--one-shot-t", type=float, default=0.98, help="one-shot: noise level of its single edit")
@@ -101,15 +101,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = 60 if args.quick else 2000
-    if args.edit_steps is None:
-        args.edit_steps = 40 if args.quick else 2000
+    if args.total_steps is None:
+        args.total_steps = 40 if args.quick else 2000
     if args.one_shot_steps is None:
-        args.one_shot_steps = args.steps + args.edit_steps
+        args.one_shot_steps = args.steps + args.total_steps
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if not (args.data / DATASET_FILE).is_file():
         parser.error(f"--data {args.data}: no {DATASET_FILE}; render it with benchmarks.consistency.render_dataset")
-    if min(args.steps, args.one_shot_steps) < 1 or args.edit_steps < 0:
+    if min(args.steps, args.one_shot_steps) < 1 or args.total_steps < 0:
         parser.error("--steps and --one-shot-steps must be >= 1, --edit-steps >= 0")
     return args
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                       log)
     # (a) Iterative DU from that reconstruction.
     reconstruction = out / "jobs" / "no_edit" / "checkpoints" / "reconstruction.ckpt"
-    iterative = run_job("iterative_du", job_config(args, args.steps, args.edit_steps), editor, data / "original",
+    iterative = run_job("iterative_du", job_config(args, args.steps, args.total_steps), editor, data / "original",
                         out / "jobs" / "iterative_du", log, nerf_checkpoint=reconstruction)
     # (b) one-shot: edit every image once, then a fresh NeRF.
     one_shot_t = min(int(args.one_shot_t * editor.num_train_timesteps), editor.num_train_timesteps - 1)
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "simulated_editor": dataclasses.asdict(simulation),
         "dataset": dataset,
-        "settings": {"reconstruction_steps": args.steps, "edit_steps": args.edit_steps,
-                     "one_shot_steps": args.one_shot_steps, "edit_rate": args.edit_rate, "t_min": args.t_min,
+        "settings": {"reconstruction_steps": args.steps, "total_steps": args.total_steps,
+                     "one_shot_steps": args.one_shot_steps, "edit_every_n_steps": args.edit_every_n_steps, "t_min": args.t_min,
                      "t_max": args.t_max, "one_shot_t": args.one_shot_t, "rays_per_batch": no_edit_rays(args),
                      "seed": args.seed, "preset": "quick" if args.quick else args.preset,
                      "edited_region_fraction": float(np.mean(masks))},

@@ -84,13 +84,13 @@ def test_auto_preset_is_the_paper_schedule_only_with_real_weights_on_a_gpu() -> 
     assert dc.resolve_preset(config, real_editor=True, backend_has_gpu=False).name == "cpu"
     assert dc.resolve_preset(config, real_editor=False, backend_has_gpu=True).name == "cpu"
     paper = dc.resolve_preset(dc.DemoConfig(preset="paper"), False, False)
-    assert (paper.edit_every, paper.ddim_steps, paper.edit_steps, paper.memory_mode) == (10, 20, 15000, "in2n")
+    assert (paper.edit_every_n_steps, paper.ddim_steps, paper.total_steps, paper.memory_mode) == (10, 20, 15000, "in2n")
 
 
 def test_overrides_apply_to_a_copy_and_bad_values_name_the_field() -> None:
-    preset = dc.resolve_preset(dc.DemoConfig(views=4, edit_steps=30), False, False)
-    assert (preset.views, preset.edit_steps, preset.size) == (4, 30, dc.CPU.size)
-    assert dc.CPU.views == 10 and dc.CPU.edit_steps == 60  # module presets untouched
+    preset = dc.resolve_preset(dc.DemoConfig(views=4, total_steps=30), False, False)
+    assert (preset.views, preset.total_steps, preset.size) == (4, 30, dc.CPU.size)
+    assert dc.CPU.views == 10 and dc.CPU.total_steps == 60  # module presets untouched
     preset.engine_overrides["nerf"]["hidden_dim"] = 999
     assert dc.CPU.engine_overrides["nerf"]["hidden_dim"] == 16
     with pytest.raises(ValueError, match="views"):

@@ -23,9 +23,9 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig) -> EditJo
         device=service.device,
         nerf=NerfConfig(reconstruction_steps=schedule.reconstruction_steps, seed=request.seed),
         update=DatasetUpdateConfig(
-            edit_steps=schedule.total_steps, edit_rate=schedule.edit_every_n_steps,
-            edit_count=schedule.images_per_edit, t_min=schedule.t_min, t_max=schedule.t_max,
-            diffusion_steps=schedule.ddim_steps, guidance_scale=request.guidance_scale,
+            total_steps=schedule.total_steps, edit_every_n_steps=schedule.edit_every_n_steps,
+            images_per_edit=schedule.images_per_edit, t_min=schedule.t_min, t_max=schedule.t_max,
+            ddim_steps=schedule.ddim_steps, guidance_scale=request.guidance_scale,
             image_guidance_scale=request.image_guidance_scale, seed=request.seed),
         editor=EditorConfig(source=service.default_editor),
     )

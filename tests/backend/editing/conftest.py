@@ -23,7 +23,7 @@ def single_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def tiny_editor(single_torch_thread: None) -> InstructPix2PixEditor:
-    return load_editor("tiny", device="cpu", memory_mode="full", max_side=64)
+    return load_editor("tiny", device="cpu", memory_mode="in2n", max_side=64)
 
 
 @pytest.fixture(scope="module")

@@ -84,29 +84,29 @@ def test_unknown_memory_mode_is_rejected():
         load_editor("tiny", memory_mode="huge")
 
 
-@pytest.mark.parametrize("mode", ["full", "small", "tiny"])
+@pytest.mark.parametrize("mode", ["in2n", "in2n-small", "in2n-tiny"])
 def test_memory_modes_on_the_cpu_run_fp32_without_offload(mode):
     assert placement_for(mode, "cpu") == EditorPlacement(torch.device("cpu"), torch.float32, cpu_offload=False)
 
 
 def test_memory_modes_on_cuda_choose_fp16_with_offload_for_small_and_tiny():
     # in2n: fp32 weights, UNet under fp16 autocast like the reference inside nerfstudio's CUDA autocast
-    assert placement_for("full", "cuda") == EditorPlacement(torch.device("cuda"), torch.float32, autocast=True)
-    for mode in ("small", "tiny"):
+    assert placement_for("in2n", "cuda") == EditorPlacement(torch.device("cuda"), torch.float32, autocast=True)
+    for mode in ("in2n-small", "in2n-tiny"):
         assert placement_for(mode, "cuda:0") == EditorPlacement(torch.device("cuda:0"), torch.float16, True)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_small_mode_offloads_fp16_networks_and_edits_on_the_gpu():
-    editor = load_editor("tiny", device="cuda", memory_mode="small", max_side=32)
+    editor = load_editor("tiny", device="cuda", memory_mode="in2n-small", max_side=32)
     assert editor.components.unet.dtype == torch.float16
     render = torch.rand(1, 3, 24, 40, device="cuda")
     out = editor.edit(render, render.clone(), editor.encode_instruction("make it autumn"), timestep=500,
                       guidance_scale=7.5, image_guidance_scale=1.5, num_inference_steps=4,
                       generator=torch.Generator().manual_seed(0))
     assert out.device == render.device and out.shape == render.shape and torch.isfinite(out).all()
-    full = load_editor("tiny", device="cuda", memory_mode="full", max_side=32)
+    full = load_editor("tiny", device="cuda", memory_mode="in2n", max_side=32)
     assert full.components.unet.dtype == torch.float32 and full.components.unet.device.type == "cuda"
 
 
@@ -134,4 +134,4 @@ def test_a_text_to_image_unet_is_rejected_as_editor():
                                            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                                            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
     with pytest.raises(ValueError, match="in_channels"):
-        InstructPix2PixEditor(components, placement_for("full", "cpu"))
+        InstructPix2PixEditor(components, placement_for("in2n", "cpu"))

@@ -39,7 +39,7 @@ def job_config(**update) -> EditJobConfig:
         prompt="swap red and blue",
         device="cpu",
         nerf=tiny_nerf_config(reconstruction_steps=RECONSTRUCTION_STEPS),
-        update=DatasetUpdateConfig(**{"edit_steps": EDIT_STEPS, "edit_rate": EDIT_RATE, **update}),
+        update=DatasetUpdateConfig(**{"total_steps": EDIT_STEPS, "edit_every_n_steps": EDIT_RATE, **update}),
         output=OutputConfig(checkpoint_every=50, history_every=50, history_views=3, export_num_points=8000,
                             poisson_depth=6),
     )

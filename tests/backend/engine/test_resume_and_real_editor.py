@@ -31,7 +31,7 @@ def config(**nerf) -> EditJobConfig:
     return EditJobConfig(
         prompt="make it blue", device="cpu",
         nerf=tiny_nerf_config(reconstruction_steps=RECONSTRUCTION_STEPS, **nerf),
-        update=DatasetUpdateConfig(edit_steps=EDIT_STEPS, edit_rate=EDIT_RATE),
+        update=DatasetUpdateConfig(total_steps=EDIT_STEPS, edit_every_n_steps=EDIT_RATE),
         output=OutputConfig(checkpoint_every=1000, history_every=0, export_num_points=4000, poisson_depth=6),
     )
 
@@ -122,7 +122,7 @@ def test_real_tiny_instructpix2pix_with_lpips_end_to_end(resumed, random_alexnet
 
     editor = load_editor("tiny", device="cpu")
     job_config = config(use_lpips=True, patch_size=32)
-    job_config.update = DatasetUpdateConfig(edit_steps=10, edit_rate=5, diffusion_steps=4)
+    job_config.update = DatasetUpdateConfig(total_steps=10, edit_every_n_steps=5, ddim_steps=4)
     engine = EditEngine(job_config, editor, progress_interval_s=0,
                         nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
     run = run_job(engine, resumed.scene.path, tmp_path / "job")
@@ -141,7 +141,7 @@ def test_real_tiny_instructpix2pix_with_lpips_end_to_end(resumed, random_alexnet
 
 def test_a_job_without_geometry_export_keeps_its_edits_and_writes_no_geometry(resumed, tmp_path):
     job_config = config()
-    job_config.update = DatasetUpdateConfig(edit_steps=8, edit_rate=4)
+    job_config.update = DatasetUpdateConfig(total_steps=8, edit_every_n_steps=4)
     job_config.output.export_geometry = False
     engine = EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0,
                         nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
@@ -158,7 +158,7 @@ def test_a_nerf_too_transparent_to_export_still_finishes_with_its_edits(tmp_path
     scene = make_tiny_scene(tmp_path / "scene", num_views=6, size=24)
     job_config = config()
     job_config.nerf.reconstruction_steps = 0  # an untrained NeRF: nothing opaque to export
-    job_config.update = DatasetUpdateConfig(edit_steps=4, edit_rate=2)
+    job_config.update = DatasetUpdateConfig(total_steps=4, edit_every_n_steps=2)
     job_config.output.export_num_points = 1_000_000  # capped at 16 a pixel: 55,296 points, a 221,184-ray budget
     run = run_job(EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0), scene.path, tmp_path / "job")
     assert run.result.status == "done", run.result.error

@@ -33,8 +33,8 @@ def test_timesteps_are_uniform_within_bounds_and_reproducible():
     assert [schedule.timestep_for(i) for i in range(10)] == list(draws[:10])  # pure function of the edit index
 
 
-def test_edit_steps_follow_edit_rate_and_bad_bounds_are_rejected():
-    schedule = EditSchedule(DatasetUpdateConfig(edit_rate=10), 4, 1000)
+def test_edit_steps_follow_edit_every_n_steps_and_bad_bounds_are_rejected():
+    schedule = EditSchedule(DatasetUpdateConfig(edit_every_n_steps=10), 4, 1000)
     assert [s for s in range(35) if schedule.is_edit_step(s)] == [0, 10, 20, 30]
     with pytest.raises(ValueError, match="t_min"):
         EditSchedule(DatasetUpdateConfig(t_min=0.9, t_max=0.1), 4, 1000)
@@ -78,3 +78,21 @@ def test_noise_levels_stay_inside_the_editors_range_at_the_extremes():
     assert schedule.timestep_bounds() == (1, 1000)
     draws = [schedule.timestep_for(i) for i in range(2000)]
     assert min(draws) >= 1 and max(draws) <= 1000 and max(draws) > 990
+
+
+def test_the_engine_uses_the_protocols_names_and_defaults_and_reads_old_config_files():
+    """One vocabulary: the schedule's fields and defaults are the protocol's; a config.json written by an earlier
+    version (edit_rate, diffusion_steps, ...) still resumes."""
+    import dataclasses
+
+    from backend.config import DatasetUpdateConfig, EditJobConfig
+    from protocol import messages as m
+
+    schedule, update = m.Schedule(), DatasetUpdateConfig()
+    shared = {f.name for f in dataclasses.fields(m.Schedule)} & {f.name for f in dataclasses.fields(update)}
+    assert shared == {"total_steps", "edit_every_n_steps", "images_per_edit", "t_min", "t_max", "ddim_steps"}
+    assert all(getattr(update, name) == getattr(schedule, name) for name in shared)
+    assert EditJobConfig().nerf.reconstruction_steps == schedule.reconstruction_steps
+    old = EditJobConfig.from_dict({"update": {"edit_steps": 7, "edit_rate": 3, "edit_count": 2, "diffusion_steps": 5}})
+    assert (old.update.total_steps, old.update.edit_every_n_steps, old.update.images_per_edit,
+            old.update.ddim_steps) == (7, 3, 2, 5)

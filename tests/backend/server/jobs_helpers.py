@@ -27,7 +27,7 @@ TINY_OVERRIDES: dict[str, Any] = {
              "max_res": 64, "log2_hashmap_size": 12, "proposal_log2_hashmap_size": 10,
              "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 16, "camera_optimizer": "off",
              "eval_num_rays_per_chunk": 4096, "implementation": "torch"},
-    "update": {"diffusion_steps": 4},
+    "update": {"ddim_steps": 4},
     "output": {"checkpoint_every": 20, "history_every": 0, "export_num_points": 3000, "poisson_depth": 6},
 }
 
