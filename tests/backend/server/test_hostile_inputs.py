@@ -177,6 +177,7 @@ def test_declared_but_unsent_scenes_cost_no_memory_and_are_capped_together(tmp_p
             client.request(m.SceneChunkRequest(upload_id="big0", pieces=[m.ChunkPiece(0, 0, 1024)]), [b"x" * 1024])
             assert client.ping() > 0
         grown = peak_rss_mib() - before
+        print(f"\npeak RSS growth after declaring 12 GiB of uploads: {grown:.1f} MiB")
         # 12 GiB declared: an eager assembler would have zero-filled it; a lazy one allocates the one image written
         # to (4 GiB of address space, touched on one page)
         assert grown < 512, f"peak RSS grew by {grown:.0f} MiB"
@@ -201,6 +202,7 @@ def test_scattered_tiny_pieces_are_bounded_and_do_not_stall_other_clients(servic
                 refused += 1
             worst_ping = max(worst_ping, other.ping())
         assert refused >= 5  # 1024 ranges accepted, then every further scattered chunk is refused
+        print(f"\nworst ping while scattered pieces arrived: {1000 * worst_ping:.1f} ms")
         assert worst_ping < 0.5, worst_ping
         # in-order pieces still complete the upload (they merge with what is there)
         pieces = [m.ChunkPiece(0, 0, size * size * 3)]
