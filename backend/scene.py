@@ -30,17 +30,26 @@ class SceneError(ValueError):
 
 
 @dataclass(frozen=True)
-class SceneFrame:
-    image_path: Path
-    """Absolute path of the image."""
+class PinholeCamera:
+    """A camera in the INPUT scene's frame (transforms.json's, e.g. Blender's world): OpenGL axes (Blender's camera
+    axes), pixel intrinsics with the origin at the top-left corner."""
+
     c2w: np.ndarray
-    """``4 4`` camera-to-world matrix in the input frame."""
+    """``4 4`` camera-to-world matrix."""
     fl_x: float
     fl_y: float
     cx: float
     cy: float
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class SceneFrame(PinholeCamera):
+    """One view of a scene: its camera and the image it took."""
+
+    image_path: Path = Path()
+    """Absolute path of the image."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +126,8 @@ def load_scene(root: Path | str) -> Scene:
                 raise SceneError(name, f"focal length must be positive, got {values[name]}")
         image_path = (root / raw["file_path"]).resolve()
         _check_image(image_path, width, height, f"frames[{index}].file_path")
-        frames.append(SceneFrame(image_path, c2w, values["fl_x"], values["fl_y"], values["cx"], values["cy"],
-                                 width, height))
+        frames.append(SceneFrame(c2w=c2w, fl_x=values["fl_x"], fl_y=values["fl_y"], cx=values["cx"], cy=values["cy"],
+                                 width=width, height=height, image_path=image_path))
     sizes = {(frame.width, frame.height) for frame in frames}
     if len(sizes) > 1:
         raise SceneError("w/h", f"all frames must share one image size, found {sorted(sizes)}")

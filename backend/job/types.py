@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from backend.config import EditJobConfig
+from backend.scene import PinholeCamera
 
 Image = np.ndarray  # H W 3 uint8
 
@@ -34,18 +35,10 @@ class Progress:
     """While exporting: opaque points found so far (``phase_step``/``phase_total`` then count rays shot)."""
 
 
-@dataclass
-class PreviewCamera:
-    """A camera in the INPUT scene's frame (e.g. Blender's viewport): OpenGL axes, pixel intrinsics."""
+@dataclass(frozen=True)
+class PreviewCamera(PinholeCamera):
+    """A camera to render a preview from (e.g. Blender's viewport), in the input scene's frame."""
 
-    c2w: np.ndarray
-    """``4 4`` camera-to-world."""
-    fl_x: float
-    fl_y: float
-    cx: float
-    cy: float
-    width: int
-    height: int
     name: str = "viewport"
 
 
