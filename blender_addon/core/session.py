@@ -144,7 +144,10 @@ class SessionState:
         if job.state == "queued":
             return f"Queued (position {job.queue_position})" if job.queue_position else "Queued"
         phase = PHASE_LABELS.get(job.phase, job.state.capitalize())
-        text = f"{phase} {job.step}/{job.total_steps}" if job.total_steps else phase
+        if job.phase == "export" and job.total_steps:  # the export counts rays shot of its budget, not steps
+            text = f"Exporting geometry {job.step / job.total_steps:.0%}"
+        else:
+            text = f"{phase} {job.step}/{job.total_steps}" if job.total_steps else phase
         eta = format_eta(job.eta_s)
         return f"{text}, ETA {eta}" if eta else text
 

@@ -107,3 +107,12 @@ def test_session_events_and_failures() -> None:
         [ss.Report("WARNING", "low memory")]
     actions = state.apply(api.Disconnected(reason="lost it"))
     assert state.connection == "lost" and actions == [ss.Report("ERROR", "lost it")]
+
+
+def test_the_export_phase_shows_its_share_of_the_ray_budget() -> None:
+    state = ss.SessionState()
+    exporting = m.JobSnapshot(job_id="a", state="exporting", scene_id="s", instruction="x",
+                              progress=m.Progress(phase="export", step=55_296, total_steps=221_184, fraction=1.0,
+                                                  eta_s=12.0))
+    state.apply(api.Connected("tcp://x", _hello(), [exporting]))
+    assert state.progress_text() == "Exporting geometry 25%, ETA 12s"
