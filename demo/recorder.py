@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
+#: Progress phases whose steps are NeRF steps (and whose losses are plotted).
+TRAINING_PHASES = ("reconstruct", "edit")
+
 @dataclass(frozen=True)
 class ProgressSample:
     phase: str
@@ -74,10 +77,13 @@ class JobRecord:
 
     def loss_series(self) -> dict[str, list[tuple[int, str, float]]]:
         """Loss name -> ``(global step, phase, value)`` points in arrival order, finite values only (global step:
-        see :meth:`phase_offsets`)."""
+        see :meth:`phase_offsets`). Only the training phases: the export's steps count rays shot, and the losses it
+        reports are the last training ones."""
         offsets = self.phase_offsets()
         series: dict[str, list[tuple[int, str, float]]] = {}
         for sample in self.progress:
+            if sample.phase not in TRAINING_PHASES:
+                continue
             step = offsets[sample.phase] + sample.step
             for name, value in sample.losses.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):

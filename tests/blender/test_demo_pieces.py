@@ -177,11 +177,12 @@ def test_recorder_sees_every_notice_the_session_applies_and_passes_it_on() -> No
                progress("job-1", "reconstruct", 100, 100, loss=0.25),
                progress("other-job", "edit", 5, 20, loss=99.0),  # another client's job: not ours
                progress("job-1", "edit", 10, 20, loss=0.3, rgb_loss=float("nan")),
+               progress("job-1", "export", 80_000, 221_184, loss=0.3),  # rays shot, not steps: not plotted
                api.ServerEvent(m.JobStateEvent("job-1", "done")),
                api.Failed("Import result", "disk full")]
     for notice in notices:
         state.apply(notice)
-    assert state.job is not None and state.job.state == "done" and state.job.step == 10  # the add-on still updates
+    assert state.job is not None and state.job.state == "done" and state.job.phase == "export"  # the add-on still updates
     record = recorder.record
     assert record.job_id == "job-1" and [s["state"] for s in record.states] == ["queued", "done"]
     assert record.phase_starts() == {"reconstruct": 0, "edit": 100}
