@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 #: Progress phases whose steps are NeRF steps (and whose losses are plotted).
 TRAINING_PHASES = ("reconstruct", "edit")
 
@@ -46,13 +45,18 @@ class JobRecord:
     errors: list[str] = field(default_factory=list)
     """Failed commands (upload, fetch...) as the add-on reported them."""
 
+    def training_progress(self) -> list[ProgressSample]:
+        """Samples of the phases whose steps are NeRF steps (:data:`TRAINING_PHASES`): the export's steps count rays
+        shot, and the losses it reports are the last training ones."""
+        return [sample for sample in self.progress if sample.phase in TRAINING_PHASES]
+
     def phase_offsets(self) -> dict[str, int]:
         """Phase -> what to add to its steps to count globally. A phase whose steps continue upwards from the
         previous phase's already counts globally (same offset); one that restarts its count is placed after the
         previous phase (its offset plus its ``total_steps``)."""
         offsets: dict[str, int] = {}
         previous: ProgressSample | None = None
-        for sample in self.progress:
+        for sample in self.training_progress():
             if sample.phase not in offsets:
                 if previous is None:
                     offsets[sample.phase] = 0
@@ -68,7 +72,7 @@ class JobRecord:
         restarted, else their first reported step."""
         offsets = self.phase_offsets()
         starts: dict[str, int] = {}
-        for sample in self.progress:
+        for sample in self.training_progress():
             if sample.phase in starts:
                 continue
             counted_on = bool(starts) and offsets[sample.phase] == offsets[next(iter(starts))]
@@ -81,9 +85,7 @@ class JobRecord:
         reports are the last training ones."""
         offsets = self.phase_offsets()
         series: dict[str, list[tuple[int, str, float]]] = {}
-        for sample in self.progress:
-            if sample.phase not in TRAINING_PHASES:
-                continue
+        for sample in self.training_progress():
             step = offsets[sample.phase] + sample.step
             for name, value in sample.losses.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
