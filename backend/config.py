@@ -212,10 +212,9 @@ def validate_config(config: Any, path: str = "config") -> None:
         check_bounds(value, f.metadata, where)
     if isinstance(config, DatasetUpdateConfig) and config.t_min > config.t_max:
         raise ValidationError(f"t_min ({config.t_min}) is above t_max ({config.t_max})", field=f"{path}.t_min")
-    for name in ("device",):
-        device = getattr(config, name, None)
-        if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
-            raise ValidationError(f"must be auto, cpu, mps, cuda or cuda:N, got {device[:40]!r}", field=f"{path}.{name}")
+    device = getattr(config, "device", None)  # EditJobConfig.device and EditorConfig.device
+    if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
+        raise ValidationError(f"must be auto, cpu, mps, cuda or cuda:N, got {device[:40]!r}", field=f"{path}.device")
 
 
 def _check_type(hint: Any, value: Any, path: str) -> None:

@@ -216,7 +216,8 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     # Poisson in nerfstudio's frame (as ns-export does), then map the vertices like the points.
     mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=config.poisson_depth)
     density = np.asarray(densities, dtype=np.float64)
-    mesh.remove_vertices_by_mask(density < np.quantile(density, 0.1))  # type: ignore[arg-type]  # open3d takes arrays  # ns-export's trimming of unsupported skin
+    # ns-export's trimming of unsupported skin (open3d takes the array, its stubs say Sequence[bool])
+    mesh.remove_vertices_by_mask(density < np.quantile(density, 0.1))  # type: ignore[arg-type]
 
     points = transform.points_to_input(points_ns)
     normals = transform.normals_to_input(normals_ns)

@@ -104,6 +104,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (``json.loads`` accepts lone UTF-16 surrogates, which cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_text(value: Any, part: str) -> None:
     """Every string (keys included) must be encodable as UTF-8: ``json.loads`` accepts lone UTF-16 surrogates such
     as ``"\\ud800"``, which could then never be encoded again (a reply echoing them, a stored record)."""
@@ -111,12 +122,8 @@ def _check_text(value: Any, part: str) -> None:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise MalformedMessage("text with a lone UTF-16 surrogate (not valid Unicode)",
-                                           field=part) from None
+            if not encodable(item):
+                raise MalformedMessage("text with a lone UTF-16 surrogate (not valid Unicode)", field=part)
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from backend.config import EditJobConfig, validate_config
-from backend.export import ExportError, ExportProgress, export_geometry
+from backend.export import ExportCancelled, ExportError, ExportProgress, export_geometry
 from backend.job import atomic
 from backend.job.jobdir import JobDir, JobDirError, JobState, read_json_object
 from backend.job.types import EngineSettings, JobCallbacks, JobResult, Progress
@@ -42,6 +42,7 @@ class JobRun:
         self._last_preview = 0.0
         self._step_times: list[float] = []
         self._export_started: float | None = None
+        """When the export began (its ETA comes from the rate since then)."""
         self._last_losses: dict[str, float] = {}
         """The newest training losses (still shown while exporting)."""
         self.geometry_error: str | None = None
@@ -68,12 +69,12 @@ class JobRun:
             self.callbacks.on_log("job already finished; nothing to do")
             self.callbacks.on_state("done", str(self.jobs.manifest))
             return self._result("done")
+        self._check_patch_fits(config)  # a bad scene for this config leaves no job directory behind
         self.jobs.create()
         atomic.write_json(self.jobs.config, config.to_dict())
         self.state.status, self.state.error = "running", None
         self.jobs.write_state(self.state)
 
-        self._check_patch_fits(config)
         device = resolve_device(config.device)
         self.callbacks.on_log(f"building nerfacto on {device} for {self.scene.num_views} views")
         pipeline, optimizers = build_pipeline(config, self.scene.root, device)
@@ -109,10 +110,13 @@ class JobRun:
             self.callbacks.on_state("exporting", str(self.jobs.exports))
             self.state.phase = "exporting"
             self.jobs.write_state(self.state)
+            self._export_started = time.monotonic()
             try:
                 exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output,
                                            self.stop.is_set, rays_per_chunk=config.nerf.eval_num_rays_per_chunk,
                                            on_progress=self._export_progress)
+            except ExportCancelled:
+                return self._cancelled()
             except ExportError as error:
                 # The edits are the expensive part: the job keeps them (and says why there is no geometry).
                 self.geometry_error = str(error)
@@ -261,13 +265,11 @@ class JobRun:
     def _export_progress(self, export: ExportProgress) -> None:
         """Export progress as the job's progress (phase ``exporting``, rays shot of the budget, ETA from the rate)."""
         now = time.monotonic()
-        if export.rays_done == 0 or self._export_started is None:
-            self._export_started = now
         final = export.rays_done >= export.rays_total or export.points_found >= export.points_wanted
         if not final and now - self._last_progress < self.engine.progress_interval_s:
             return
         self._last_progress = now
-        elapsed = now - self._export_started
+        elapsed = now - (self._export_started or now)
         # the budget is an upper bound: the points wanted may be found sooner, at the rate seen so far
         rate = export.points_found / max(export.rays_done, 1)
         rays_needed = min(export.rays_total, export.points_wanted / rate) if rate > 0 else export.rays_total

@@ -34,7 +34,7 @@ from protocol import (
 )
 from protocol import messages as m
 from protocol.signing import BufferLike
-from protocol.wire import utc_now
+from protocol.wire import encodable, utc_now
 
 from .config import ServerConfig
 
@@ -396,12 +396,5 @@ def _unverified_header(frames: Sequence[zmq.Frame], delim: int) -> dict[str, Any
     if not isinstance(header, dict):
         return {}
     return {k: header[k] for k in ("msg_id", "msg_type", "session")
-            if isinstance(header.get(k), str) and len(header[k]) <= 256 and _encodable(header[k])}
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: echoing it would make the error reply itself unencodable
-        return False
-    return True
+            # a lone surrogate echoed back would make the error reply itself unencodable
+            if isinstance(header.get(k), str) and len(header[k]) <= 256 and encodable(header[k])}
