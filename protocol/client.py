@@ -23,7 +23,7 @@ from . import messages as m
 from .connection import ConnectionInfo
 from .errors import BadSignature, ProtocolError, RequestTimeout, ValidationError
 from .signing import BufferLike
-from .upload import DEFAULT_CHUNK_BYTES, RawImage, begin_request, plan_chunks, scene_sha256
+from .upload import DEFAULT_CHUNK_BYTES, AuxUpload, RawImage, begin_request, plan_chunks, scene_sha256
 from .version import PROTOCOL_VERSION
 from .wire import Limits, Message, Session, new_id
 
@@ -264,6 +264,7 @@ class Client:
         cameras: Sequence[m.Camera],
         images: Sequence[RawImage],
         *,
+        aux: Sequence[AuxUpload] = (),
         upload_id: str | None = None,
         scene_name: str = "",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -271,19 +272,21 @@ class Client:
         progress: ProgressCallback | None = None,
         **metadata: Any,
     ) -> m.SceneEndReply:
-        """Upload cameras + images in chunks (``window`` in flight); returns the ``scene_end_reply`` (``scene_id``).
+        """Upload cameras + images (+ ``aux`` images per view) in chunks (``window`` in flight); returns the
+        ``scene_end_reply`` (``scene_id``).
 
         ``progress(done_bytes, total_bytes)`` is called after each acknowledged chunk."""
         upload_id = upload_id or new_id()
-        begin = begin_request(upload_id, cameras, images, scene_name, **metadata)
+        begin = begin_request(upload_id, cameras, images, scene_name, aux, **metadata)
+        in_order = [*images, *(item.image for item in aux)]  # upload order: main images, then auxiliary ones
         reply = self.request(begin)
         assert isinstance(reply, m.SceneBeginReply)
         total, done = begin.total_bytes, 0
         checksum: list[str] = []
         # hashlib releases the GIL: the checksum is computed while the chunks are on their way
-        hasher = threading.Thread(target=lambda: checksum.append(scene_sha256(images)), daemon=True)
+        hasher = threading.Thread(target=lambda: checksum.append(scene_sha256(in_order)), daemon=True)
         hasher.start()
-        chunks = plan_chunks(images, upload_id, min(chunk_bytes, reply.max_chunk_bytes))
+        chunks = plan_chunks(in_order, upload_id, min(chunk_bytes, reply.max_chunk_bytes))
         for received in self.request_pipelined(chunks, window=window):
             assert isinstance(received.content, m.SceneChunkReply)
             done = received.content.received_bytes

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ValidationError
-from .messages.scene import DTYPE_SIZES, ChunkPiece, ImageInfo, SceneBeginRequest, SceneChunkRequest, SceneEndRequest
+from .messages.scene import (
+    DTYPE_SIZES,
+    AuxImage,
+    AuxRole,
+    ChunkPiece,
+    ImageInfo,
+    SceneBeginRequest,
+    SceneChunkRequest,
+    SceneEndRequest,
+)
 from .schema import encode
 from .signing import BufferLike
 
@@ -41,6 +50,15 @@ class RawImage:
         if not getattr(getattr(array, "flags", None), "c_contiguous", True):
             raise ValidationError("array must be C-contiguous (use numpy.ascontiguousarray)", field="data")
         return cls.from_bytes(memoryview(array), str(array.dtype.name), tuple(array.shape))
+
+
+@dataclass(frozen=True)
+class AuxUpload:
+    """An auxiliary image to upload with a scene (see :class:`protocol.messages.AuxImage`)."""
+
+    camera_index: int
+    role: AuxRole
+    image: RawImage
 
 
 def scene_sha256(images: Sequence[RawImage | BufferLike]) -> str:
@@ -134,8 +152,10 @@ class SceneAssembler:
     def __init__(self, begin: SceneBeginRequest, allocate: Allocator = _allocate_in_memory) -> None:
         self.begin = begin
         self._allocate = allocate
-        self.images: list[Any] = [None] * len(begin.images)
-        self._ranges = [_Ranges() for _ in begin.images]
+        self.infos = begin.all_images
+        """Layout of every image in upload order (main images, then auxiliary ones)."""
+        self.images: list[Any] = [None] * len(self.infos)
+        self._ranges = [_Ranges() for _ in self.infos]
         self.ended = False
 
     @property
@@ -161,7 +181,7 @@ class SceneAssembler:
                 raise ValidationError(
                     f"no image {piece.image_index} (scene has {len(self.images)})", field=f"{path}.image_index"
                 )
-            size = self.begin.images[piece.image_index].nbytes
+            size = self.infos[piece.image_index].nbytes
             if piece.offset + piece.nbytes > size:
                 raise ValidationError(
                     f"bytes {piece.offset}..{piece.offset + piece.nbytes} beyond image size {size}", field=f"{path}.nbytes"
@@ -171,7 +191,7 @@ class SceneAssembler:
             self._ranges[piece.image_index].check(piece.offset, piece.offset + piece.nbytes, path)
         for piece, buffer in zip(chunk.pieces, buffers):
             if self.images[piece.image_index] is None:
-                self.images[piece.image_index] = self._allocate(piece.image_index, self.begin.images[piece.image_index])
+                self.images[piece.image_index] = self._allocate(piece.image_index, self.infos[piece.image_index])
             target = memoryview(self.images[piece.image_index]).cast("B")
             target[piece.offset : piece.offset + piece.nbytes] = memoryview(buffer).cast("B")
             self._ranges[piece.image_index].add(piece.offset, piece.offset + piece.nbytes)
@@ -194,7 +214,7 @@ class SceneAssembler:
 
     def verify(self, end: SceneEndRequest) -> None:
         """Completeness and SHA-256 of a closed upload."""
-        for index, (ranges, info) in enumerate(zip(self._ranges, self.begin.images)):
+        for index, (ranges, info) in enumerate(zip(self._ranges, self.infos)):
             if ranges.covered != info.nbytes:
                 raise ValidationError(
                     f"incomplete: {ranges.covered} of {info.nbytes} bytes received", field=f"images[{index}]"
@@ -205,15 +225,17 @@ class SceneAssembler:
 
 
 def begin_request(
-    upload_id: str, cameras: Sequence[Any], images: Sequence[RawImage], scene_name: str = "", **metadata: Any
+    upload_id: str, cameras: Sequence[Any], images: Sequence[RawImage], scene_name: str = "",
+    aux: Sequence[AuxUpload] = (), **metadata: Any
 ) -> SceneBeginRequest:
-    """A validated ``scene_begin_request`` for these cameras and images."""
+    """A validated ``scene_begin_request`` for these cameras, images and auxiliary images."""
     request = SceneBeginRequest(
         upload_id=upload_id,
         cameras=list(cameras),
         images=[image.info for image in images],
         scene_name=scene_name,
         metadata=dict(metadata),
+        aux_images=[AuxImage(camera_index=item.camera_index, role=item.role, image=item.image.info) for item in aux],
     )
     encode(request)  # raises ValidationError naming the field, as the server would
     return request

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .errors import VersionMismatch
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
+"""1.1: optional ``scene_begin_request.aux_images`` (per-view target images of the simulated editor)."""
 SUPPORTED_MAJORS: tuple[int, ...] = (1,)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import bpy
@@ -10,6 +11,7 @@ from mathutils import Matrix
 
 from ..core.camera_model import BlenderCamera, Intrinsics, blender_from_intrinsics, intrinsics_from_blender, render_size
 from ..core.poses import orbit_poses, rigid
+from ..core.protocol_link import protocol
 
 #: custom properties an imported capture camera keeps, so export can write the capture back as it was
 PROP_FILE_PATH = "in2n_file_path"
@@ -17,6 +19,12 @@ PROP_SIZE = "in2n_size"
 PROP_EXTRA = "in2n_frame_extra"
 PROP_ASPECT = "in2n_pixel_aspect"
 """Pixel aspect is a scene setting in Blender; a capture whose frames differ keeps each frame's own here."""
+PROP_SPLIT = "in2n_split"
+"""The capture split a camera came from: ``train`` (edited) or ``val`` / ``test`` (held-out views)."""
+PROP_TARGET = "in2n_target_path"
+"""Optional: the ground-truth edited image of this view (a file path), uploaded with the scene for the SIMULATED
+editor only (demos and benchmarks without model weights; real editors never see it). An imported capture's frames
+carry it as ``target_file_path`` instead (kept in ``PROP_EXTRA``)."""
 
 
 class CameraError(ValueError):
@@ -114,3 +122,14 @@ def file_path_of(obj: bpy.types.Object, index: int) -> str:
 def image_path_of(obj: bpy.types.Object, capture_folder: Path) -> Path | None:
     stored = obj.get(PROP_FILE_PATH)
     return (capture_folder / stored).resolve() if stored else None
+
+
+def target_path_of(obj: bpy.types.Object, capture_folder: Path | None) -> Path | None:
+    """The view's simulated-editor target image (see :data:`PROP_TARGET`), or None."""
+    stored = obj.get(PROP_TARGET)
+    if stored:
+        return Path(bpy.path.abspath(str(stored))).resolve()
+    relative = json.loads(obj.get(PROP_EXTRA, "{}")).get(protocol.messages.AUX_FRAME_KEYS["target"])
+    if isinstance(relative, str) and capture_folder is not None:
+        return (capture_folder / relative).resolve()
+    return None

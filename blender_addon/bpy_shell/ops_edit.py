@@ -10,7 +10,7 @@ import bpy
 from ..core import worker_api as api
 from ..core.protocol_link import protocol
 from . import cameras as cams
-from . import render, runtime
+from . import capture, render, runtime
 
 m = protocol.messages
 
@@ -69,10 +69,16 @@ class IN2N_OT_edit(bpy.types.Operator):
         objects = cams.collection_cameras(settings.camera_collection)
         try:
             request = edit_request(settings)
-            if settings.source == "CAPTURE":
-                folder = Path(bpy.path.abspath(settings.capture_path)).parent
+            folder = None
+            if settings.source == "CAPTURE":  # the imported capture's folder (a COLMAP model's is above sparse/0)
+                folder = capture.capture_folder_of(objects) or Path(bpy.path.abspath(settings.capture_path)).parent
+            if folder is not None:
                 cameras, images = render.capture_views(scene, objects, folder)
+                targets = render.target_images(objects, [(camera.w, camera.h) for camera in cameras], folder)
             else:
+                # targets first: a bad one is reported before anything renders
+                size = (settings.resolution_x, settings.resolution_y)
+                targets = render.target_images(objects, [size] * len(objects), None)
                 wm = context.window_manager
                 wm.progress_begin(0, len(objects))
                 try:
@@ -86,8 +92,10 @@ class IN2N_OT_edit(bpy.types.Operator):
             return {"CANCELLED"}
         metadata = {"blend_file": bpy.data.filepath, "source": settings.source}
         scene[runtime.UPLOADED_CAMERAS] = json.dumps([obj.name for obj in objects])
-        runtime.get().submit(api.StartEdit(cameras, images, request, scene_name=scene.name, metadata=metadata))
-        self.report({"INFO"}, f"Uploading {len(images)} views...")
+        runtime.get().submit(api.StartEdit(cameras, images, request, scene_name=scene.name, metadata=metadata,
+                                           aux=targets))
+        self.report({"INFO"}, f"Uploading {len(images)} views" + (f" and {len(targets)} simulated-editor targets"
+                                                                   if targets else "") + "...")
         return {"FINISHED"}
 
 

@@ -89,6 +89,25 @@ def capture_views(scene: bpy.types.Scene, camera_objects: list[bpy.types.Object]
     return cameras, images
 
 
+def target_images(camera_objects: list[bpy.types.Object], sizes: list[tuple[int, int]], capture_folder: Path | None,
+                  ) -> list[protocol.AuxUpload]:
+    """The simulated-editor target image of every view that names one (:func:`cameras.target_path_of`), checked
+    against the view's ``(width, height)``; views without one are left out."""
+    uploads = []
+    for index, (obj, (width, height)) in enumerate(zip(camera_objects, sizes)):
+        path = cams.target_path_of(obj, capture_folder)
+        if path is None:
+            continue
+        if not path.is_file():
+            raise cams.CameraError(f"camera '{obj.name}': target image {path} not found")
+        image = load_image_array(path)
+        if image.shape[:2] != (height, width):
+            raise cams.CameraError(f"camera '{obj.name}': target image {path.name} is {image.shape[1]}x"
+                                   f"{image.shape[0]}, the view is {width}x{height}")
+        uploads.append(protocol.AuxUpload(index, "target", protocol.RawImage.from_array(image)))
+    return uploads
+
+
 def protocol_camera(obj: bpy.types.Object, scene: bpy.types.Scene, size: tuple[int, int] | None) -> m.Camera:
     k = cams.camera_intrinsics(obj, scene, size)
     return m.Camera(fl_x=k.fl_x, fl_y=k.fl_y, cx=k.cx, cy=k.cy, w=k.w, h=k.h,

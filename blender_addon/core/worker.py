@@ -173,7 +173,7 @@ class BackendWorker:
     def _do_startedit(self, command: api.StartEdit) -> None:
         images = [protocol.RawImage.from_array(np.ascontiguousarray(image)) for image in command.images]
         end = self._client.upload_scene(
-            command.cameras, images, scene_name=command.scene_name,
+            command.cameras, images, aux=command.aux, scene_name=command.scene_name,
             progress=lambda done, total: self.notices.put(api.UploadProgress(done, total)), **command.metadata,
         )
         request = command.request
@@ -204,7 +204,7 @@ class BackendWorker:
                 command.job_id, artifact.name, target,
                 progress=lambda done, total, name=artifact.name: self.notices.put(api.FetchProgress(name, done, total)),
             )
-        self.notices.put(api.ResultsFetched(command.job_id, files, wanted))
+        self.notices.put(api.ResultsFetched(command.job_id, files, wanted, command.import_files))
 
     # ------------------------------------------------------------------ pushed events and liveness
     def _pump_events(self) -> None:

@@ -53,6 +53,8 @@ class StartEdit:
     """``EditStartRequest`` with a placeholder ``scene_id`` (filled in after the upload)."""
     scene_name: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    aux: list[Any] = field(default_factory=list)
+    """``protocol.AuxUpload`` images per view (the simulated editor's targets), uploaded after the main images."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class FetchResults:
     job_id: str
     folder: Path
     kinds: tuple[str, ...] = ("mesh", "pointcloud", "image")
+    import_files: bool = True
+    """Import what arrives into the scene (Import result); False only downloads (e.g. the job's history renders)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ class ResultsFetched:
     """Artifact name -> downloaded file."""
     artifacts: list[Any]
     """``ArtifactInfo`` of the downloaded files."""
+    import_files: bool = True
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,11 @@ from .events import JobLogEvent, JobPreviewEvent, JobProgressEvent, JobResultEve
 from .registry import REGISTRY, MessageSpec, msg_type_of, reply_type_for, spec_for
 from .results import ResultFetchReply, ResultFetchRequest, ResultListReply, ResultListRequest
 from .scene import (
+    AUX_FOLDERS,
+    AUX_FRAME_KEYS,
     DTYPE_SIZES,
+    AuxImage,
+    AuxRole,
     Camera,
     ChunkPiece,
     ImageInfo,
@@ -61,6 +65,7 @@ from .session import (
 )
 
 __all__ = [
+    "AUX_FOLDERS", "AUX_FRAME_KEYS", "AuxImage", "AuxRole",
     "FINAL_STATES", "REGISTRY", "DTYPE_SIZES", "ArtifactInfo", "Camera", "CancelReply", "CancelRequest", "ChunkPiece",
     "EditStartReply", "EditStartRequest", "ErrorReply", "Heartbeat", "HelloReply", "HelloRequest", "ImageInfo",
     "JobLogEvent", "JobPreviewEvent", "JobProgressEvent", "JobResultEvent", "JobSnapshot", "JobSnapshotReply",

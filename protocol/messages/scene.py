@@ -86,6 +86,27 @@ class ImageInfo:
         return count
 
 
+AuxRole = Literal["target"]
+"""What an auxiliary image of a view is. ``target``: the ground-truth edited image of that view, used only by the
+SIMULATED editor (demos and benchmarks without model weights); real editors never see it. Stored beside the scene's
+images as ``targets/<image>.png`` and named per frame by ``target_file_path``."""
+AUX_FOLDERS: dict[str, str] = {"target": "targets"}
+"""Folder of each auxiliary role in a stored scene."""
+AUX_FRAME_KEYS: dict[str, str] = {"target": "target_file_path"}
+"""transforms.json frame key naming each auxiliary role's file (relative to the scene folder)."""
+
+
+@dataclass(frozen=True)
+class AuxImage:
+    """An extra per-view image uploaded with a scene; its bytes follow the main images in upload order."""
+
+    camera_index: int = field(metadata=limit(ge=0))
+    """The camera (index into ``cameras``) this image belongs to."""
+    role: AuxRole
+    image: ImageInfo
+    """Layout of its bytes; ``shape[:2]`` must equal the camera's ``[h, w]``."""
+
+
 @message("scene_begin_request", "request")
 @dataclass(frozen=True)
 class SceneBeginRequest:
@@ -97,6 +118,9 @@ class SceneBeginRequest:
     scene_name: str = bounded("", max_len=256)
     metadata: dict[str, Any] = bounded({})
     """Free-form, stored with the scene (e.g. Blender file name, scene bounds)."""
+    aux_images: list[AuxImage] = bounded([], max_len=10000)
+    """Optional extra images per view (protocol 1.1); in chunk pieces, image ``len(images) + i`` is ``aux_images[i]``
+    and the end request's SHA-256 covers them after the main images."""
 
     def validate(self, path: str) -> None:
         check_id(self.upload_id, f"{path}.upload_id")
@@ -110,10 +134,28 @@ class SceneBeginRequest:
                     f"shape {image.shape[:2]} does not match camera {index} (h, w) = ({camera.h}, {camera.w})",
                     field=f"{path}.images[{index}].shape",
                 )
+        seen: set[tuple[int, str]] = set()
+        for index, aux in enumerate(self.aux_images):
+            where = f"{path}.aux_images[{index}]"
+            if aux.camera_index >= len(self.cameras):
+                raise ValidationError(f"no camera {aux.camera_index} (scene has {len(self.cameras)})",
+                                      field=f"{where}.camera_index")
+            if (aux.camera_index, aux.role) in seen:
+                raise ValidationError(f"camera {aux.camera_index} already has a {aux.role!r} image", field=where)
+            seen.add((aux.camera_index, aux.role))
+            camera = self.cameras[aux.camera_index]
+            if aux.image.shape[:2] != [camera.h, camera.w]:
+                raise ValidationError(f"shape {aux.image.shape[:2]} does not match camera {aux.camera_index} "
+                                      f"(h, w) = ({camera.h}, {camera.w})", field=f"{where}.image.shape")
+
+    @property
+    def all_images(self) -> list[ImageInfo]:
+        """Every image in upload order: the main images (one per camera), then the auxiliary ones."""
+        return [*self.images, *(aux.image for aux in self.aux_images)]
 
     @property
     def total_bytes(self) -> int:
-        return sum(image.nbytes for image in self.images)
+        return sum(image.nbytes for image in self.all_images)
 
 
 @message("scene_begin_reply", "reply")

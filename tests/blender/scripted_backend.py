@@ -67,6 +67,8 @@ class ScriptedBackend:
         self.gate.set()
         self.uploads: dict[str, SceneAssembler] = {}
         self.scenes: dict[str, tuple[m.SceneBeginRequest, list[np.ndarray]]] = {}
+        self.aux: dict[str, list[np.ndarray]] = {}
+        """Scene id -> its auxiliary images, in ``begin.aux_images`` order."""
         self.jobs: dict[str, ScriptedJob] = {}
         self._ids = itertools.count(1)
         for msg_type, handler in [
@@ -104,9 +106,11 @@ class ScriptedBackend:
         assembler = self.uploads.pop(end.upload_id)
         assembler.finish(end)
         begin = assembler.begin
-        images = [np.frombuffer(bytes(buf), dtype=info.dtype).reshape(info.shape) for buf, info in zip(assembler.images, begin.images)]
+        images = [np.frombuffer(bytes(buf), dtype=info.dtype).reshape(info.shape)
+                  for buf, info in zip(assembler.images, begin.all_images)]
         scene_id = f"scene-{next(self._ids)}"
-        self.scenes[scene_id] = (begin, images)
+        self.scenes[scene_id] = (begin, images[:len(begin.images)])
+        self.aux[scene_id] = images[len(begin.images):]
         return m.SceneEndReply(scene_id=scene_id, image_count=len(images), total_bytes=begin.total_bytes)
 
     # ------------------------------------------------------------------ jobs

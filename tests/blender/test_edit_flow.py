@@ -75,7 +75,7 @@ def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, e
     assert not bpy.ops.in2n.edit.poll()  # not connected yet: disabled
     connect(addon)
     rt = addon.bpy_shell.runtime.get()
-    assert rt.state.status_line().startswith("Connected (protocol 1.0)")
+    assert rt.state.status_line().startswith(f"Connected (protocol {protocol.PROTOCOL_VERSION})")
     assert bpy.ops.in2n.generate_orbit() == {"FINISHED"}
     cameras = addon.bpy_shell.cameras.collection_cameras(scene.in2n.camera_collection)
     assert len(cameras) == 8
@@ -138,6 +138,38 @@ def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, e
     cloud.attributes["position"].data.foreach_get("vector", positions)
     np.testing.assert_allclose(positions.reshape(-1, 3).min(axis=0), want_low, atol=1e-4)
     assert cloud.materials[0].name == "in2n vertex colours"
+
+def test_simulated_editor_targets_travel_with_the_rendered_views(addon: ModuleType, scene: bpy.types.Scene,
+                                                                 edit_scene, tmp_path: Path) -> None:
+    """A camera naming a target image (``PROP_TARGET``) uploads it with its view; a target of the wrong size stops
+    Edit before anything is uploaded, naming the camera."""
+    from tests.blender.test_demo_report import write_png
+
+    _, backend = edit_scene
+    connect(addon)
+    assert bpy.ops.in2n.generate_orbit() == {"FINISHED"}
+    cameras = addon.bpy_shell.cameras.collection_cameras(scene.in2n.camera_collection)
+    rng = np.random.default_rng(0)
+    targets = {1: rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), 5: rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)}
+    for index, target in targets.items():
+        cameras[index][addon.bpy_shell.cameras.PROP_TARGET] = str(tmp_path / write_png(tmp_path / f"t{index}.png", target))
+    write_png(tmp_path / "small.png", targets[1][:12])
+    cameras[3][addon.bpy_shell.cameras.PROP_TARGET] = str(tmp_path / "small.png")
+    rt = addon.bpy_shell.runtime.get()
+    renders = addon.bpy_shell.runtime.scratch_dir("renders", scene.name)
+    rendered_before = sorted(renders.glob("*.png"))
+    with pytest.raises(RuntimeError, match=f"Edit failed: camera '{cameras[3].name}'.*is 32x12, the view is 32x24"):
+        bpy.ops.in2n.edit()
+    assert not backend.scenes and sorted(renders.glob("*.png")) == rendered_before  # stopped before rendering
+    del cameras[3][addon.bpy_shell.cameras.PROP_TARGET]
+
+    assert bpy.ops.in2n.edit() == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "done", timeout_s=120)
+    scene_id, (begin, _) = next(iter(backend.scenes.items()))
+    assert [(aux.camera_index, aux.role) for aux in begin.aux_images] == [(1, "target"), (5, "target")]
+    for uploaded, index in zip(backend.aux[scene_id], targets):
+        assert np.array_equal(uploaded, targets[index])
+
 
 def test_cancel_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
     objects, backend = edit_scene

@@ -84,3 +84,43 @@ def test_raw_image_checks_layout() -> None:
         RawImage.from_array(np.zeros((4, 4, 3), np.float64))
     with pytest.raises(protocol.ValidationError, match="image count"):
         begin_request("up", [camera()], [RawImage.from_array(np.zeros((24, 32, 3), np.uint8))] * 2)
+
+
+def test_auxiliary_images_follow_the_main_images_and_reassemble_bit_exact() -> None:
+    cameras, images, arrays = scene(n=3)
+    target = np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    aux = [protocol.AuxUpload(2, "target", RawImage.from_array(target))]
+    begin = begin_request("up", cameras, images, "s", aux)
+    assert [a.camera_index for a in begin.aux_images] == [2] and begin.aux_images[0].role == "target"
+    assert begin.total_bytes == sum(a.nbytes for a in arrays) + target.nbytes
+    in_order = [*images, aux[0].image]
+    assembler = SceneAssembler(begin)
+    for content, buffers in plan_chunks(in_order, "up", 1000):
+        assembler.add_chunk(content, buffers)
+    assembler.finish(m.SceneEndRequest(upload_id="up", sha256=scene_sha256(in_order)))
+    assert bytes(assembler.images[3]) == target.tobytes()
+
+
+@pytest.mark.parametrize(("aux", "field", "message"), [
+    ([(3, (24, 32))], "content.aux_images[0].camera_index", "no camera 3"),
+    ([(0, (24, 32)), (0, (24, 32))], "content.aux_images[1]", "already has a 'target'"),
+    ([(1, (12, 32))], "content.aux_images[0].image.shape", "does not match camera 1"),
+])
+def test_auxiliary_images_must_belong_to_one_camera_each_and_match_its_size(aux, field, message) -> None:
+    cameras, images, _ = scene(n=3)
+    uploads = [protocol.AuxUpload(index, "target", RawImage.from_array(np.zeros((*shape, 3), np.uint8)))
+               for index, shape in aux]
+    with pytest.raises(protocol.ValidationError, match=message) as info:
+        begin_request("up", cameras, images, "s", uploads)
+    assert info.value.field == field
+
+
+def test_an_unknown_auxiliary_role_is_refused_by_the_schema() -> None:
+    cameras, images, _ = scene(n=2)
+    content = protocol.schema.encode(begin_request("up", cameras, images))
+    assert isinstance(content, dict)
+    content["aux_images"] = [{"camera_index": 0, "role": "depth-of-field", "image": {"dtype": "uint8",
+                                                                                     "shape": [24, 32, 3]}}]
+    with pytest.raises(protocol.ValidationError) as info:
+        protocol.schema.decode(m.SceneBeginRequest, content)
+    assert info.value.field == "content.aux_images[0].role"

@@ -31,10 +31,16 @@ def frame_name(index: int) -> str:
     return f"images/frame_{index:05d}.png"
 
 
+def aux_name(role: str, index: int) -> str:
+    """File name of camera ``index``'s auxiliary image of ``role`` (``targets/frame_00003.png``)."""
+    return f"{m.AUX_FOLDERS[role]}/{Path(frame_name(index)).name}"
+
+
 def camera_index_of(name: str) -> int | None:
-    """Inverse of :func:`frame_name` for names like ``images/frame_00003.png``."""
+    """Inverse of :func:`frame_name` for names like ``images/frame_00003.png``, and for the bare file names the
+    job's history renders keep (``history/step-N/frame_00003.png``)."""
     stem = Path(name).stem
-    if Path(name).parent.name == "images" and stem.startswith("frame_") and stem[6:].isdigit():
+    if Path(name).parent.name in ("images", "") and stem.startswith("frame_") and stem[6:].isdigit():
         return int(stem[6:])
     return None
 
@@ -94,13 +100,18 @@ class JobStore:
         return scene_id
 
     def _write_scene_files(self, folder: Path, begin: m.SceneBeginRequest, buffers: list[Any]) -> None:
-        frames = []
+        frames: list[dict[str, Any]] = []
         for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
             pixels = np.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
             atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels), compress_level=1)  # speed over size
             frames.append({"file_path": frame_name(index), "transform_matrix": camera.transform_matrix,
                            "fl_x": camera.fl_x, "fl_y": camera.fl_y, "cx": camera.cx, "cy": camera.cy,
                            "w": camera.w, "h": camera.h, "camera_name": camera.name})
+        for aux, buffer in zip(begin.aux_images, buffers[len(begin.images):]):
+            pixels = np.frombuffer(buffer, dtype=aux.image.dtype).reshape(aux.image.shape)
+            name = aux_name(aux.role, aux.camera_index)
+            atomic.write_png(folder / name, to_uint8_rgb(pixels)[..., :3], compress_level=1)
+            frames[aux.camera_index][m.AUX_FRAME_KEYS[aux.role]] = name
         first = begin.cameras[0]
         transforms = {"camera_model": "OPENCV", "fl_x": first.fl_x, "fl_y": first.fl_y, "cx": first.cx,
                       "cy": first.cy, "w": first.w, "h": first.h, "frames": frames}
