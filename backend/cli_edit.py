@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--prompt", help="the editing instruction (required for a new job; a resumed job keeps its own) (default: none)")
     job.add_argument("--output", required=True, type=Path, help="job directory (created; an existing one is resumed)")
     job.add_argument("--editor", default=EditorConfig().source,
-                     help="tiny | full-random | Hugging Face model id | local diffusers folder (default: %(default)s)")
+                     help="tiny | full-random | Hugging Face model id | local diffusers folder | simulated (NOT "
+                          "InstructPix2Pix: blends toward each frame's target_file_path image; demos without "
+                          "weights) (default: %(default)s)")
     job.add_argument("--preset", choices=sorted(PRESETS), default=None,
                      help="; ".join(f"{name}: {p.description}" for name, p in sorted(PRESETS.items()))
                           + ". Options given explicitly override the preset (default: none, i.e. the paper's "
@@ -294,7 +296,7 @@ def announce_estimate(config: EditJobConfig, args: argparse.Namespace, bar: Prog
 
 
 def exit_code_for(kind: str | None) -> int:
-    if kind == "SceneError":
+    if kind in ("SceneError", "SimulatedTargetsMissing"):
         return EXIT_BAD_SCENE
     if kind in ("LpipsWeightsMissing", "EditorWeightsMissing"):
         return EXIT_MISSING_WEIGHTS

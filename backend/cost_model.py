@@ -85,7 +85,7 @@ def estimate(config: EditJobConfig, num_views: int, width: int, height: int, dev
     edits = math.ceil(update.total_steps / update.edit_every_n_steps) * update.images_per_edit if update.total_steps else 0
     render_s = width * height * samples * rates.render_ray_sample_s
     side_h, side_w = working_size(height, width, config.editor.max_side)
-    if config.editor.source == "tiny":
+    if config.editor.source in ("tiny", "simulated"):  # the simulated editor is a cheap blend, cheaper than tiny
         call_s = rates.tiny_unet_call_s
     else:
         call_s = rates.unet_call_512_s * (side_h * side_w) / (512 * 512)

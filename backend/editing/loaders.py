@@ -1,4 +1,6 @@
-"""Where an editor's weights come from: ``tiny``, ``full-random``, a Hugging Face model id, or a local folder.
+"""Where an editor's weights come from: ``tiny``, ``full-random``, a Hugging Face model id, or a local folder; or
+``simulated`` (no weights: the SIMULATED editor of :mod:`backend.editing.simulated`, for scenes that carry
+ground-truth target images).
 
 Real use: ``load_editor("timbrooks/instruct-pix2pix", device="cuda")`` loads the published InstructPix2Pix weights
 through diffusers' ``from_pretrained``, i.e. the standard Hugging Face cache (``$HF_HOME/hub``, default
@@ -17,9 +19,13 @@ from pathlib import Path
 
 import torch
 
+from backend.editing.base import ImageEditor
 from backend.editing.components import DDIM_SETTINGS, IP2PComponents, full_random_components, tiny_components
 from backend.editing.ip2p import InstructPix2PixEditor
 from backend.editing.memory import placement_for
+from backend.editing.simulated import SOURCE as SIMULATED
+from backend.editing.simulated import SimulatedInstructEditor, SimulatedTargetsMissing
+from backend.scene import Scene
 from protocol.messages import MemoryMode
 
 logger = logging.getLogger(__name__)
@@ -34,20 +40,28 @@ class EditorWeightsMissing(RuntimeError):
 
 
 def load_editor(source: str, *, device: torch.device | str = "cpu", memory_mode: MemoryMode | str = "in2n",
-                max_side: int = 512) -> InstructPix2PixEditor:
-    """Build the InstructPix2Pix editor.
+                max_side: int = 512, scene: Scene | None = None) -> ImageEditor:
+    """Build the editor: InstructPix2Pix, or the simulated editor.
 
     Args:
         source: ``tiny`` (random tiny model: tests, offline smoke runs), ``full-random`` (the real architecture with
-            random weights: speed benchmarks), a Hugging Face model id (e.g. ``timbrooks/instruct-pix2pix``) or a
-            local diffusers folder (with ``unet/ vae/ text_encoder/ tokenizer/ scheduler/``).
+            random weights: speed benchmarks), a Hugging Face model id (e.g. ``timbrooks/instruct-pix2pix``), a
+            local diffusers folder (with ``unet/ vae/ text_encoder/ tokenizer/ scheduler/``), or ``simulated``.
         device: where the editor computes.
         memory_mode: ``full`` (fp32), ``small`` / ``tiny`` (fp16 + model CPU offload on CUDA; fp32 on the CPU).
         max_side: longest side the editor works at.
+        scene: the job's scene; the simulated editor reads its ground-truth targets from it.
 
     Raises:
         EditorWeightsMissing: a model id that is neither cached nor downloadable, or a folder lacking weights.
+        SimulatedTargetsMissing: ``simulated`` for a scene without a target image per view.
     """
+    if source == SIMULATED:
+        if scene is None:
+            raise SimulatedTargetsMissing("the simulated editor needs the job's scene (its target images)")
+        logger.info("SIMULATED editor: blends toward the scene's %d target images (not InstructPix2Pix)",
+                    scene.num_views)
+        return SimulatedInstructEditor.from_scene(scene)
     placement = placement_for(memory_mode, device)
     started = time.perf_counter()
     if source == "tiny":

@@ -63,7 +63,7 @@ class JobResult:
 
 #: Failures whose message tells the user what is wrong and what to do: no traceback needed to act on them.
 EXPECTED_FAILURES = ("SceneError", "EditorWeightsMissing", "LpipsWeightsMissing", "JobDirError", "ValidationError",
-                     "JobStoreError")
+                     "JobStoreError", "SimulatedTargetsMissing")
 
 
 def is_expected_failure(error: BaseException) -> bool:

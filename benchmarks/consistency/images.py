@@ -1,6 +1,6 @@
 """Reading the dataset's captures in the backend env: images (uint8, in ``transforms.json`` order) and cameras.
 
-Cameras are parsed by the add-on's bpy-free ``transforms.json`` reader, the same code that reads the user's captures.
+Cameras are parsed by the shared ``capture`` package, the same code that reads the user's captures.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from blender_addon.core.transforms_io import Capture, read_capture
+from capture import Capture, read_transforms
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -20,7 +20,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def load_capture(folder: Path) -> Capture:
-    return read_capture(Path(folder) / "transforms.json")
+    return read_transforms(Path(folder) / "transforms.json")
 
 
 def read_capture_images(folder: Path) -> dict[str, np.ndarray]:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from backend.config import EditJobConfig
+from backend.editing.simulated import SimulatedInstructEditor
 from backend.engine import EditEngine
 from backend.job.types import JobCallbacks, JobResult, Progress
 from benchmarks.consistency.images import load_capture, write_rgb
-from benchmarks.consistency.simulated_editor import SimulatedInstructEditor
 
 Log = Callable[[str], None]
 

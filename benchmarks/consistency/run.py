@@ -1,7 +1,7 @@
 """3D-consistency benchmark runner (backend env): Iterative DU vs one-shot editing vs no edit, on held-out cameras.
 
 Needs a dataset from ``benchmarks.consistency.render_dataset`` (blender env). Every method runs through the product's
-engine; the editor is the SIMULATED one of :mod:`benchmarks.consistency.simulated_editor` (ground truth known).
+engine; the editor is the SIMULATED one of :mod:`backend.editing.simulated` (ground truth known).
 
     # GPU (the reference run; about 5 min on one H100 with the defaults)
     python -m benchmarks.consistency.run --data DATA --device cuda
@@ -34,12 +34,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, OutputConfig, tiny_nerf_config  # noqa: E402
+from backend.editing.simulated import SimulatedInstructEditor, SimulationConfig  # noqa: E402
 from benchmarks.consistency import metrics  # noqa: E402
 from benchmarks.consistency.images import read_capture_images, write_rgb  # noqa: E402
 from benchmarks.consistency.layout import DATASET_FILE  # noqa: E402
 from benchmarks.consistency.methods import MethodRun, render_heldout, run_job, write_one_shot_scene  # noqa: E402
 from benchmarks.consistency.plot import plot_results  # noqa: E402
-from benchmarks.consistency.simulated_editor import SimulatedInstructEditor, SimulationConfig  # noqa: E402
 
 TARGET_PSNR_DB = 30.0
 TARGET_MARGIN_DB = 5.0
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     dataset = json.loads((data / DATASET_FILE).read_text())
     simulation = SimulationConfig()
-    editor = SimulatedInstructEditor.from_captures(data / "original", data / "edited_gt", simulation)
+    originals, targets = read_capture_images(data / "original"), read_capture_images(data / "edited_gt")
+    if list(originals) != list(targets):
+        raise ValueError(f"{data / 'original'} and {data / 'edited_gt'} do not list the same frames")
+    editor = SimulatedInstructEditor.from_images(list(originals.values()), list(targets.values()), simulation)
     heldout_original = [metrics.to_float(i) for i in read_capture_images(data / "heldout_original").values()]
     heldout_edited = [metrics.to_float(i) for i in read_capture_images(data / "heldout_edited").values()]
     masks = [metrics.edited_region_mask(o, e) for o, e in zip(heldout_original, heldout_edited)]

@@ -113,8 +113,12 @@ def make_tiny_scene(
     scale: float = 3.0,
     camera_distance: float = 1.3,
     spheres: tuple[Sphere, ...] = DEFAULT_SPHERES,
+    target_spheres: tuple[Sphere, ...] | None = None,
 ) -> TinyScene:
-    """Write a nerfstudio scene (``transforms.json`` + ``images/frame_XXXXX.png``) to ``path`` and describe it."""
+    """Write a nerfstudio scene (``transforms.json`` + ``images/frame_XXXXX.png``) to ``path`` and describe it.
+
+    ``target_spheres``: also render the scene as these spheres into ``targets/frame_XXXXX.png``, named by each
+    frame's ``target_file_path`` (the simulated editor's ground-truth edit)."""
     path = Path(path)
     (path / "images").mkdir(parents=True, exist_ok=True)
     center_array = np.array(center, dtype=float)
@@ -129,6 +133,11 @@ def make_tiny_scene(
         name = f"images/frame_{index:05d}.png"
         Image.fromarray(image).save(path / name)
         frames.append({"file_path": name, "transform_matrix": c2w.tolist()})
+        if target_spheres is not None:
+            (path / "targets").mkdir(exist_ok=True)
+            target = render_spheres(c2w, size, size, focal, center_array, scale, target_spheres)
+            Image.fromarray(target).save(path / name.replace("images/", "targets/"))
+            frames[-1]["target_file_path"] = name.replace("images/", "targets/")
         matrices.append(c2w)
         images.append(image)
     transforms = {

@@ -41,9 +41,10 @@ MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 
 
 def check_editor_source(source: str, service: JobServiceConfig, path: str) -> None:
-    """A client may choose ``tiny``, ``full-random``, the server's own default, a Hugging Face model id, or a folder
-    inside one of the server's configured model folders; never an arbitrary path on the server's disk."""
-    if source in ("tiny", "full-random", service.default_editor):
+    """A client may choose ``tiny``, ``full-random``, ``simulated`` (for scenes uploaded with target images), the
+    server's own default, a Hugging Face model id, or a folder inside one of the server's configured model folders;
+    never an arbitrary path on the server's disk."""
+    if source in ("tiny", "full-random", "simulated", service.default_editor):
         return
     if MODEL_ID.fullmatch(source) and ".." not in source and not Path(source).expanduser().exists():
         return
@@ -51,7 +52,8 @@ def check_editor_source(source: str, service: JobServiceConfig, path: str) -> No
     if any(folder.is_relative_to(Path(allowed).resolve()) for allowed in service.model_dirs):
         return
     allowed = ", ".join(str(p) for p in service.model_dirs) or "none configured (serve --model-dir)"
-    raise ValidationError(f"{source[:200]!r} is neither a model id (owner/name), 'tiny', 'full-random' nor a folder "
+    raise ValidationError(f"{source[:200]!r} is neither a model id (owner/name), 'tiny', 'full-random', 'simulated' nor a "
+                          "folder "
                           f"inside this server's model folders ({allowed})", field=path)
 
 

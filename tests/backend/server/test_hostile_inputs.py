@@ -128,7 +128,8 @@ def test_editor_sources_a_client_may_name(tmp_path) -> None:
     models = tmp_path / "models"
     (models / "ip2p").mkdir(parents=True)
     config = JobServiceConfig(jobs_dir=tmp_path / "jobs", model_dirs=[models], default_editor="/opt/served/model")
-    for allowed in ("tiny", "full-random", "timbrooks/instruct-pix2pix", "/opt/served/model", str(models / "ip2p")):
+    for allowed in ("tiny", "full-random", "simulated", "timbrooks/instruct-pix2pix", "/opt/served/model",
+                    str(models / "ip2p")):
         check_editor_source(allowed, config, "source")
     for refused in (str(tmp_path), str(models / ".." / ".."), "/", "~/.ssh", "a/b/c"):
         with pytest.raises(protocol.ValidationError):

@@ -1,8 +1,10 @@
-"""A SIMULATED instruction editor for the consistency benchmark. It is not InstructPix2Pix and never used by the product.
+"""A SIMULATED instruction editor: not InstructPix2Pix. For the 3D-consistency benchmark and for demos on machines
+without model weights (editor source ``simulated``); it is named "simulated" wherever a user sees its results.
 
 It implements :class:`backend.editing.base.ImageEditor` so that the engine's Iterative Dataset Update runs unchanged,
-but instead of a diffusion model it knows the ground-truth edited image of every training view (rendered by Blender)
-and imitates what matters about an SDEdit-style 2D editor for 3D consistency:
+but instead of a diffusion model it knows the ground-truth edited image of every training view (rendered by Blender,
+carried by the scene as ``target_file_path`` per frame) and imitates what matters about an SDEdit-style 2D editor for
+3D consistency:
 
 * **SDEdit-like blend**: the result is ``(1 - alpha(t)) * render + alpha(t) * ground_truth_edit``; ``alpha`` grows with
   the noise level ``t`` (little noise keeps the render, full noise gives the edit), ``alpha = s ** blend_exponent``
@@ -29,7 +31,23 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+
+from backend.scene import TARGET_KEY, Scene
+
+SOURCE = "simulated"
+"""``EditorConfig.source`` that selects this editor."""
+
+
+class SimulatedTargetsMissing(ValueError):
+    """The simulated editor was chosen for a scene without ground-truth edited images."""
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """``H W 3`` uint8 pixels (alpha dropped: the engine composites RGBA captures before editing)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 @dataclass
@@ -113,16 +131,18 @@ class SimulatedInstructEditor:
         return cls(stack(originals), stack(targets), config)
 
     @classmethod
-    def from_captures(cls, original_dir: Path, target_dir: Path,
-                      config: SimulationConfig | None = None) -> SimulatedInstructEditor:
-        """From two nerfstudio captures of the same cameras (frames paired by their ``file_path``)."""
-        from benchmarks.consistency.images import read_capture_images
-
-        originals = read_capture_images(original_dir)
-        targets = read_capture_images(target_dir)
-        if list(originals) != list(targets):
-            raise ValueError(f"{original_dir} and {target_dir} do not list the same frames")
-        return cls.from_images(list(originals.values()), list(targets.values()), config)
+    def from_scene(cls, scene: Scene, config: SimulationConfig | None = None) -> SimulatedInstructEditor:
+        """From a scene whose every frame names its ground-truth edit (``target_file_path``), e.g. one uploaded by
+        the add-on with target images, or the demo's scene folder."""
+        missing = [frame.image_path.name for frame in scene.frames if frame.target_path is None]
+        if missing:
+            raise SimulatedTargetsMissing(
+                f"the simulated editor needs a ground-truth edited image for every view ('{TARGET_KEY}' in each "
+                f"frame of transforms.json); {len(missing)} of {scene.num_views} views have none (first: "
+                f"{missing[0]}). Use a real editor (an InstructPix2Pix model id or folder) for real captures.")
+        originals = [_read_rgb(frame.image_path) for frame in scene.frames]
+        targets = [_read_rgb(frame.target_path) for frame in scene.frames if frame.target_path is not None]
+        return cls.from_images(originals, targets, config)
 
     # -- ImageEditor ---------------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from backend.editing.base import ImageEditor
-from benchmarks.consistency.simulated_editor import SimulatedInstructEditor, SimulationConfig, hue_rotation
+from backend.editing.simulated import SimulatedInstructEditor, SimulationConfig, hue_rotation
 
 pytestmark = pytest.mark.timeout(120)
 
