@@ -1,15 +1,19 @@
-"""Load and validate a nerfstudio-format scene before any heavy work starts.
+"""Load and validate a scene before any heavy work starts, in any capture layout the shared ``capture`` package reads
+(nerfstudio ``transforms.json``, NeRF-synthetic / BlenderNeRF, instant-ngp, COLMAP).
 
-A scene is a folder with ``transforms.json`` (intrinsics ``fl_x, fl_y, cx, cy, w, h`` at the top level or per frame,
-and ``frames[].file_path`` + ``frames[].transform_matrix``, camera-to-world in the OpenGL/Blender convention) and the
-images it names. Every problem is reported as a :class:`SceneError` whose ``field`` names the bad JSON field or file,
-so the CLI and the server can show the user exactly what to fix.
+The capture reader checks the cameras; this module adds what the backend needs: every image decodes (catches
+truncated files) and has the size its camera says, all views share one size, and the optional per-frame
+``target_file_path`` (the simulated editor's ground truth) is an image of that size too. Every problem is reported as
+a :class:`SceneError` whose ``field`` names the bad JSON field or file, so the CLI and the server can show the user
+exactly what to fix. Held-out views (val / test splits) are not edited or trained on.
+
+nerfstudio's dataparser reads the scene through :func:`write_dataparser_input`: one nerfstudio ``transforms.json``
+with the training views, whatever layout the user brought.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+import capture as capture_format
+from protocol.messages import AUX_FRAME_KEYS
+
+TARGET_KEY = AUX_FRAME_KEYS["target"]
+"""Per-frame key of the simulated editor's ground-truth edited image (``target_file_path``)."""
+PATH_KEYS = ("mask_path", "depth_file_path", TARGET_KEY)
+"""Per-frame keys holding file paths relative to the capture folder (made absolute for the dataparser)."""
 
 
 class SceneError(ValueError):
@@ -50,88 +60,107 @@ class SceneFrame(PinholeCamera):
 
     image_path: Path = Path()
     """Absolute path of the image."""
+    target_path: Path | None = None
+    """Absolute path of the view's ground-truth edited image (frame key ``target_file_path``), which only the
+    SIMULATED editor reads; None for real captures."""
 
 
 @dataclass(frozen=True)
 class Scene:
     root: Path
-    """Folder holding ``transforms.json``."""
+    """Folder the frames' image paths are relative to (the capture folder)."""
     frames: tuple[SceneFrame, ...]
+    """The training views (edited and trained on)."""
+    capture: capture_format.Capture
+    """The capture as read (all splits, the layout it came in), for writing results back in that layout."""
 
     @property
     def num_views(self) -> int:
         return len(self.frames)
 
+    @property
+    def layout(self) -> str:
+        return self.capture.layout
 
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SceneError(field, f"must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _intrinsic(frame: dict[str, Any], meta: dict[str, Any], name: str, index: int) -> float:
-    if name in frame:
-        return _number(frame[name], f"frames[{index}].{name}")
-    if name in meta:
-        return _number(meta[name], name)
-    raise SceneError(name, f"missing (needed at the top level of transforms.json or in frames[{index}])")
-
-
-def _matrix(value: Any, field: str) -> np.ndarray:
-    try:
-        matrix = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise SceneError(field, "must be a 4x4 list of numbers") from None
-    if matrix.shape != (4, 4):
-        raise SceneError(field, f"must be 4x4, got shape {matrix.shape}")
-    if not np.isfinite(matrix).all():
-        raise SceneError(field, "contains NaN or infinite values")
-    if abs(np.linalg.det(matrix[:3, :3])) < 1e-8:
-        raise SceneError(field, "rotation part is singular")
-    return matrix
+    @property
+    def has_targets(self) -> bool:
+        """Every view has a ground-truth edited image (what the simulated editor needs)."""
+        return all(frame.target_path is not None for frame in self.frames)
 
 
 def load_scene(root: Path | str) -> Scene:
-    """Read and check ``root/transforms.json`` and decode every image it names once (catches truncated files)."""
-    root = Path(root)
-    transforms = root / "transforms.json"
-    if not transforms.is_file():
-        raise SceneError(str(transforms), "transforms.json not found")
+    """Read and check the capture at ``root`` and decode every image it names once."""
     try:
-        meta = json.loads(transforms.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SceneError(str(transforms), f"not readable JSON ({error})") from None
-    if not isinstance(meta, dict):
-        raise SceneError(str(transforms), "must hold a JSON object")
-    raw_frames = meta.get("frames")
-    if not isinstance(raw_frames, list):
-        raise SceneError("frames", "missing or not a list")
-    if not raw_frames:
-        raise SceneError("frames", "zero frames: the scene needs at least one camera with an image")
+        capture = capture_format.read_capture(root)
+    except capture_format.CaptureError as error:
+        raise SceneError(error.field or error.source, error.problem) from None
+    folder = capture_format.capture_folder(capture).resolve()
+    train = [(index, frame) for index, frame in enumerate(capture.frames) if frame.split == "train"]
+    if not train:
+        raise SceneError("frames", "no training views (every frame is in a val or test split)")
     frames = []
-    for index, raw in enumerate(raw_frames):
-        if not isinstance(raw, dict):
-            raise SceneError(f"frames[{index}]", "must be an object")
-        if not isinstance(raw.get("file_path"), str):
-            raise SceneError(f"frames[{index}].file_path", "missing or not a string")
-        if "transform_matrix" not in raw:
-            raise SceneError(f"frames[{index}].transform_matrix", "missing")
-        c2w = _matrix(raw["transform_matrix"], f"frames[{index}].transform_matrix")
-        values = {name: _intrinsic(raw, meta, name, index) for name in INTRINSICS}
-        width, height = int(values["w"]), int(values["h"])
-        if width <= 0 or height <= 0 or width != values["w"] or height != values["h"]:
-            raise SceneError("w/h", f"image size must be positive integers, got {values['w']} x {values['h']}")
-        for name in ("fl_x", "fl_y"):
-            if values[name] <= 0:
-                raise SceneError(name, f"focal length must be positive, got {values[name]}")
-        image_path = (root / raw["file_path"]).resolve()
-        _check_image(image_path, width, height, f"frames[{index}].file_path")
-        frames.append(SceneFrame(c2w=c2w, fl_x=values["fl_x"], fl_y=values["fl_y"], cx=values["cx"], cy=values["cy"],
-                                 width=width, height=height, image_path=image_path))
+    for index, frame in train:
+        k = frame.intrinsics
+        image_path = (folder / frame.file_path).resolve()
+        _check_image(image_path, k.w, k.h, f"frames[{index}].file_path")
+        target_path = None
+        if TARGET_KEY in frame.extra:
+            if not isinstance(frame.extra[TARGET_KEY], str):
+                raise SceneError(f"frames[{index}].{TARGET_KEY}", "must be a string")
+            target_path = (folder / frame.extra[TARGET_KEY]).resolve()
+            _check_image(target_path, k.w, k.h, f"frames[{index}].{TARGET_KEY}")
+        frames.append(SceneFrame(c2w=np.asarray(frame.transform_matrix, dtype=np.float64), fl_x=k.fl_x, fl_y=k.fl_y,
+                                 cx=k.cx, cy=k.cy, width=k.w, height=k.h, image_path=image_path,
+                                 target_path=target_path))
     sizes = {(frame.width, frame.height) for frame in frames}
     if len(sizes) > 1:
         raise SceneError("w/h", f"all frames must share one image size, found {sorted(sizes)}")
-    return Scene(root.resolve(), tuple(frames))
+    return Scene(folder, tuple(frames), capture)
+
+
+def write_dataparser_input(scene: Scene, folder: Path) -> Path:
+    """``folder/transforms.json``: the training views as nerfstudio's dataparser reads them, with absolute image
+    paths into the capture (nothing is copied). No ``applied_transform``: the cameras' frame is the input frame
+    that results are exported in. Returns ``folder``."""
+    frames = []
+    for frame in scene.capture.train_frames:
+        extra: dict[str, Any] = {key: value for key, value in frame.extra.items() if key not in PATH_KEYS}
+        extra.update({key: str((scene.root / frame.extra[key]).resolve()) for key in PATH_KEYS
+                      if isinstance(frame.extra.get(key), str)})
+        frames.append(capture_format.CaptureFrame(str((scene.root / frame.file_path).resolve()), frame.intrinsics,
+                                                  frame.transform_matrix, extra))
+    capture_format.write_transforms(folder / "transforms.json",
+                                    capture_format.Capture(frames, camera_model=scene.capture.camera_model))
+    return folder
+
+
+def export_in_layout(scene: Scene, edited: dict[str, Path], folder: Path) -> Path:
+    """The capture as the user brought it, with the edited images in place of the originals: the layout's own
+    camera files copied unchanged (``transforms*.json``, or COLMAP's model folder) and every image at its relative
+    path (``edited``: image path relative to the scene -> edited file; others are copied as they were)."""
+    source = scene.capture.source
+    assert source is not None, "a loaded scene knows where it came from"
+    folder.mkdir(parents=True, exist_ok=True)
+    if scene.layout == "colmap":
+        model = capture_format.colmap.find_model(source)
+        assert model is not None
+        relative = model.relative_to(scene.root) if model.is_relative_to(scene.root) else Path("sparse") / "0"
+        shutil.copytree(model, folder / relative, dirs_exist_ok=True)
+    elif source.is_dir():  # NeRF-synthetic: every split's file
+        for path in sorted(source.glob("transforms_*.json")):
+            shutil.copyfile(path, folder / path.name)
+    else:
+        shutil.copyfile(source, folder / source.name)
+    for frame in scene.capture.frames:
+        target = folder / frame.file_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source_image = edited.get(Path(frame.file_path).as_posix(), scene.root / frame.file_path)
+        if source_image.suffix.lower() == target.suffix.lower():
+            shutil.copyfile(source_image, target)
+        else:  # an edited PNG where the capture has a JPEG: same name, the capture's format
+            with Image.open(source_image) as image:
+                image.convert("RGB").save(target)
+    return folder
 
 
 def _check_image(path: Path, width: int, height: int, field: str) -> None:

@@ -1,8 +1,8 @@
 """Build the installable extension zip: ``python3 build.py addon`` runs ``<blender env python> -m
 blender_addon.packaging``.
 
-Steps: stage ``blender_addon/`` as the extension root, vendor the repository's ``protocol/`` package into it as the
-subpackage ``protocol`` (the add-on imports it relatively, see ``core/protocol_link.py``), put the pyzmq wheels the
+Steps: stage ``blender_addon/`` as the extension root, vendor the repository's ``protocol/`` and ``capture/`` packages
+into it as subpackages (the add-on imports them relatively, see ``core/protocol_link.py``), put the pyzmq wheels the
 manifest lists under ``wheels/`` (downloaded once with pip into ``~/.cache/in2n-blender/wheels``), then build and
 validate with Blender's own extension tool (``blender_ext.py``, shipped inside the ``bpy`` package).
 One zip per Python ABI (Blender infers Python versions from wheel names and cannot mix cp311 with abi3 wheels):
@@ -29,7 +29,8 @@ from pathlib import Path
 
 ADDON_DIR = Path(__file__).resolve().parent
 REPO_ROOT = ADDON_DIR.parent
-PROTOCOL_DIR = REPO_ROOT / "protocol"
+VENDORED = ("protocol", "capture")
+"""Repository packages copied into the extension as subpackages of the same name (stdlib / pyzmq only)."""
 WHEEL_CACHE = Path(os.environ.get("IN2N_WHEEL_CACHE", Path.home() / ".cache" / "in2n-blender" / "wheels"))
 #: (Python version, pip platform tag) pairs whose pyzmq wheels cover Windows, Linux and macOS (universal2) on
 #: Blender 4.2-5.0 (Python 3.11) and 5.1+ (Python 3.13, served by pyzmq's cp312-abi3 wheels).
@@ -145,13 +146,14 @@ def variant_manifest(text: str, variant: Variant, wheels: list[Path]) -> str:
 
 
 def stage(target: Path, wheels: list[Path], variant: Variant) -> Path:
-    """Lay out the extension folder: add-on code, vendored protocol package, the variant's wheels."""
+    """Lay out the extension folder: add-on code, vendored protocol and capture packages, the variant's wheels."""
     shutil.copytree(ADDON_DIR, target, ignore=STAGE_EXCLUDE)
     manifest_path = target / "blender_manifest.toml"
     manifest_path.write_text(variant_manifest(manifest_path.read_text(encoding="utf-8"), variant, wheels), encoding="utf-8")
-    if (target / "protocol").exists():
-        raise PackagingError("blender_addon/protocol exists: it would shadow the vendored protocol package")
-    shutil.copytree(PROTOCOL_DIR, target / "protocol", ignore=STAGE_EXCLUDE)
+    for package in VENDORED:
+        if (target / package).exists():
+            raise PackagingError(f"blender_addon/{package} exists: it would shadow the vendored {package} package")
+        shutil.copytree(REPO_ROOT / package, target / package, ignore=STAGE_EXCLUDE)
     (target / "wheels").mkdir()
     for wheel in wheels:
         shutil.copy2(wheel, target / "wheels" / wheel.name)

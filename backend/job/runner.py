@@ -21,7 +21,7 @@ from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform, make_camera
 from backend.nerf.setup import build_pipeline, resolve_device
 from backend.nerf.trainer import NerfTrainer
-from backend.scene import Scene, SceneError
+from backend.scene import Scene, SceneError, export_in_layout, write_dataparser_input
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -77,7 +77,9 @@ class JobRun:
 
         device = resolve_device(config.device)
         self.callbacks.on_log(f"building nerfacto on {device} for {self.scene.num_views} views")
-        pipeline, optimizers = build_pipeline(config, self.scene.root, device)
+        # nerfstudio reads one transforms.json of the training views, whatever layout the user brought
+        pipeline, optimizers = build_pipeline(config, write_dataparser_input(self.scene, self.jobs.root / "input"),
+                                              device)
         self.trainer = NerfTrainer(pipeline, optimizers, mixed_precision=config.nerf.mixed_precision)
         outputs = self.trainer.datamanager.train_dataparser_outputs
         self.transform = DataparserTransform(outputs.dataparser_transform.numpy(), float(outputs.dataparser_scale))
@@ -123,7 +125,7 @@ class JobRun:
                 self.callbacks.on_log(f"warning: no geometry exported: {error}")
             if self.stop.is_set():
                 return self._cancelled()
-        self._write_manifest(exported)
+        self._write_manifest(exported, self._export_capture())
         self.state.status, self.state.phase = "done", "done"
         self.jobs.write_state(self.state)
         self.callbacks.on_state("done", str(self.jobs.manifest))
@@ -150,7 +152,7 @@ class JobRun:
         self.callbacks.on_log(f"loading editor {editor_config.source!r}")
         self.engine.editor = load_editor(editor_config.source, device=editor_config.device or device,
                                          memory_mode=self.config.memory_mode,
-                                         max_side=editor_config.max_side)
+                                         max_side=editor_config.max_side, scene=self.scene)
         return self.engine.editor
 
     def _restore(self) -> None:
@@ -286,7 +288,12 @@ class JobRun:
         self.callbacks.on_state("cancelled", f"checkpoint {self.state.checkpoint}")
         return self._result("cancelled")
 
-    def _write_manifest(self, exported) -> None:
+    def _export_capture(self) -> Path:
+        """The user's capture in its own layout, with the edited images in place (``edited_capture/``)."""
+        edited = {name: self.jobs.edited_path(name) for name in self.image_names if self.jobs.edited_path(name).is_file()}
+        return export_in_layout(self.scene, edited, self.jobs.root / "edited_capture")
+
+    def _write_manifest(self, exported, edited_capture: Path) -> None:
         relative = lambda path: str(Path(path).relative_to(self.jobs.root))  # noqa: E731
         manifest = {
             "prompt": self.config.prompt,
@@ -306,6 +313,7 @@ class JobRun:
             "edited_images": {name: relative(self.jobs.edited_path(name)) for name in self.image_names
                               if self.jobs.edited_path(name).is_file()},
             "history": sorted(relative(p) for p in self.jobs.history.glob("step-*")),
+            "edited_capture": {"layout": self.scene.layout, "folder": relative(edited_capture)},
             "checkpoint": f"checkpoints/{self.state.checkpoint}",
             "config": dataclasses.asdict(self.config),
         }

@@ -1,5 +1,6 @@
-"""Existing captures: import a nerfstudio ``transforms.json`` as cameras (+ image planes or camera backgrounds),
-and export cameras back to ``transforms.json``."""
+"""Existing captures: import one (nerfstudio, NeRF-synthetic / BlenderNeRF, instant-ngp or COLMAP, read by the shared
+``capture`` package) as cameras (+ image planes or camera backgrounds), and export cameras back to
+``transforms.json``. Held-out views (val / test splits) go into a child collection the edit does not use."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import bpy
 import numpy as np
 
 from ..core.poses import frustum_corners
-from ..core.transforms_io import Capture, CaptureFrame, read_capture, write_capture
+from ..core.protocol_link import capture as capture_format
 from . import cameras as cams
 
 PLANE_DEPTH_FACTOR = 0.1
@@ -19,23 +20,31 @@ PLANE_DEPTH_FACTOR = 0.1
 
 def import_capture(scene: bpy.types.Scene, path: str | Path, display: str = "PLANES") -> bpy.types.Collection:
     """Cameras (and photos) of a capture in a new collection; the scene resolution follows the first frame."""
-    capture = read_capture(path)
-    folder = Path(path).parent if Path(path).suffix == ".json" else Path(path)
+    capture = capture_format.read_capture(path)
+    folder = capture_format.capture_folder(capture)
     first = capture.frames[0].intrinsics
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = first.w, first.h, 100
     ycor = first.fl_x / first.fl_y
     scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = (1.0, ycor) if ycor >= 1 else (1.0 / ycor, 1.0)
     collection = cams.new_collection(scene, f"in2n capture {folder.name}")
     collection["in2n_capture"] = json.dumps({"folder": str(folder), "camera_model": capture.camera_model,
-                                             "extra": capture.extra})
+                                             "extra": capture.extra, "layout": capture.layout})
+    held_out: bpy.types.Collection | None = None
     positions = np.array([np.array(f.transform_matrix)[:3, 3] for f in capture.frames])
     spread = float(np.linalg.norm(positions.max(axis=0) - positions.min(axis=0))) or 1.0
     for index, frame in enumerate(capture.frames):
-        obj = cams.new_camera(collection, Path(frame.file_path).stem or f"frame_{index:05d}", frame.transform_matrix)
+        owner = collection
+        if frame.split != "train":  # held-out views: shown, but not among the views the edit uploads
+            if held_out is None:
+                held_out = bpy.data.collections.new(f"{collection.name} held-out")
+                scene.collection.children.link(held_out)
+            owner = held_out
+        obj = cams.new_camera(owner, Path(frame.file_path).stem or f"frame_{index:05d}", frame.transform_matrix)
         cams.apply_intrinsics(obj, frame.intrinsics)
         obj[cams.PROP_FILE_PATH] = frame.file_path
         obj[cams.PROP_SIZE] = [frame.intrinsics.w, frame.intrinsics.h]
         obj[cams.PROP_EXTRA] = json.dumps(frame.extra)
+        obj[cams.PROP_SPLIT] = frame.split
         image_file = capture.image_path(folder, frame)
         if display == "NONE" or not image_file.is_file():
             continue
@@ -44,11 +53,11 @@ def import_capture(scene: bpy.types.Scene, path: str | Path, display: str = "PLA
             obj.data.show_background_images = True
             obj.data.background_images.new().image = image
         else:
-            add_image_plane(collection, obj, frame, image, depth=PLANE_DEPTH_FACTOR * spread)
+            add_image_plane(owner, obj, frame, image, depth=PLANE_DEPTH_FACTOR * spread)
     return collection
 
 
-def add_image_plane(collection: bpy.types.Collection, camera: bpy.types.Object, frame: CaptureFrame,
+def add_image_plane(collection: bpy.types.Collection, camera: bpy.types.Object, frame: capture_format.CaptureFrame,
                     image: bpy.types.Image, depth: float) -> bpy.types.Object:
     """A quad exactly covering the camera's view at ``depth``, parented to the camera, showing the photo."""
     k = frame.intrinsics
@@ -105,11 +114,20 @@ def export_capture(scene: bpy.types.Scene, objects: list[bpy.types.Object], path
     frames = []
     for index, obj in enumerate(objects):
         extra = json.loads(obj.get(cams.PROP_EXTRA, "{}"))
-        frames.append(CaptureFrame(cams.file_path_of(obj, index), cams.camera_intrinsics(obj, scene, size),
-                                   cams.camera_to_world(obj), extra))
+        frames.append(capture_format.CaptureFrame(cams.file_path_of(obj, index), cams.camera_intrinsics(obj, scene, size),
+                                                  cams.camera_to_world(obj), extra))
     capture_info = {}
     for collection in {c for obj in objects for c in obj.users_collection}:
         if "in2n_capture" in collection:
             capture_info = json.loads(collection["in2n_capture"])
-    capture = Capture(frames, camera_model=capture_info.get("camera_model", "OPENCV"), extra=capture_info.get("extra", {}))
-    return write_capture(path, capture)
+    capture = capture_format.Capture(frames, camera_model=capture_info.get("camera_model", "OPENCV"),
+                                     extra=capture_info.get("extra", {}))
+    return capture_format.write_transforms(path, capture)
+
+
+def capture_folder_of(objects: list[bpy.types.Object]) -> Path | None:
+    """The folder of the capture these cameras were imported from (their photos' ``file_path``s are relative to it)."""
+    for collection in {c for obj in objects for c in obj.users_collection}:
+        if "in2n_capture" in collection:
+            return Path(json.loads(collection["in2n_capture"])["folder"])
+    return None

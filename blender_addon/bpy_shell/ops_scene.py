@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ..core.transforms_io import CaptureError
+from ..core.protocol_link import capture as capture_format
 from . import cameras as cams
 from . import capture as capture_io
 
@@ -42,14 +43,15 @@ class IN2N_OT_generate_orbit(bpy.types.Operator):
 
 
 class IN2N_OT_import_capture(bpy.types.Operator, ImportHelper):
-    """Import a nerfstudio transforms.json capture as cameras with its photos"""
+    """Import a capture as cameras with its photos: nerfstudio transforms.json, NeRF-synthetic / BlenderNeRF
+    transforms_train.json, instant-ngp transforms.json, or a COLMAP model (pick its cameras.bin / cameras.txt)"""
 
     bl_idname = "in2n.import_capture"
     bl_label = "Import capture"
     bl_options = {"REGISTER", "UNDO"}
 
     filename_ext = ".json"
-    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: StringProperty(default="*.json;*.bin;*.txt", options={"HIDDEN"})  # type: ignore[valid-type]
     display: EnumProperty(  # type: ignore[valid-type]
         name="Show photos as", items=[("PLANES", "Image planes", ""), ("BACKGROUND", "Camera backgrounds", ""),
                                       ("NONE", "Nothing", "")], default="PLANES")
@@ -57,13 +59,14 @@ class IN2N_OT_import_capture(bpy.types.Operator, ImportHelper):
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
             collection = capture_io.import_capture(context.scene, self.filepath, self.display)
-        except (CaptureError, OSError, RuntimeError) as exc:
+        except (capture_format.CaptureError, OSError, RuntimeError) as exc:
             self.report({"ERROR"}, f"Import capture failed: {exc}")
             return {"CANCELLED"}
         settings = context.scene.in2n
         settings.camera_collection, settings.source, settings.capture_path = collection, "CAPTURE", self.filepath
         cameras = cams.collection_cameras(collection)
-        self.report({"INFO"}, f"Imported {len(cameras)} cameras into '{collection.name}'")
+        layout = json.loads(collection["in2n_capture"])["layout"]
+        self.report({"INFO"}, f"Imported {len(cameras)} cameras ({layout} layout) into '{collection.name}'")
         return {"FINISHED"}
 
 

@@ -9,7 +9,14 @@ origin at the top-left corner, pixel ``i`` covers ``[i, i + 1)``, so the image c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from .protocol_link import capture
+
+if TYPE_CHECKING:
+    from capture import Intrinsics
+else:
+    Intrinsics = capture.Intrinsics  # nerfstudio pinhole intrinsics, as the shared capture reader defines them
 
 SensorFit = Literal["AUTO", "HORIZONTAL", "VERTICAL"]
 
@@ -33,18 +40,6 @@ class BlenderCamera:
     height: int
     pixel_aspect_x: float = 1.0
     pixel_aspect_y: float = 1.0
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """nerfstudio pinhole intrinsics (``transforms.json`` keys)."""
-
-    fl_x: float
-    fl_y: float
-    cx: float
-    cy: float
-    w: int
-    h: int
 
 
 def render_size(resolution_x: int, resolution_y: int, percentage: int) -> tuple[int, int]:

@@ -1,15 +1,16 @@
-"""Where the add-on finds the ``protocol`` package.
+"""Where the add-on finds the repository packages it shares with the backend: ``protocol`` and ``capture``.
 
-The extension zip vendors the repository's top-level ``protocol/`` as the subpackage ``<extension>/protocol``
-(``blender_addon.packaging`` copies it), so an installed extension imports it relatively and never depends on
-what else is on Blender's ``sys.path``. In a repository checkout (tests, development) the top-level package is used.
+The extension zip vendors the repository's top-level ``protocol/`` and ``capture/`` as subpackages of the same name
+(``blender_addon.packaging`` copies them), so an installed extension imports them relatively and never depends on
+what else is on Blender's ``sys.path``. In a repository checkout (tests, development) the top-level packages are used.
 """
 
 from __future__ import annotations
 
 try:
-    from .. import protocol  # type: ignore[attr-defined]  # vendored copy inside the extension zip
+    from .. import capture, protocol  # type: ignore[attr-defined]  # vendored copies inside the extension zip
 except ImportError:
-    import protocol  # repository checkout: the top-level package
+    import capture  # repository checkout: the top-level packages
+    import protocol
 
-__all__ = ["protocol"]
+__all__ = ["capture", "protocol"]

@@ -57,7 +57,7 @@ def make_capture(folder: Path) -> dict:
 
 def resolved(data: dict) -> list[dict]:
     """Per-frame view of a transforms.json (shared values folded in, 3x4 matrices completed)."""
-    from blender_addon.core.transforms_io import parse_capture
+    from capture import parse_capture
 
     capture = parse_capture(data)
     return [{"file_path": f.file_path, **f.intrinsics.__dict__, "matrix": np.array(f.transform_matrix), **f.extra}

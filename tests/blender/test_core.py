@@ -10,7 +10,7 @@ from blender_addon.core import session as ss
 from blender_addon.core import worker_api as api
 from blender_addon.core.camera_model import BlenderCamera, Intrinsics, blender_from_intrinsics, intrinsics_from_blender
 from blender_addon.core.pixels import from_blender_pixels, to_blender_pixels
-from blender_addon.core.transforms_io import CaptureError, capture_to_json, parse_capture
+from capture import CaptureError, capture_to_json, parse_capture
 from protocol import messages as m
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,7 +46,7 @@ def test_capture_errors_name_the_field() -> None:
     frame = {"file_path": "a.png", "transform_matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
     good = {"fl_x": 10, "fl_y": 10, "cx": 5, "cy": 5, "w": 10, "h": 10}
     assert parse_capture({**good, "frames": [frame]}).frames[0].intrinsics.w == 10
-    cases = [({**good, "frames": []}, "'frames' must be a non-empty list"),
+    cases = [({**good, "frames": []}, "frames: must be a non-empty list"),
              ({**good, "fl_x": -1, "frames": [frame]}, r"frames\[0\]\.fl_x: must be > 0"),
              ({**good, "frames": [{**frame, "cx": float("nan")}]}, r"frames\[0\]\.cx: expected a finite number"),
              ({**good, "frames": [{**frame, "transform_matrix": [[1, 0]]}]}, r"frames\[0\]\.transform_matrix"),

@@ -27,7 +27,8 @@ def test_zips_validate_and_carry_the_right_wheels(built_zips: list[dict[str, Any
             names = set(archive.namelist())
             manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
         # the protocol package is vendored, the repo-only packager is not shipped, no bytecode
-        assert {"protocol/__init__.py", "protocol/client.py", "core/worker.py", "bpy_shell/__init__.py"} <= names
+        assert {"protocol/__init__.py", "protocol/client.py", "capture/__init__.py", "capture/colmap.py",
+                "core/worker.py", "bpy_shell/__init__.py"} <= names
         assert "packaging.py" not in names and not any(n.endswith(".pyc") for n in names)
         wheels = [Path(w).name for w in manifest["wheels"]]
         assert {f"wheels/{w}" for w in wheels} <= names
@@ -57,6 +58,7 @@ def test_validator_rejects_a_broken_manifest(tmp_path: Path) -> None:
 def test_installed_from_zip_uses_the_vendored_protocol(addon: ModuleType) -> None:
     assert addon.__name__ == ADDON_MODULE
     assert addon.core.protocol_link.protocol.__name__ == f"{ADDON_MODULE}.protocol"
+    assert addon.core.protocol_link.capture.__name__ == f"{ADDON_MODULE}.capture"
     assert ADDON_MODULE in bpy.context.preferences.addons
     scratch = Path(addon.bpy_shell.runtime.scratch_dir("renders"))
     assert scratch.is_dir() and Path(addon.__file__).parent not in scratch.parents
@@ -89,7 +91,7 @@ def test_core_imports_without_blender() -> None:
     """bpy-free modules import in a Python where importing bpy fails."""
     code = (
         "import sys; sys.modules['bpy'] = None; sys.modules['mathutils'] = None\n"
-        "import blender_addon, blender_addon.core.camera_model, blender_addon.core.transforms_io, "
+        "import blender_addon, blender_addon.core.camera_model, capture, "
         "blender_addon.core.poses, blender_addon.core.worker, blender_addon.core.session, "
         "blender_addon.core.local_backend, blender_addon.core.pixels\n"
         "import blender_addon.core.worker as w; print(w.protocol.__name__)\n"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from blender_addon.core.camera_model import project
-from blender_addon.core.transforms_io import read_capture
+from capture import read_transforms as read_capture
 from demo import procedural_scene as ps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
