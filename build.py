@@ -175,7 +175,7 @@ def run(command: list[str], **kwargs) -> int:
 #: ``--strict`` (pyproject.toml), bpy_shell against Blender's stubs with a looser profile (property annotations).
 LINTERS = [
     ("backend", ["-m", "ruff", "check", "."]),
-    ("backend", ["-m", "mypy", "--strict", "protocol"]),
+    ("backend", ["-m", "mypy", "--strict", "protocol", "capture"]),
     ("backend", ["-m", "mypy", "backend", "blender_addon/core"]),
     # bpy_shell against fake-bpy-module's stubs: they type context.scene and friends as Optional, property
     # annotations as invalid types and RNA overrides as incompatible, so those codes are off; call arity, returns,
@@ -262,15 +262,20 @@ def main(argv: list[str] | None = None) -> int:
     addon = sub.add_parser("addon", help="build the installable Blender extension zip into dist/")
     addon.add_argument("addon_args", nargs=argparse.REMAINDER, help="arguments passed to the packager")
     addon.set_defaults(func=command_addon)
-    # Options meant for pytest / the demo (e.g. `test -x -q`) are passed through rather than rejected.
-    args, passthrough = parser.parse_known_args(argv)
-    for name in ("pytest_args", "demo_args", "addon_args"):
-        if hasattr(args, name):
-            setattr(args, name, [*getattr(args, name), *passthrough])
-            passthrough = []
-    if passthrough:
-        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    # Everything after `test`, `demo` or `addon` belongs to pytest / the demo / the packager, in its order (argparse
+    # would reorder `demo --out X` into `X --out`); only `test --no-lint` is build.py's own.
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASSTHROUGH:
+        own = [arg for arg in argv[1:] if arg == "--no-lint"] if argv[0] == "test" else []
+        args = parser.parse_args([argv[0], *own])
+        setattr(args, PASSTHROUGH[argv[0]], [arg for arg in argv[1:] if arg not in own])
+    else:
+        args = parser.parse_args(argv)
     return args.func(args)
+
+
+#: Commands whose remaining arguments are passed on, and the attribute that holds them.
+PASSTHROUGH = {"test": "pytest_args", "demo": "demo_args", "addon": "addon_args"}
 
 
 if __name__ == "__main__":
