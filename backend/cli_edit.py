@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     d_nerf, d_update, d_output = NerfConfig(), DatasetUpdateConfig(), OutputConfig()
     job = parser.add_argument_group("job")
-    job.add_argument("--data", required=True, type=Path, help="scene folder holding transforms.json and its images")
+    job.add_argument("--data", required=True, type=Path,
+                     help="the capture: a folder (or its camera file) in one of the layouts nerfstudio "
+                          "(transforms.json), NeRF-synthetic / BlenderNeRF (transforms_train.json), instant-ngp, "
+                          "COLMAP (sparse/0 + images/); the edit is written back in the same layout")
     job.add_argument("--prompt", help="the editing instruction (required for a new job; a resumed job keeps its own) (default: none)")
     job.add_argument("--output", required=True, type=Path, help="job directory (created; an existing one is resumed)")
     job.add_argument("--editor", default=EditorConfig().source,

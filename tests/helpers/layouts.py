@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from tests.helpers.scenes import DEFAULT_SPHERES, look_at, render_spheres
 
@@ -45,10 +45,28 @@ def ring(count: int) -> list[np.ndarray]:
     return poses
 
 
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """``H W 3`` uint8 as an 8-bit RGB PNG, with the standard library alone (Blender's test environments have no
+    Pillow)."""
+    height, width = rgb.shape[:2]
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(rgb, dtype=np.uint8))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def _render(path: Path, c2w: np.ndarray, width: int, height: int, focal: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(render_spheres(c2w, width, height, focal, CENTER, SCALE, DEFAULT_SPHERES))
-    image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
+    pixels = render_spheres(c2w, width, height, focal, CENTER, SCALE, DEFAULT_SPHERES)
+    if path.suffix == ".jpg":
+        from PIL import Image  # JPEG only in the backend environment
+
+        Image.fromarray(pixels).save(path, quality=95)
+    else:
+        write_png(path, pixels)
 
 
 def write_nerf_synthetic(folder: Path, *, train: int = 8, test: int = 2, size: int = 32) -> Written:
@@ -65,7 +83,7 @@ def write_nerf_synthetic(folder: Path, *, train: int = 8, test: int = 2, size: i
     return Written(folder, poses[:train], (focal, focal), (size / 2, size / 2), (size, size))
 
 
-def write_instant_ngp(folder: Path, *, views: int = 8, width: int = 36, height: int = 28) -> Written:
+def write_instant_ngp(folder: Path, *, views: int = 8, width: int = 36, height: int = 28, suffix: str = ".jpg") -> Written:
     """instant-ngp's ``transforms.json``: ``camera_angle_x``, an off-centre principal point, ``aabb_scale``,
     ``scale`` / ``offset`` (instant-ngp's own normalisation), JPEG images named with their extension."""
     angle = 0.9
@@ -74,8 +92,8 @@ def write_instant_ngp(folder: Path, *, views: int = 8, width: int = 36, height: 
     poses = ring(views)
     frames = []
     for index, c2w in enumerate(poses):
-        _render(folder / "images" / f"{index:04d}.jpg", c2w, width, height, focal)
-        frames.append({"file_path": f"images/{index:04d}.jpg", "sharpness": 50.0, "transform_matrix": c2w.tolist()})
+        _render(folder / "images" / f"{index:04d}{suffix}", c2w, width, height, focal)
+        frames.append({"file_path": f"images/{index:04d}{suffix}", "sharpness": 50.0, "transform_matrix": c2w.tolist()})
     (folder / "transforms.json").write_text(json.dumps({
         "camera_angle_x": angle, "cx": cx, "cy": cy, "aabb_scale": 4, "scale": 0.33, "offset": [0.5, 0.5, 0.5],
         "frames": frames}))

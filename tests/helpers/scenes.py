@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,8 @@ def make_tiny_scene(
 
     ``target_spheres``: also render the scene as these spheres into ``targets/frame_XXXXX.png``, named by each
     frame's ``target_file_path`` (the simulated editor's ground-truth edit)."""
+    from PIL import Image  # the backend environment's; the rest of this module also serves Blender's tests
+
     path = Path(path)
     (path / "images").mkdir(parents=True, exist_ok=True)
     center_array = np.array(center, dtype=float)
