@@ -7,7 +7,10 @@ the .blend, a before/after contact sheet, a turntable of the imported result (GI
 summary.json, and prints where they are.
 
 Editor: real InstructPix2Pix when its weights are on this machine (``--editor PATH`` or the Hugging Face cache) and
-the backend has a GPU; otherwise the tiny RANDOM editor, whose edit is NOT meaningful (the demo says so).
+the backend has a GPU; otherwise the SIMULATED editor (not InstructPix2Pix, and the demo says so everywhere): Blender
+renders the intended edit (the yellow sphere as blue glass) from every training camera, the add-on uploads these
+targets with the views, and the simulated editor returns view-inconsistent blends toward them, which Iterative Dataset
+Update turns into one consistent 3D edit. ``--editor tiny`` uses the tiny RANDOM InstructPix2Pix (NOT meaningful).
 The backend runs with ``$IN2N_BACKEND_PYTHON`` (build.py sets it to the backend environment).
 """
 
@@ -32,8 +35,8 @@ def parse_args(argv: list[str] | None) -> DemoConfig:
     parser.add_argument("--out", type=Path, default=defaults.out_dir, help="output folder (default: %(default)s)")
     parser.add_argument("--instruction", default=defaults.instruction, help="edit instruction (default: %(default)r)")
     parser.add_argument("--editor", default=None,
-                        help="tiny, or a local diffusers InstructPix2Pix folder (default: the Hugging Face cache's "
-                             "timbrooks/instruct-pix2pix when present, else tiny)")
+                        help="simulated, tiny, or a local diffusers InstructPix2Pix folder (default: the Hugging Face "
+                             "cache's timbrooks/instruct-pix2pix when present, else simulated)")
     parser.add_argument("--preset", choices=("auto", "cpu", "paper"), default="auto",
                         help="cpu: tiny models, minutes on a CPU; paper: the paper's schedule on a GPU; auto: paper "
                              "with real weights on a GPU backend, else cpu (default)")

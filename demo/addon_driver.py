@@ -149,6 +149,25 @@ class AddonDriver:
             raise DemoError(f"Import result failed: {state.last_error}")
         return self.rt.imported[-1]
 
+    def download(self, kinds: tuple[str, ...], folder: Path, timeout_s: float) -> dict[str, Path]:
+        """Download the finished job's artifacts of ``kinds`` without importing them (through the add-on's worker,
+        as Import result does); returns artifact name -> file."""
+        from importlib import import_module
+
+        api = import_module(f"{self.addon.__name__}.core.worker_api")
+        state = self.rt.state
+        if state.job is None:
+            raise DemoError("no job to download results of")
+        if not any(artifact.kind in kinds for artifact in state.job.artifacts):
+            return {}  # e.g. a job that rendered no history
+        before, error_before = dict(state.downloaded), state.last_error
+        self.rt.submit(api.FetchResults(state.job.job_id, folder, kinds, import_files=False))
+        self.pump_until(lambda: state.downloaded != before or state.last_error not in ("", error_before),
+                        timeout_s, f"downloading the job's {', '.join(kinds)} results")
+        if state.downloaded == before:
+            raise DemoError(f"downloading the job's {', '.join(kinds)} results failed: {state.last_error}")
+        return {name: path for name, path in state.downloaded.items() if before.get(name) != path}
+
     def stop_local_backend(self) -> None:
         """The "Stop local backend" button (when the backend this session started is still running)."""
         process = self.rt.local_backend

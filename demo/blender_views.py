@@ -15,6 +15,7 @@ import numpy as np
 from demo import procedural_scene as ps
 
 TRAINING_COLLECTION = "Training cameras"
+INTENDED_MATERIAL = "Blue glass (intended edit)"
 TURNTABLE_COLLECTION = "Turntable cameras"
 TRAINING_ELEVATIONS_DEG = (20.0, 40.0)
 CAMERA_DISTANCE = 4.5
@@ -107,6 +108,15 @@ def near_clip(cameras: Sequence[bpy.types.Object], clip_start: float) -> Iterato
     finally:
         for camera, value in zip(cameras, saved):
             camera.data.clip_start = value
+
+
+@contextlib.contextmanager
+def intended_edit(object_name: str) -> Iterator[None]:
+    """Inside the block the scene shows the intended result of the demo's instruction: ``object_name`` as blue glass
+    (what the simulated editor aims at, and what results are scored against)."""
+    material = bpy.data.materials.get(INTENDED_MATERIAL) or ps.glass_material(INTENDED_MATERIAL, ps.GlassSpec())
+    with ps.edited_look(object_name, material):
+        yield
 
 
 def result_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:

@@ -48,10 +48,11 @@ class Preset:
 
 
 CPU = Preset(
-    name="cpu", views=10, size=96, samples=16, reconstruction_steps=400, total_steps=60, edit_every_n_steps=10, ddim_steps=4,
-    memory_mode="in2n-tiny",
+    name="cpu", views=10, size=96, samples=16, reconstruction_steps=400, total_steps=300, edit_every_n_steps=10,
+    ddim_steps=4, memory_mode="in2n-tiny",
+    # history_every beyond the job's length: only the final NeRF renders (every view), for the contact sheet
     engine_overrides={"device": "cpu", "nerf": CPU_NERF,
-                      "output": {"checkpoint_every": 100000, "history_every": 0, "export_num_points": 20000,
+                      "output": {"checkpoint_every": 100000, "history_every": 1_000_000, "export_num_points": 20000,
                                  "poisson_depth": 6}},
 )
 PAPER = Preset(
@@ -84,6 +85,8 @@ class DemoConfig:
     """Override of the preset's reconstruction steps."""
     total_steps: int | None = None
     """Override of the preset's Iterative DU steps."""
+    simulated_object: str = "Sphere"
+    """The object the simulated editor's targets show as blue glass (the default instruction's meaning)."""
     sheet_views: int = 4
     """Views shown in the before/after contact sheet."""
     turntable_frames: int = 12
@@ -125,12 +128,13 @@ def engine_overrides(preset: Preset, editor_source: str, *, lpips_available: boo
     """The preset's engine overrides plus the editor; LPIPS is switched off when AlexNet's weights are missing."""
     overrides = copy.deepcopy(preset.engine_overrides)
     overrides.setdefault("editor", {})["source"] = editor_source
+    overrides.setdefault("output", {})["history_views"] = preset.views  # the NeRF's render of every training view
     if preset.memory_mode != "in2n-tiny" and not lpips_available:
         overrides.setdefault("nerf", {}).update({"use_lpips": False, "patch_size": 1})
     return overrides
 
 
-OUTPUT_PARTS = ("scene", "edited", "result_views", "turntable", "work", "demo.blend", "contact_sheet.png",
+OUTPUT_PARTS = ("scene", "edited", "nerf_renders", "result_views", "turntable", "work", "demo.blend", "contact_sheet.png",
                 "losses.png", "turntable.gif", "turntable_strip.png", "summary.json", "report_plan.json", "progress.json")
 """What the demo writes into its output folder; a new run removes these first (nothing else there is touched)."""
 

@@ -1,4 +1,6 @@
-"""Which InstructPix2Pix the demo edits with: real weights when they are on this machine, else the tiny random one.
+"""Which editor the demo edits with: real InstructPix2Pix weights when they are on this machine, else the SIMULATED
+editor (not InstructPix2Pix: it blends each view toward Blender's render of the intended edit, view-inconsistently,
+so Iterative Dataset Update has real work to do), or the tiny random InstructPix2Pix when asked for (``--editor tiny``).
 
 Nothing is downloaded: a local diffusers folder given with ``--editor PATH`` is checked, otherwise the Hugging Face
 cache is searched for ``timbrooks/instruct-pix2pix`` (the layout ``huggingface_hub`` writes:
@@ -21,10 +23,17 @@ REQUIRED_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 """Sub-folders of a diffusers InstructPix2Pix folder the backend loads."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
-TINY_NOTE = ("no InstructPix2Pix weights on this machine: the demo edits with the TINY RANDOM editor, so the edit is "
-             "NOT meaningful (random weights); every other step is the real product code path. For a real edit pass "
+TINY_NOTE = ("the demo edits with the TINY RANDOM InstructPix2Pix (--editor tiny), so the edit is NOT meaningful "
+             "(random weights); every other step is the real product code path. For a real edit pass "
              f"--editor /path/to/instruct-pix2pix or put {HUB_MODEL_ID} in the Hugging Face cache "
              "(hf download timbrooks/instruct-pix2pix, about 5 GB).")
+
+
+SIMULATED_NOTE = ("the demo edits with the SIMULATED editor, NOT InstructPix2Pix. For each view it returns a view-inconsistent blend (jitter, blobs, small shifts; "
+                  "stronger at higher noise) toward Blender's own render of the intended edit (the yellow sphere as "
+                  "blue glass), so Iterative Dataset Update has real work to do; the instruction text is not read. "
+                  "For a real edit pass --editor /path/to/instruct-pix2pix or put "
+                  f"{HUB_MODEL_ID} in the Hugging Face cache (hf download {HUB_MODEL_ID}, about 5 GB).")
 
 
 class EditorChoiceError(ValueError):
@@ -34,13 +43,18 @@ class EditorChoiceError(ValueError):
 @dataclass(frozen=True)
 class EditorChoice:
     source: str
-    """``EditorConfig.source`` for the backend: ``tiny`` or a local diffusers folder."""
+    """``EditorConfig.source`` for the backend: ``simulated``, ``tiny`` or a local diffusers folder."""
     real: bool
-    """True for real InstructPix2Pix weights (the edit means something)."""
+    """True for real InstructPix2Pix weights (the edit follows the instruction)."""
     origin: str
-    """Where the weights came from, for the summary: ``--editor``, ``huggingface cache`` or ``tiny (random)``."""
+    """Where the editor came from, for the summary: ``--editor``, ``huggingface cache``, ``simulated`` or ``tiny``."""
     note: str = ""
-    """Shown in the output when the edit is not meaningful."""
+    """Shown in the output when the editor is not the real InstructPix2Pix."""
+
+    @property
+    def simulated(self) -> bool:
+        """The simulated editor: the demo renders a target image per view for it."""
+        return self.source == "simulated"
 
 
 def hub_cache_dirs(environ: dict[str, str] | None = None) -> list[Path]:
@@ -88,10 +102,17 @@ def find_cached_snapshot(model_id: str = HUB_MODEL_ID, environ: dict[str, str] |
     return None
 
 
+SIMULATED = EditorChoice("simulated", False, "simulated (no InstructPix2Pix weights on this machine)",
+                         "no InstructPix2Pix weights on this machine: " + SIMULATED_NOTE)
+
+
 def choose_editor(explicit: str | None = None, environ: dict[str, str] | None = None) -> EditorChoice:
-    """``--editor PATH`` (must be a complete diffusers folder), ``--editor tiny``, else the cache, else tiny."""
+    """``--editor PATH`` (must be a complete diffusers folder), ``--editor tiny|simulated``, else the cache, else the
+    simulated editor."""
     if explicit == "tiny":
         return EditorChoice("tiny", False, "tiny (random, asked for)", TINY_NOTE)
+    if explicit == "simulated":
+        return EditorChoice("simulated", False, "simulated (asked for)", SIMULATED_NOTE)
     if explicit:
         folder = Path(explicit).expanduser().resolve()
         if not folder.is_dir():
@@ -104,7 +125,7 @@ def choose_editor(explicit: str | None = None, environ: dict[str, str] | None = 
     snapshot = find_cached_snapshot(HUB_MODEL_ID, environ)
     if snapshot is not None:
         return EditorChoice(str(snapshot), True, f"huggingface cache ({HUB_MODEL_ID})")
-    return EditorChoice("tiny", False, "tiny (random)", TINY_NOTE)
+    return SIMULATED
 
 
 def alexnet_weights_present(environ: dict[str, str] | None = None) -> bool:

@@ -17,9 +17,10 @@ Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,12 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+import capture
 from blender_addon.core.camera_model import BlenderCamera, intrinsics_from_blender
 from blender_addon.core.poses import look_at
-from blender_addon.core.transforms_io import Capture, CaptureFrame, write_capture
+from protocol.messages import AUX_FRAME_KEYS
+
+TARGET_KEY = AUX_FRAME_KEYS["target"]
 
 RGB = tuple[float, float, float]
 
@@ -214,6 +218,39 @@ def recolor_object(name: str, color: RGB) -> None:
     bsdf.inputs["Base Color"].default_value = (*color, 1.0)
 
 
+@dataclass(frozen=True)
+class GlassSpec:
+    """A tinted glass look (Principled BSDF with full transmission)."""
+
+    color: RGB = (0.15, 0.4, 1.0)
+    """Tint (linear RGB)."""
+    roughness: float = 0.12
+    ior: float = 1.45
+
+
+def glass_material(name: str, spec: GlassSpec) -> bpy.types.Material:
+    material = _material(name, spec.color, spec.roughness)
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Transmission Weight"].default_value = 1.0
+    bsdf.inputs["IOR"].default_value = spec.ior
+    return material
+
+
+@contextlib.contextmanager
+def edited_look(object_name: str, material: bpy.types.Material) -> Iterator[None]:
+    """Render object ``object_name`` with ``material`` inside the block (the intended result of an instruction, e.g.
+    the sphere as blue glass: what the demo's simulated editor aims at); its own material is restored after."""
+    obj = bpy.data.objects.get(object_name)
+    if obj is None or not obj.data.materials:
+        raise KeyError(f"no object with a material named {object_name!r} in the scene")
+    original = obj.data.materials[0]
+    obj.data.materials[0] = material
+    try:
+        yield
+    finally:
+        obj.data.materials[0] = original
+
+
 def orbit_poses(count: int, *, target: Sequence[float], distance: float, elevations_deg: Sequence[float],
                 azimuth_offset_deg: float = 0.0) -> list[np.ndarray]:
     """``count`` camera-to-world matrices evenly spaced in azimuth around ``target``, cycling through
@@ -274,14 +311,17 @@ def camera_intrinsics(camera: bpy.types.Object, width: int, height: int):
 
 
 def write_transforms(path: Path | str, cameras: Sequence[bpy.types.Object], file_paths: Sequence[str],
-                     width: int, height: int) -> Path:
+                     width: int, height: int, target_paths: Sequence[str] | None = None) -> Path:
     """A nerfstudio ``transforms.json`` (written atomically) for ``cameras`` with images at ``file_paths``
-    (relative to the file's folder); ``transform_matrix`` is ``camera.matrix_world``."""
-    if len(cameras) != len(file_paths):
-        raise ValueError(f"{len(cameras)} cameras but {len(file_paths)} file paths")
+    (relative to the file's folder); ``transform_matrix`` is ``camera.matrix_world``. ``target_paths``: each view's
+    ground-truth edited image, written as the frame's ``target_file_path`` (read by the simulated editor only)."""
+    if len(cameras) != len(file_paths) or (target_paths is not None and len(target_paths) != len(cameras)):
+        raise ValueError(f"{len(cameras)} cameras but {len(file_paths)} file paths / "
+                         f"{len(target_paths or [])} target paths")
     frames = [
-        CaptureFrame(file_path=file_path, intrinsics=camera_intrinsics(camera, width, height),
-                     transform_matrix=[list(map(float, row)) for row in camera.matrix_world])
-        for camera, file_path in zip(cameras, file_paths)
+        capture.CaptureFrame(file_path=file_path, intrinsics=camera_intrinsics(camera, width, height),
+                     transform_matrix=[list(map(float, row)) for row in camera.matrix_world],
+                     extra={} if target_paths is None else {TARGET_KEY: target_paths[index]})
+        for index, (camera, file_path) in enumerate(zip(cameras, file_paths))
     ]
-    return write_capture(path, Capture(frames=frames, camera_model="OPENCV"))
+    return capture.write_transforms(path, capture.Capture(frames=frames, camera_model="OPENCV"))

@@ -3,12 +3,14 @@
 Runs in the backend environment (``$IN2N_BACKEND_PYTHON -m demo.report PLAN.json``), which has Pillow and matplotlib
 (pinned in ``requirements/backend.txt``); the Blender environment only has numpy, and Blender cannot draw text into
 an image without a display. The plan is written by the Blender side of the demo (:mod:`demo.run`) and names every
-input file; paths in it are relative to the plan's folder. Prints one JSON object: the files written.
+input file; paths in it are relative to the plan's folder.
 
-Plan keys: ``title`` (str), ``subtitle`` (str), ``note`` (str, optional), ``sheet`` (rows of ``{"label", "original", "edited", "result"}``),
-``sheet_columns`` (column titles), ``turntable`` (``{"rows": {label: [frame files]}, "fps"}``), ``record`` (the
-recorder's JSON: ``loss_series``, ``phase_starts``), ``outputs`` (``{"contact_sheet", "loss_plot",
-"turntable_gif", "turntable_strip"}``).
+Plan keys: ``title`` (str), ``subtitle`` (str), ``note`` (str, optional), ``sheet`` (rows of ``{"label", key:
+file}``), ``sheet_columns`` (column titles), ``sheet_keys`` (the row key each column shows; default original, edited,
+result), ``scores`` (optional: ``{name: [[image, target, original], ...]}``, scored by :mod:`demo.scores`),
+``turntable`` (``{"rows": {label: [frame files]}, "fps"}``), ``record`` (the recorder's JSON: ``loss_series``,
+``phase_starts``), ``outputs`` (``{"contact_sheet", "loss_plot", "turntable_gif", "turntable_strip"}``).
+Prints one JSON object: the files written and, with ``scores``, the scores.
 """
 
 from __future__ import annotations
@@ -60,11 +62,11 @@ def font(size: int) -> Any:
 
 
 def contact_sheet(plan: dict[str, Any], base: Path) -> np.ndarray:
-    """Rows = views, columns = original render | edited by the backend | imported result rendered in Blender."""
+    """Rows = views, columns = the plan's (original render | [intended edit] | edited | NeRF | imported result)."""
     from PIL import Image, ImageDraw
 
     columns = plan["sheet_columns"]
-    keys = ("original", "edited", "result")[:len(columns)]
+    keys = plan.get("sheet_keys", ("original", "edited", "result"))[:len(columns)]
     cells = [[load(base / row[key]) if row.get(key) else None for key in keys] for row in plan["sheet"]]
     title_h, header_h, label_w = SHEET_TITLE_H, 26, 90
     canvas, boxes = layout.grid(cells, SHEET_TILE, gap=6, top=title_h + header_h, left=label_w)
@@ -80,7 +82,8 @@ def contact_sheet(plan: dict[str, Any], base: Path) -> np.ndarray:
         draw.text((label_w / 2 + 3, box.top + box.height / 2), row["label"], fill=TEXT, font=font(13), anchor="mm")
         for cell_box, key in zip(row_boxes, keys):
             if not row.get(key):
-                draw.text((cell_box.left + cell_box.width / 2, cell_box.top + cell_box.height / 2), "(not edited)",
+                missing = "(not edited)" if key == "edited" else "(none)"
+                draw.text((cell_box.left + cell_box.width / 2, cell_box.top + cell_box.height / 2), missing,
                           fill=MUTED, font=font(13), anchor="mm")
     return np.asarray(image)
 
@@ -146,7 +149,7 @@ def turntable(plan: dict[str, Any], base: Path) -> tuple[np.ndarray, list[np.nda
     rows = {label: [load(base / frame) for frame in frames] for label, frames in plan["turntable"]["rows"].items()}
     labels = list(rows)
     count = min(len(frames) for frames in rows.values())
-    label_w = 120
+    label_w = max(120, int(max(font(13).getlength(label) for label in labels)) + 16)  # no label cut off
     canvas, boxes = layout.grid([rows[label][:count] for label in labels], max(rows[labels[0]][0].shape[:2]), gap=2,
                                 left=label_w)
     image = Image.fromarray(canvas)
@@ -168,11 +171,11 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> Path:
     return path
 
 
-def make_report(plan_path: Path) -> dict[str, str]:
+def make_report(plan_path: Path) -> dict[str, Any]:
     plan = json.loads(plan_path.read_text())
     base = plan_path.parent
     outputs = {key: base / value for key, value in plan["outputs"].items()}
-    written: dict[str, str] = {}
+    written: dict[str, Any] = {}
     if plan.get("sheet"):
         written["contact_sheet"] = str(save(contact_sheet(plan, base), outputs["contact_sheet"]))
     written["loss_plot"] = str(loss_plot(plan, outputs["loss_plot"]))
@@ -180,6 +183,10 @@ def make_report(plan_path: Path) -> dict[str, str]:
         strip_image, frames = turntable(plan, base)
         written["turntable_strip"] = str(save(strip_image, outputs["turntable_strip"]))
         written["turntable_gif"] = str(write_gif(frames, outputs["turntable_gif"], plan["turntable"].get("fps", 8)))
+    if plan.get("scores"):
+        from demo.scores import score
+
+        written["scores"] = {name: score(triples, load, base) for name, triples in plan["scores"].items()}
     return written
 
 

@@ -24,7 +24,7 @@ from demo import layout
 from demo import procedural_scene as ps
 from demo.addon_driver import AddonDriver, DemoError, install_addon, set_preferences
 from demo.config import DemoConfig, Preset, engine_overrides, resolve_preset
-from demo.editor_choice import TINY_NOTE, EditorChoice, alexnet_weights_present, choose_editor
+from demo.editor_choice import SIMULATED_NOTE, EditorChoice, alexnet_weights_present, choose_editor
 from demo.recorder import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ class ProgressPrinter:
         latest = progress[-1].losses if progress else {}
         shown = [name for name in SHOWN_LOSSES if name in latest]
         losses = ", ".join(f"{name} {latest[name]:.4g}" for name in shown)
-        edits = f", {progress[-1].images_edited} views edited" if progress and progress[-1].images_edited else ""
+        edits = f", {progress[-1].images_edited} edits" if progress and progress[-1].images_edited else ""  # edits, not distinct views
         say(f"{text}{edits}{' | ' + losses if losses else ''}")
         self._last_time, self._last_phase, self._last_text = now, phase, text
 
@@ -70,12 +70,12 @@ def backend_args(work: Path) -> str:
 
 def plan_editor(choice: EditorChoice, explicit: bool, gpu: bool) -> tuple[EditorChoice, str]:
     """Real weights found in the cache but no GPU: InstructPix2Pix takes minutes per edit on a CPU, so the demo uses
-    the tiny editor unless the user asked for the weights with ``--editor``."""
+    the simulated editor unless the user asked for the weights with ``--editor``."""
     if choice.real and not gpu and not explicit:
-        note = (f"InstructPix2Pix weights found ({choice.origin}) but the backend has no GPU; the demo uses the TINY "
-                f"RANDOM editor instead (pass --editor {choice.source} to edit with them on the CPU, slowly). "
-                + TINY_NOTE.split(":", 1)[1].strip())
-        return EditorChoice("tiny", False, "tiny (random; weights found but no GPU)", note), note
+        note = (f"InstructPix2Pix weights found ({choice.origin}) but the backend has no GPU; the demo uses the "
+                f"SIMULATED editor instead (pass --editor {choice.source} to edit with them on the CPU, slowly): "
+                + SIMULATED_NOTE)
+        return EditorChoice("simulated", False, "simulated (weights found but no GPU)", note), note
     if choice.real and not gpu:
         return choice, "real InstructPix2Pix on the CPU: expect minutes per edit"
     return choice, choice.note
@@ -111,6 +111,24 @@ def edited_images(recorder: Recorder, uploaded: list[str], folder: Path) -> dict
     return copied
 
 
+def nerf_views(recorder: Recorder, downloaded: dict[str, Path], uploaded: list[str], folder: Path) -> dict[str, Path]:
+    """The newest history render of each training view, copied to ``folder/<camera>.png``."""
+    newest: dict[int, tuple[int, Path]] = {}
+    for name, path in downloaded.items():
+        metadata = recorder.record.artifacts.get(name, {}).get("metadata", {})
+        index, step = metadata.get("view_camera_index"), metadata.get("history_step")
+        if isinstance(index, int) and isinstance(step, int) and 0 <= index < len(uploaded):
+            if index not in newest or step > newest[index][0]:
+                newest[index] = (step, path)
+    copied = {}
+    for index, (_, path) in newest.items():
+        target = folder / f"{uploaded[index]}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        copied[uploaded[index]] = target
+    return copied
+
+
 def sheet_views(cameras: list[bpy.types.Object], edited: set[str], count: int) -> list[bpy.types.Object]:
     """``count`` views spread over the cameras, taken from the views that have an edited image when there are
     enough of them (a short schedule edits only some views)."""
@@ -120,7 +138,7 @@ def sheet_views(cameras: list[bpy.types.Object], edited: set[str], count: int) -
     return [pool[i] for i in layout.evenly_spaced(count, len(pool))]
 
 
-def run_report(backend_python: str, plan_path: Path) -> dict[str, str]:
+def run_report(backend_python: str, plan_path: Path) -> dict[str, Any]:
     completed = subprocess.run([backend_python, "-m", "demo.report", str(plan_path)], cwd=ROOT, capture_output=True,
                                text=True, timeout=300)
     if completed.returncode != 0:
@@ -159,6 +177,10 @@ class EditOutcome:
     """The backend's hello reply."""
     result: bpy.types.Collection
     """The collection Import result created."""
+    targets: dict[str, Path]
+    """Camera name -> Blender's render of the intended edit (simulated editor only; empty otherwise)."""
+    nerf_renders: dict[str, Path]
+    """Camera name -> the NeRF's render of that training view when the job ended (the job's last history renders)."""
 
 
 def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *, addon: ModuleType | None = None,
@@ -202,8 +224,16 @@ def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *
         collection, cameras = views.training_cameras(built, preset.views)
         bpy.context.scene.cycles.samples = preset.samples
         originals = views.render_all(cameras, out / "scene" / "images", preset.size)
+        targets: list[Path] = []
+        if choice.simulated:  # what the simulated editor aims at: Blender's render of the intended edit
+            say(f"simulated editor: rendering the intended edit ({config.simulated_object} as blue glass) from the "
+                f"{len(cameras)} training cameras; the add-on uploads these targets with the views")
+            with views.intended_edit(config.simulated_object):
+                targets = views.render_all(cameras, out / "scene" / "targets", preset.size)
+            for camera, target in zip(cameras, targets):
+                camera[addon.bpy_shell.cameras.PROP_TARGET] = str(target)
         ps.write_transforms(out / "scene" / "transforms.json", cameras, [f"images/{p.name}" for p in originals],
-                            preset.size, preset.size)
+                            preset.size, preset.size, [f"targets/{p.name}" for p in targets] if targets else None)
         laps.lap("render_originals")
 
         configure_panel(bpy.context.scene, collection, preset, config, overrides)
@@ -223,10 +253,13 @@ def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *
                             f"longer (--reconstruction-steps) or use more / larger views")
         result = driver.import_result(300)
         say(f"Import result: {', '.join(f'{o.name} ({len(o.data.vertices)} vertices)' for o in result.objects)}")
+        nerf_renders = nerf_views(recorder, driver.download(("other",), out / "work" / "downloads", 300),
+                                  [camera.name for camera in cameras], out / "nerf_renders")
         laps.lap("import_result")
     finally:
         driver.stop_local_backend()
-    return EditOutcome(built, choice, editor_note, preset, cameras, recorder, driver, server, result)
+    return EditOutcome(built, choice, editor_note, preset, cameras, recorder, driver, server, result,
+                       {camera.name: path for camera, path in zip(cameras, targets)}, nerf_renders)
 
 
 def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_python: str, laps: Laps) -> dict[str, Any]:
@@ -241,6 +274,10 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
     _, turntable = views.turntable_cameras(edit.built, config.turntable_frames)
     with views.only_visible(list(edit.built.objects.values()), config.turntable_samples):
         before_frames = views.render_all(turntable, out / "turntable" / "original", config.turntable_size)
+        target_frames: list[Path] = []
+        if edit.targets:  # held-out views of the intended edit: what the imported result is scored against
+            with views.intended_edit(config.simulated_object):
+                target_frames = views.render_all(turntable, out / "turntable" / "target", config.turntable_size)
     with views.only_visible(shown, config.turntable_samples), views.near_clip(turntable, views.RESULT_NEAR_CLIP):
         after_frames = views.render_all(turntable, out / "turntable" / "result", config.turntable_size)
     laps.lap("render_outputs")
@@ -248,36 +285,24 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
 
     record_json = record.to_json()
     (out / "progress.json").write_text(json.dumps(record_json, indent=1))
-    real = edit.choice.real
-    meaning = "real InstructPix2Pix" if real else "TINY RANDOM editor: the edit is NOT meaningful"
-    plan = {
-        "title": f"\"{config.instruction}\"",
-        "subtitle": f"{meaning}; {preset.views} views, {preset.size} px, preset {preset.name}",
-        "warning": not real,
-        "sheet_columns": ["original render", "edited by the backend", "imported result (Blender)"],
-        "note": f"imported result rendered with the near clip at {views.RESULT_NEAR_CLIP} m (hides floaters in front "
-                "of the cameras)",
-        "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
-                   "edited": str(edited[camera.name].relative_to(out)) if camera.name in edited else None,
-                   "result": str(path.relative_to(out))} for camera, path in zip(sheet_cameras, result_views)],
-        "turntable": {"rows": {"original scene": [str(p.relative_to(out)) for p in before_frames],
-                               "imported result": [str(p.relative_to(out)) for p in after_frames]}, "fps": 6},
-        "record": record_json,
-        "outputs": {"contact_sheet": "contact_sheet.png", "loss_plot": "losses.png",
-                    "turntable_gif": "turntable.gif", "turntable_strip": "turntable_strip.png"},
-    }
+    plan = report_plan(config, edit, out, edited, sheet_cameras, result_views,
+                       {"original": before_frames, "target": target_frames, "result": after_frames})
+    plan["record"] = record_json
     plan_path = out / "report_plan.json"
     plan_path.write_text(json.dumps(plan, indent=1))
     pictures = run_report(backend_python, plan_path)
+    scores = pictures.pop("scores", None)
     laps.lap("report")
 
     state, server = edit.driver.rt.state, edit.server
     preview = bpy.data.images.get(edit.driver.runtime.PREVIEW_IMAGE)
     progress = record.progress
+    real = edit.choice.real
     return {
         "instruction": config.instruction,
         "editor": {"source": edit.choice.source, "origin": edit.choice.origin, "real_weights": real,
-                   "edit_is_meaningful": real, "note": edit.editor_note},
+                   "simulated": edit.choice.simulated, "follows_instruction": real,
+                   "note": edit.editor_note},
         "preset": asdict(preset),
         "backend": {"server": f"{server.server_name} {server.server_version}", "device": server.device_status,
                     "gpu": server.gpu_name, "log": str(edit.driver.backend_log())},
@@ -293,10 +318,67 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
                    "source_world_bounds": views.world_bounds(
                        [obj for name, obj in edit.built.objects.items() if name != "Ground"])},
         "edited_views": sorted(edited),
+        "scores": scores,
         "display": {"result_near_clip_m": views.RESULT_NEAR_CLIP},
         "outputs": {"blend": str(blend), "scene": str(out / "scene" / "transforms.json"), "edited": str(out / "edited"),
                     **pictures, "progress": str(out / "progress.json")},
     }
+
+
+def editor_meaning(choice: EditorChoice) -> str:
+    if choice.real:
+        return "real InstructPix2Pix"
+    if choice.simulated:
+        return "SIMULATED editor (not InstructPix2Pix; blends toward Blender's render of the intended edit)"
+    return "TINY RANDOM editor: the edit is NOT meaningful"
+
+
+def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[str, Path],
+                sheet_cameras: list[bpy.types.Object], result_views: list[Path],
+                turntable: dict[str, list[Path]]) -> dict[str, Any]:
+    """What :mod:`demo.report` draws and scores (paths relative to ``out``)."""
+    def rel(path: Path | None) -> str | None:
+        return str(path.relative_to(out)) if path is not None else None
+
+    preset, simulated = edit.preset, bool(edit.targets)
+    columns = [("original", "original render")]
+    if simulated:
+        columns.append(("target", "intended edit (Blender)"))
+    columns += [("edited", "simulated 2D edit" if simulated else "edited by the backend"),
+                ("nerf", "NeRF after Iterative DU"), ("result", "imported result (Blender)")]
+    rows = {"original scene": turntable["original"]}
+    if turntable["target"]:
+        rows["intended edit (Blender)"] = turntable["target"]
+    rows["imported result"] = turntable["result"]
+    plan: dict[str, Any] = {
+        "title": f"\"{config.instruction}\"",
+        "subtitle": f"{editor_meaning(edit.choice)}; {preset.views} views, {preset.size} px, preset {preset.name}",
+        "warning": not edit.choice.real,
+        "sheet_columns": [title for _, title in columns],
+        "sheet_keys": [key for key, _ in columns],
+        "note": f"imported result rendered with the near clip at {views.RESULT_NEAR_CLIP} m (hides floaters in front "
+                "of the cameras)",
+        "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
+                   "target": rel(edit.targets.get(camera.name)), "edited": rel(edited.get(camera.name)),
+                   "nerf": rel(edit.nerf_renders.get(camera.name)), "result": rel(path)}
+                  for camera, path in zip(sheet_cameras, result_views)],
+        "turntable": {"rows": {label: [str(p.relative_to(out)) for p in frames] for label, frames in rows.items()},
+                      "fps": 6},
+        "outputs": {"contact_sheet": "contact_sheet.png", "loss_plot": "losses.png",
+                    "turntable_gif": "turntable.gif", "turntable_strip": "turntable_strip.png"},
+    }
+    if simulated:  # each image set against Blender's renders of the intended edit and of the original scene
+        def triples(images: dict[str, Path]) -> list[list[str | None]]:
+            return [[rel(path), rel(edit.targets[name]), f"scene/images/{name}.png"]
+                    for name, path in sorted(images.items()) if name in edit.targets]
+
+        plan["scores"] = {
+            "single_2d_edits": triples(edited),
+            "nerf_after_du": triples(edit.nerf_renders),
+            "imported_result_heldout": [[rel(result), rel(target), rel(original)] for result, target, original
+                                        in zip(turntable["result"], turntable["target"], turntable["original"])],
+        }
+    return plan
 
 
 def run_demo(config: DemoConfig, backend_python: str, **seams: Any) -> dict[str, Any]:
@@ -318,6 +400,16 @@ def print_outputs(summary: dict[str, Any], out: Path) -> None:
     for key, path in summary["outputs"].items():
         print(f"  {key:16s} {path}", flush=True)
     print(f"  {'summary':16s} {out / 'summary.json'}", flush=True)
-    if not summary["editor"]["real_weights"]:
+    scores = summary.get("scores") or {}
+    for name, label in (("single_2d_edits", "single 2D edits (training views)"),
+                        ("nerf_after_du", "NeRF after Iterative DU (training views)"),
+                        ("imported_result_heldout", "imported result (held-out turntable views)")):
+        if name in scores:
+            score = scores[name]
+            say(f"{label}: edited region {score['edited_region_vs_target_db']:.1f} dB vs the intended edit, "
+                f"{score['edited_region_vs_original_db']:.1f} dB vs the original ({score['views']} views)")
+    if summary["editor"]["simulated"]:
+        say("NOTE: the 2D edits came from the SIMULATED editor (not InstructPix2Pix); see the editor note above.")
+    elif not summary["editor"]["real_weights"]:
         say("NOTE: the edit was made by the tiny RANDOM editor and is NOT meaningful; see the editor note above.")
 

@@ -110,6 +110,8 @@ class SessionState:
     history: deque[PreviewSnapshot] = field(default_factory=lambda: deque(maxlen=64))
     """Preview snapshots, oldest first (bounded)."""
     log_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    downloaded: dict[str, Path] = field(default_factory=dict)
+    """Artifact name -> file of downloads made without importing (``FetchResults(import_files=False)``)."""
 
     # ------------------------------------------------------------------ display
     @property
@@ -223,6 +225,9 @@ class SessionState:
 
     def _on_resultsfetched(self, notice: api.ResultsFetched) -> list[Action]:
         self.fetch = None
+        if not notice.import_files:
+            self.downloaded.update(notice.files)
+            return [Report("INFO", f"Downloaded {len(notice.files)} file(s) of job {notice.job_id}")]
         kinds = {artifact.name: artifact.kind for artifact in notice.artifacts}
         camera_index = {a.name: int(a.metadata["camera_index"]) for a in notice.artifacts
                         if isinstance(a.metadata.get("camera_index"), int)}

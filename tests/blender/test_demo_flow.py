@@ -17,7 +17,7 @@ from demo import layout
 from demo import procedural_scene as ps
 from demo.addon_driver import AddonDriver
 from demo.config import DemoConfig
-from demo.run import run_demo
+from demo.run import print_outputs, run_demo
 from protocol import write_connection_file
 from tests.blender.helpers import backend_python
 from tests.blender.scripted_backend import ScriptedBackend, ply_bytes
@@ -47,9 +47,17 @@ def scripted(tmp_path: Path) -> ScriptedBackend:
     results: dict[str, tuple] = {"exports/point_cloud.ply": ("pointcloud", ply_bytes(*points_on_objects(ps.SceneSpec())))}
     for index in range(VIEWS):
         results[f"edited/frame_{index:05d}.png"] = ("image", png.read_bytes(), {"camera_index": index})
+        # the NeRF's renders of the training views at two steps: the demo shows the newest
+        for step in (3, 6):
+            results[f"history/step-{step:06d}/images/frame_{index:05d}.png"] = (
+                "other", png.read_bytes() if step == 6 else b"old", {"history_step": step, "view_camera_index": index})
     backend = ScriptedBackend(results, steps=6)
     yield backend
     backend.stop()
+
+
+def png_bytes(scripted: ScriptedBackend) -> bytes:
+    return scripted.results["edited/frame_00000.png"][1]
 
 
 def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, scene: bpy.types.Scene,
@@ -64,14 +72,15 @@ def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, sc
         driver.pump_until(lambda: driver.rt.state.connection == "connected", 30, "connecting")
 
     out = tmp_path / "demo_out"
-    config = DemoConfig(out_dir=out, editor="tiny", views=VIEWS, size=32, samples=2, sheet_views=2,
+    config = DemoConfig(out_dir=out, editor="simulated", views=VIEWS, size=32, samples=2, sheet_views=2,
                         turntable_frames=3, turntable_size=32, turntable_samples=2, threads=2)
     summary = run_demo(config, backend_python(), addon=addon, connect=connect, factory_reset=False)
     stdout = capsys.readouterr().out
 
-    assert "NOT meaningful" in stdout and "Reconstructing" in stdout and "Editing" in stdout
-    assert summary["editor"] == {"source": "tiny", "origin": "tiny (random, asked for)", "real_weights": False,
-                                 "edit_is_meaningful": False, "note": summary["editor"]["note"]}
+    assert "SIMULATED editor" in stdout and "Reconstructing" in stdout and "Editing" in stdout
+    assert summary["editor"] == {"source": "simulated", "origin": "simulated (asked for)", "real_weights": False,
+                                 "simulated": True, "follows_instruction": False, "note": summary["editor"]["note"]}
+    assert "NOT InstructPix2Pix" in summary["editor"]["note"]
     assert summary["job"]["state"] == "done" and summary["job"]["progress_events"] >= 12
     assert summary["job"]["previews_received"] >= 1 and summary["job"]["preview_image_size"] == [32, 32]
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
@@ -91,13 +100,33 @@ def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, sc
     sky = result_view[0, 0].astype(int)
     assert (np.abs(result_view.astype(int) - sky).max(-1) > 30).mean() > 0.05
 
+    # the simulated editor's targets: Blender's renders of the sphere as blue glass, uploaded with the views
+    scene_id, (begin, uploaded) = next(iter(scripted.scenes.items()))
+    assert [aux.camera_index for aux in begin.aux_images] == list(range(VIEWS))
+    for index, name in enumerate(names):
+        target = read_png(out / "scene" / "targets" / f"{name}.png")
+        assert np.array_equal(scripted.aux[scene_id][index], target)
+        changed = np.abs(target.astype(int) - uploaded[index].astype(int)).max(-1) > 40
+        assert 0.005 < changed.mean() < 0.5  # the sphere changed, the rest of the view did not
+        assert (target[changed][:, 2].astype(int) > target[changed][:, 0]).mean() > 0.5  # towards blue
+    transforms = json.loads((out / "scene" / "transforms.json").read_text())
+    assert [f["target_file_path"] for f in transforms["frames"]] == [f"targets/{n}.png" for n in names]
+    # the NeRF column shows each view's newest history render
+    assert all((out / "nerf_renders" / f"{name}.png").read_bytes() == png_bytes(scripted) for name in names)
+
     sheet = read_png(Path(summary["outputs"]["contact_sheet"]))
-    _, boxes = layout.grid([[None] * 3] * 2, 192, gap=6, top=78 + 26, left=90)
-    for row in boxes:
-        edited_box = row[1]
-        assert tuple(sheet[edited_box.top + 5, edited_box.left + 5]) == BLUE
-    assert len(list((out / "turntable" / "result").glob("*.png"))) == 3
-    assert len(list((out / "turntable" / "original").glob("*.png"))) == 3
+    _, boxes = layout.grid([[None] * 5] * 2, 192, gap=6, top=78 + 26, left=90)
+    for row in boxes:  # original | intended edit | simulated 2D edit | NeRF after DU | imported result
+        for column in (2, 3):
+            assert tuple(sheet[row[column].top + 5, row[column].left + 5]) == BLUE
+    for part in ("result", "original", "target"):
+        assert len(list((out / "turntable" / part).glob("*.png"))) == 3
+    scores = summary["scores"]
+    assert set(scores) == {"single_2d_edits", "nerf_after_du", "imported_result_heldout"}
+    assert scores["nerf_after_du"]["views"] == VIEWS and scores["imported_result_heldout"]["views"] == 3
+    print_outputs(summary, out)
+    printed = capsys.readouterr().out
+    assert "NeRF after Iterative DU (training views): edited region" in printed and "SIMULATED editor" in printed
     for key in ("blend", "loss_plot", "turntable_gif", "turntable_strip"):
         assert Path(summary["outputs"][key]).stat().st_size > 0, key
     assert set(summary["timings_s"]) >= {"scene_and_addon", "edit_job", "render_outputs", "report", "total"}

@@ -36,10 +36,13 @@ def hub_snapshot(cache: Path, revision: str, *, skip: str = "") -> Path:
     return fake_pipeline(cache / "models--timbrooks--instruct-pix2pix" / "snapshots" / revision, skip=skip)
 
 
-def test_without_weights_the_tiny_editor_is_chosen_and_says_the_edit_is_not_meaningful(tmp_path: Path) -> None:
+def test_without_weights_the_simulated_editor_is_chosen_and_says_it_is_not_instructpix2pix(tmp_path: Path) -> None:
     choice = ec.choose_editor(None, environ={"HF_HOME": str(tmp_path / "hf"), "XDG_CACHE_HOME": str(tmp_path)})
-    assert (choice.source, choice.real) == ("tiny", False)
-    assert "NOT meaningful" in choice.note and "--editor" in choice.note
+    assert (choice.source, choice.real, choice.simulated) == ("simulated", False, True)
+    assert "SIMULATED editor, NOT InstructPix2Pix" in choice.note and "--editor" in choice.note
+    tiny = ec.choose_editor("tiny")
+    assert (tiny.source, tiny.simulated) == ("tiny", False) and "NOT meaningful" in tiny.note
+    assert ec.choose_editor("simulated").simulated
 
 
 def test_the_cached_snapshot_refs_main_points_at_is_used(tmp_path: Path) -> None:
@@ -56,7 +59,7 @@ def test_an_incomplete_cached_snapshot_is_not_used(tmp_path: Path) -> None:
     cache = tmp_path / "hf" / "hub"
     hub_snapshot(cache, "partial", skip="unet")  # an interrupted download
     assert ec.find_cached_snapshot(environ={"HF_HOME": str(tmp_path / "hf")}) is None
-    assert ec.choose_editor(None, environ={"HF_HOME": str(tmp_path / "hf")}).source == "tiny"
+    assert ec.choose_editor(None, environ={"HF_HOME": str(tmp_path / "hf")}).source == "simulated"
 
 
 def test_an_explicit_editor_folder_must_be_complete_and_the_error_names_what_is_missing(tmp_path: Path) -> None:
@@ -90,7 +93,7 @@ def test_auto_preset_is_the_paper_schedule_only_with_real_weights_on_a_gpu() -> 
 def test_overrides_apply_to_a_copy_and_bad_values_name_the_field() -> None:
     preset = dc.resolve_preset(dc.DemoConfig(views=4, total_steps=30), False, False)
     assert (preset.views, preset.total_steps, preset.size) == (4, 30, dc.CPU.size)
-    assert dc.CPU.views == 10 and dc.CPU.total_steps == 60  # module presets untouched
+    assert dc.CPU.views == 10 and dc.CPU.total_steps == 300  # module presets untouched
     preset.engine_overrides["nerf"]["hidden_dim"] = 999
     assert dc.CPU.engine_overrides["nerf"]["hidden_dim"] == 16
     with pytest.raises(ValueError, match="views"):
@@ -104,7 +107,8 @@ def test_engine_overrides_carry_the_editor_and_drop_lpips_without_alexnet() -> N
     assert cpu["editor"] == {"source": "tiny"} and cpu["device"] == "cpu" and cpu["nerf"]["use_lpips"] is False
     paper = dc.resolve_preset(dc.DemoConfig(preset="paper"), True, True)
     assert dc.engine_overrides(paper, "/w/ip2p", lpips_available=True) == {
-        "device": "auto", "output": {"history_every": 1000}, "editor": {"source": "/w/ip2p"}}
+        "device": "auto", "output": {"history_every": 1000, "history_views": paper.views},
+        "editor": {"source": "/w/ip2p"}}
     without = dc.engine_overrides(paper, "/w/ip2p", lpips_available=False)
     assert without["nerf"] == {"use_lpips": False, "patch_size": 1}
     assert "nerf" not in dc.PAPER.engine_overrides

@@ -108,3 +108,32 @@ def test_report_without_losses_still_writes_a_plot_that_says_so(tmp_path: Path) 
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     written = run_report(tmp_path / "plan.json")
     assert list(written) == ["loss_plot"] and Path(written["loss_plot"]).is_file()
+
+
+def test_report_scores_images_against_the_intended_edit_and_the_original(tmp_path: Path) -> None:
+    """An image that took the edit scores higher against the target than against the original where the edit acts
+    (the 8x8 square that differs); whole-image PSNRs follow the squared error computed here independently."""
+    original = solid((200, 30, 30))
+    target = original.copy()
+    target[8:16, 8:16] = (30, 30, 200)
+    took_edit = target.copy()
+    took_edit[0, 0] = (190, 30, 30)  # one pixel off outside the region: the region score stays exact
+    half_way = original.copy()
+    half_way[8:16, 8:16] = (115, 30, 115)
+    names = {name: "in/" + write_png(tmp_path / "in" / f"{name}.png", image) for name, image in
+             {"original": original, "target": target, "took_edit": took_edit, "half_way": half_way}.items()}
+    plan = {"title": "t", "sheet_columns": [], "sheet": [], "turntable": {},
+            "record": {"loss_series": {}, "phase_starts": {}}, "outputs": {"loss_plot": "losses.png"},
+            "scores": {"good": [[names["took_edit"], names["target"], names["original"]]],
+                       "half": [[names["half_way"], names["target"], names["original"]]]}}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    scores = run_report(tmp_path / "plan.json")["scores"]
+    good, half = scores["good"], scores["half"]
+    assert good["views"] == half["views"] == 1
+    assert good["edited_region_vs_target_db"] == 100.0  # identical inside the region
+    region_mse = (170 / 255) ** 2 * 2 / 3  # red and blue off by 170 of 255, green equal
+    assert good["edited_region_vs_original_db"] == pytest.approx(10 * np.log10(1 / region_mse), abs=0.01)
+    whole_mse = ((10 / 255) ** 2 / 3) / (24 * 24)  # one pixel, one channel off by 10
+    assert good["vs_target_db"] == pytest.approx(10 * np.log10(1 / whole_mse), abs=0.01)
+    assert half["edited_region_vs_target_db"] == pytest.approx(half["edited_region_vs_original_db"], abs=0.1)
+    assert good["edited_region_vs_target_db"] > half["edited_region_vs_target_db"]

@@ -117,13 +117,13 @@ def test_progress_printer_prints_phase_changes_and_throttles_the_rest(capsys: py
     recorder.record.progress.append(ProgressSample("edit", 1, 10, 0.5, 1.0, {"loss": 0.2}, 3, 1.0))
     printer()
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["[demo] Reconstructing 1/100 | loss 0.1235", "[demo] Editing 1/100, 3 views edited | loss 0.2"]
+    assert lines == ["[demo] Reconstructing 1/100 | loss 0.1235", "[demo] Editing 1/100, 3 edits | loss 0.2"]
 
 
 def test_weights_found_in_the_cache_are_not_used_on_a_cpu_backend_unless_asked_for() -> None:
     cached = EditorChoice("/cache/ip2p", True, "huggingface cache")
     choice, note = run.plan_editor(cached, explicit=False, gpu=False)
-    assert choice.source == "tiny" and not choice.real and "--editor /cache/ip2p" in note and "NOT meaningful" in note
+    assert choice.simulated and not choice.real and "--editor /cache/ip2p" in note and "NOT InstructPix2Pix" in note
     choice, note = run.plan_editor(cached, explicit=True, gpu=False)
     assert choice == cached and "CPU" in note
     assert run.plan_editor(cached, explicit=False, gpu=True) == (cached, "")
