@@ -289,6 +289,9 @@ def announce_estimate(config: EditJobConfig, args: argparse.Namespace, bar: Prog
         return  # the engine reports it, naming the field or file
     kind = torch.device(resolve_device(config.device)).type
     frame = scene.frames[0]
+    held_out = len(scene.capture.frames) - scene.num_views
+    bar.log(f"capture: {scene.layout} layout, {scene.num_views} views of {frame.width}x{frame.height}"
+            + (f" (+{held_out} held-out views, not edited)" if held_out else ""))
     guess = estimate(config, scene.num_views, frame.width, frame.height, kind)
     bar.log(f"estimate: {guess.describe()}")
     if guess.total_s > 3600 and args.preset != "quick":

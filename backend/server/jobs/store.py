@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+import capture
 from backend.job import atomic
 from protocol import ensure_private_dir
 from protocol import messages as m
@@ -100,24 +101,21 @@ class JobStore:
         return scene_id
 
     def _write_scene_files(self, folder: Path, begin: m.SceneBeginRequest, buffers: list[Any]) -> None:
-        frames: list[dict[str, Any]] = []
+        frames = []
         for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
             pixels = np.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
             atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels), compress_level=1)  # speed over size
-            frames.append({"file_path": frame_name(index), "transform_matrix": camera.transform_matrix,
-                           "fl_x": camera.fl_x, "fl_y": camera.fl_y, "cx": camera.cx, "cy": camera.cy,
-                           "w": camera.w, "h": camera.h, "camera_name": camera.name})
+            intrinsics = capture.Intrinsics(camera.fl_x, camera.fl_y, camera.cx, camera.cy, camera.w, camera.h)
+            frames.append(capture.CaptureFrame(frame_name(index), intrinsics, camera.transform_matrix,
+                                               {"camera_name": camera.name}))
         for aux, buffer in zip(begin.aux_images, buffers[len(begin.images):]):
             pixels = np.frombuffer(buffer, dtype=aux.image.dtype).reshape(aux.image.shape)
             name = aux_name(aux.role, aux.camera_index)
             atomic.write_png(folder / name, to_uint8_rgb(pixels)[..., :3], compress_level=1)
-            frames[aux.camera_index][m.AUX_FRAME_KEYS[aux.role]] = name
-        first = begin.cameras[0]
-        transforms = {"camera_model": "OPENCV", "fl_x": first.fl_x, "fl_y": first.fl_y, "cx": first.cx,
-                      "cy": first.cy, "w": first.w, "h": first.h, "frames": frames}
+            frames[aux.camera_index].extra[m.AUX_FRAME_KEYS[aux.role]] = name
         atomic.write_json(folder / "scene.json", {"scene_name": begin.scene_name, "metadata": begin.metadata,
                                                   "upload_id": begin.upload_id})
-        atomic.write_json(folder / "transforms.json", transforms)
+        capture.write_transforms(folder / "transforms.json", capture.Capture(frames))  # last: marks a complete scene
 
     def remove_interrupted_scenes(self) -> list[Path]:
         """Scene folders without transforms.json (written last) are writes a crash interrupted: removed."""
@@ -128,9 +126,10 @@ class JobStore:
         return removed
 
     def cameras(self, scene_id: str) -> list[m.Camera]:
-        frames = json.loads((self.scene_dir(scene_id) / "transforms.json").read_text())["frames"]
-        return [m.Camera(fl_x=f["fl_x"], fl_y=f["fl_y"], cx=f["cx"], cy=f["cy"], w=f["w"], h=f["h"],
-                         transform_matrix=f["transform_matrix"], name=f.get("camera_name", "")) for f in frames]
+        frames = capture.read_transforms(self.scene_dir(scene_id)).frames
+        return [m.Camera(fl_x=f.intrinsics.fl_x, fl_y=f.intrinsics.fl_y, cx=f.intrinsics.cx, cy=f.intrinsics.cy,
+                         w=f.intrinsics.w, h=f.intrinsics.h, transform_matrix=f.transform_matrix,
+                         name=str(f.extra.get("camera_name", ""))) for f in frames]
 
     # ------------------------------------------------------------------ jobs
     def job_dir(self, job_id: str) -> Path:

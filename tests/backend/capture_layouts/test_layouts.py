@@ -141,6 +141,9 @@ def test_the_cli_edits_each_layout_end_to_end_and_exports_it_back(tmp_path, layo
          "--edit-every-n-steps", "2", "--ddim-steps", "2", "--no-lpips", "--device", "cpu", "--no-geometry",
          "--quiet"], capture_output=True, text=True, timeout=280, cwd=ROOT)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    held_out = " (+2 held-out views, not edited)" if layout == "nerf-synthetic" else ""
+    size = "x".join(map(str, written.size))
+    assert f"capture: {layout} layout, {len(written.c2w)} views of {size}{held_out}" in (job / "edit.log").read_text()
     manifest = json.loads((job / "manifest.json").read_text())
     assert manifest["edited_capture"]["layout"] == layout and len(manifest["edited_images"]) == 4
     exported = capture.read_capture(job / manifest["edited_capture"]["folder"])
