@@ -29,11 +29,12 @@ TINY_NOTE = ("the demo edits with the TINY RANDOM InstructPix2Pix (--editor tiny
              "(hf download timbrooks/instruct-pix2pix, about 5 GB).")
 
 
-SIMULATED_NOTE = ("the demo edits with the SIMULATED editor, NOT InstructPix2Pix. For each view it returns a view-inconsistent blend (jitter, blobs, small shifts; "
-                  "stronger at higher noise) toward Blender's own render of the intended edit (the yellow sphere as "
-                  "blue glass), so Iterative Dataset Update has real work to do; the instruction text is not read. "
-                  "For a real edit pass --editor /path/to/instruct-pix2pix or put "
-                  f"{HUB_MODEL_ID} in the Hugging Face cache (hf download {HUB_MODEL_ID}, about 5 GB).")
+SIMULATED_NOTE = ("the demo edits with the SIMULATED editor, NOT InstructPix2Pix. For each view it returns a "
+                  "view-inconsistent blend (jitter, blobs, small shifts; stronger at higher noise) toward Blender's "
+                  "own render of the intended edit (the yellow sphere as blue glass), so Iterative Dataset Update has "
+                  "real work to do; the instruction text is not read. For a real edit pass --editor "
+                  f"/path/to/instruct-pix2pix or put {HUB_MODEL_ID} in the Hugging Face cache (hf download "
+                  f"{HUB_MODEL_ID}, about 5 GB).")
 
 
 class EditorChoiceError(ValueError):
