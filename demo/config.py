@@ -134,7 +134,7 @@ def engine_overrides(preset: Preset, editor_source: str, *, lpips_available: boo
     return overrides
 
 
-OUTPUT_PARTS = ("scene", "edited", "nerf_renders", "result_views", "turntable", "work", "demo.blend", "contact_sheet.png",
+OUTPUT_PARTS = ("scene", "edited", "single_edits", "nerf_renders", "result_views", "turntable", "work", "demo.blend", "contact_sheet.png",
                 "losses.png", "turntable.gif", "turntable_strip.png", "summary.json", "report_plan.json", "progress.json")
 """What the demo writes into its output folder; a new run removes these first (nothing else there is touched)."""
 

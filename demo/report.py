@@ -7,7 +7,8 @@ input file; paths in it are relative to the plan's folder.
 
 Plan keys: ``title`` (str), ``subtitle`` (str), ``note`` (str, optional), ``sheet`` (rows of ``{"label", key:
 file}``), ``sheet_columns`` (column titles), ``sheet_keys`` (the row key each column shows; default original, edited,
-result), ``scores`` (optional: ``{name: [[image, target, original], ...]}``, scored by :mod:`demo.scores`),
+result), ``single_edits`` (optional: ``{"scene", "folder", "seed", "timestep_fraction"}``, see
+:func:`single_edits`), ``scores`` (optional: ``{name: [[image, target, original], ...]}``, scored by :mod:`demo.scores`),
 ``turntable`` (``{"rows": {label: [frame files]}, "fps"}``), ``record`` (the recorder's JSON: ``loss_series``,
 ``phase_starts``), ``outputs`` (``{"contact_sheet", "loss_plot", "turntable_gif", "turntable_strip"}``).
 Prints one JSON object: the files written and, with ``scores``, the scores.
@@ -171,11 +172,34 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> Path:
     return path
 
 
+def single_edits(spec: dict[str, Any], base: Path) -> Path:
+    """The baseline a 2D editor gives alone: every photo of the scene edited once, independently, by the SIMULATED
+    editor at the top of the noise range (``timestep_fraction`` of the schedule), seeded. Written as
+    ``<folder>/<photo name>.png``."""
+    import torch
+
+    from backend.editing.simulated import SimulatedInstructEditor
+    from backend.scene import load_scene
+
+    scene = load_scene(base / spec["scene"])
+    editor = SimulatedInstructEditor.from_scene(scene)
+    generator = torch.Generator().manual_seed(int(spec["seed"]))
+    timestep = round(float(spec["timestep_fraction"]) * editor.num_train_timesteps)
+    folder = base / spec["folder"]
+    for frame in scene.frames:
+        photo = torch.from_numpy(load(frame.image_path).copy()).permute(2, 0, 1)[None].float() / 255
+        edited = editor.edit(photo, photo, "", timestep=timestep, generator=generator)[0]
+        save((edited.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), folder / f"{frame.image_path.stem}.png")
+    return folder
+
+
 def make_report(plan_path: Path) -> dict[str, Any]:
     plan = json.loads(plan_path.read_text())
     base = plan_path.parent
     outputs = {key: base / value for key, value in plan["outputs"].items()}
     written: dict[str, Any] = {}
+    if plan.get("single_edits"):  # before the sheet, which shows them
+        written["single_edits"] = str(single_edits(plan["single_edits"], base))
     if plan.get("sheet"):
         written["contact_sheet"] = str(save(contact_sheet(plan, base), outputs["contact_sheet"]))
     written["loss_plot"] = str(loss_plot(plan, outputs["loss_plot"]))

@@ -26,6 +26,7 @@ from demo.addon_driver import AddonDriver, DemoError, install_addon, set_prefere
 from demo.config import DemoConfig, Preset, engine_overrides, resolve_preset
 from demo.editor_choice import SIMULATED_NOTE, EditorChoice, alexnet_weights_present, choose_editor
 from demo.recorder import Recorder
+from protocol.messages import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -333,6 +334,10 @@ def editor_meaning(choice: EditorChoice) -> str:
     return "TINY RANDOM editor: the edit is NOT meaningful"
 
 
+SINGLE_EDITS = "single_edits"
+"""Output folder of the baseline: each photo edited once by the simulated editor (written by :mod:`demo.report`)."""
+
+
 def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[str, Path],
                 sheet_cameras: list[bpy.types.Object], result_views: list[Path],
                 turntable: dict[str, list[Path]]) -> dict[str, Any]:
@@ -344,8 +349,10 @@ def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[s
     columns = [("original", "original render")]
     if simulated:
         columns.append(("target", "intended edit (Blender)"))
-    columns += [("edited", "simulated 2D edit" if simulated else "edited by the backend"),
-                ("nerf", "NeRF after Iterative DU"), ("result", "imported result (Blender)")]
+    # simulated: the baseline 2D edit is the editor applied once to each photo (as a 2D editor is used alone); the
+    # backend's edited images are steps of Iterative DU, made from NeRF renders, not independent 2D edits
+    columns.append(("single", "single 2D edit (simulated)") if simulated else ("edited", "edited by the backend"))
+    columns += [("nerf", "NeRF after Iterative DU"), ("result", "imported result (Blender)")]
     rows = {"original scene": turntable["original"]}
     if turntable["target"]:
         rows["intended edit (Blender)"] = turntable["target"]
@@ -360,6 +367,7 @@ def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[s
                 "of the cameras)",
         "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
                    "target": rel(edit.targets.get(camera.name)), "edited": rel(edited.get(camera.name)),
+                   "single": f"{SINGLE_EDITS}/{camera.name}.png" if simulated else None,
                    "nerf": rel(edit.nerf_renders.get(camera.name)), "result": rel(path)}
                   for camera, path in zip(sheet_cameras, result_views)],
         "turntable": {"rows": {label: [str(p.relative_to(out)) for p in frames] for label, frames in rows.items()},
@@ -372,8 +380,11 @@ def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[s
             return [[rel(path), rel(edit.targets[name]), f"scene/images/{name}.png"]
                     for name, path in sorted(images.items()) if name in edit.targets]
 
+        plan["single_edits"] = {"scene": "scene", "folder": SINGLE_EDITS, "seed": config.seed,
+                                "timestep_fraction": Schedule().t_max}
+        singles = {name: out / SINGLE_EDITS / f"{name}.png" for name in edit.targets}
         plan["scores"] = {
-            "single_2d_edits": triples(edited),
+            "single_2d_edits": triples(singles),
             "nerf_after_du": triples(edit.nerf_renders),
             "imported_result_heldout": [[rel(result), rel(target), rel(original)] for result, target, original
                                         in zip(turntable["result"], turntable["target"], turntable["original"])],
@@ -401,7 +412,7 @@ def print_outputs(summary: dict[str, Any], out: Path) -> None:
         print(f"  {key:16s} {path}", flush=True)
     print(f"  {'summary':16s} {out / 'summary.json'}", flush=True)
     scores = summary.get("scores") or {}
-    for name, label in (("single_2d_edits", "single 2D edits (training views)"),
+    for name, label in (("single_2d_edits", "single 2D edits (each photo edited once)"),
                         ("nerf_after_du", "NeRF after Iterative DU (training views)"),
                         ("imported_result_heldout", "imported result (held-out turntable views)")):
         if name in scores:

@@ -31,7 +31,6 @@ from protocol.messages import MemoryMode
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "timbrooks/instruct-pix2pix"
-RANDOM_SOURCES = ("tiny", "full-random")
 _SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 

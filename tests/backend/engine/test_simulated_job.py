@@ -69,13 +69,17 @@ def test_iterative_dataset_update_with_the_simulated_editor_renders_the_edit(tmp
     config = EditJobConfig(
         prompt="make the red sphere blue", device="cpu", editor=EditorConfig(source="simulated"),
         nerf=tiny_nerf_config(reconstruction_steps=300),
-        update=DatasetUpdateConfig(total_steps=240, edit_every_n_steps=4),
+        update=DatasetUpdateConfig(total_steps=400, edit_every_n_steps=4),
         output=OutputConfig(checkpoint_every=1000, history_every=1_000_000, history_views=8, export_geometry=False))
-    result = EditEngine(config).run(scene.path, tmp_path / "job")
+    engine = EditEngine(config)
+    result = engine.run(scene.path, tmp_path / "job")
     assert result.status == "done", result.error
+    editor = engine.editor
+    assert isinstance(editor, SimulatedInstructEditor)
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
     final = tmp_path / "job" / manifest["history"][-1]
-    to_target, to_original, edits_to_target = [], [], []
+    to_target, to_original, singles_to_target = [], [], []
+    generator = torch.Generator().manual_seed(0)
     for index in range(8):
         name = f"images/frame_{index:05d}.png"
         original, target = load_float(scene.path / name), load_float(scene.path / name.replace("images", "targets"))
@@ -83,8 +87,11 @@ def test_iterative_dataset_update_with_the_simulated_editor_renders_the_edit(tmp
         render = load_float(final / Path(name).name)  # history renders keep the file name
         to_target.append(psnr(render, target, region))
         to_original.append(psnr(render, original, region))
-        edits_to_target.append(psnr(load_float(tmp_path / "job" / "edited" / name), target, region))
+        # the 2D baseline: the same editor applied once to the photo, at the top of the noise range
+        photo = torch.from_numpy(scene.images[index]).permute(2, 0, 1)[None].float() / 255
+        single = editor.edit(photo, photo, "x", timestep=980, generator=generator)[0].permute(1, 2, 0).numpy()
+        singles_to_target.append(psnr(single.astype(np.float64), target, region))
     # where the edit acts, the NeRF now looks like the target, not like the original
     assert np.mean(to_target) > np.mean(to_original) + 3.0, (to_target, to_original)
-    # and it is at least as close to the target there as the inconsistent single 2D edits it was trained on
-    assert np.mean(to_target) > np.mean(edits_to_target) - 1.0, (to_target, edits_to_target)
+    # and it is closer to the target there than the view-inconsistent single 2D edits
+    assert np.mean(to_target) > np.mean(singles_to_target), (to_target, singles_to_target)
