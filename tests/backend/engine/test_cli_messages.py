@@ -53,13 +53,14 @@ def test_paper_defaults_on_a_cpu_warn_with_an_estimate_and_name_the_preset(tmp_p
                                       "--device", "cpu"])
     announce_estimate(config_from_args(args), args, ProgressBar("info", tmp_path / "job" / "edit.log"))
     err = capsys.readouterr().err
-    assert err.startswith("estimate: about ") and " days on cpu" in err
+    assert err.startswith("capture: nerfstudio layout, 8 views of 32x32\nestimate: about ") and " days on cpu" in err
     assert "warning: this job would take" in err and "--preset quick fits this device" in err
     quick = build_parser().parse_args([*map(str, ["--data", scene.path, "--prompt", "x", "--output", tmp_path / "q"]),
                                        "--device", "cpu", "--preset", "quick"])
     announce_estimate(config_from_args(quick), quick, ProgressBar("info", tmp_path / "q" / "edit.log"))
     err = capsys.readouterr().err
-    assert err.startswith("estimate: about ") and "warning" not in err  # minutes: nothing to warn about
+    assert err.startswith("capture: nerfstudio layout, 8 views of 32x32\nestimate: about ")
+    assert "warning" not in err  # minutes: nothing to warn about
 
 
 def test_the_cost_model_scales_with_the_work_and_the_device() -> None:
