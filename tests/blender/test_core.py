@@ -47,7 +47,8 @@ def test_capture_errors_name_the_field() -> None:
     good = {"fl_x": 10, "fl_y": 10, "cx": 5, "cy": 5, "w": 10, "h": 10}
     assert parse_capture({**good, "frames": [frame]}).frames[0].intrinsics.w == 10
     cases = [({**good, "frames": []}, "frames: must be a non-empty list"),
-             ({**good, "fl_x": -1, "frames": [frame]}, r"frames\[0\]\.fl_x: must be > 0"),
+             ({**good, "fl_x": -1, "frames": [frame]}, r"transforms.json: fl_x: must be > 0"),  # the top-level value
+             ({**good, "frames": [{**frame, "fl_y": 0}]}, r"frames\[0\]\.fl_y: must be > 0"),
              ({**good, "frames": [{**frame, "cx": float("nan")}]}, r"frames\[0\]\.cx: expected a finite number"),
              ({**good, "frames": [{**frame, "transform_matrix": [[1, 0]]}]}, r"frames\[0\]\.transform_matrix"),
              ({**good, "frames": [{"transform_matrix": frame["transform_matrix"]}]}, r"frames\[0\]\.file_path")]
