@@ -288,10 +288,13 @@ class JobRun:
         self.callbacks.on_state("cancelled", f"checkpoint {self.state.checkpoint}")
         return self._result("cancelled")
 
+    def _edited_files(self) -> dict[str, Path]:
+        """Image path relative to the scene -> its newest edited image, for the views edited so far."""
+        return {name: self.jobs.edited_path(name) for name in self.image_names if self.jobs.edited_path(name).is_file()}
+
     def _export_capture(self) -> Path:
         """The user's capture in its own layout, with the edited images in place (``edited_capture/``)."""
-        edited = {name: self.jobs.edited_path(name) for name in self.image_names if self.jobs.edited_path(name).is_file()}
-        return export_in_layout(self.scene, edited, self.jobs.root / "edited_capture")
+        return export_in_layout(self.scene, self._edited_files(), self.jobs.root / "edited_capture")
 
     def _write_manifest(self, exported, edited_capture: Path) -> None:
         relative = lambda path: str(Path(path).relative_to(self.jobs.root))  # noqa: E731
@@ -310,8 +313,7 @@ class JobRun:
             "bounds_max": exported.bounds_max if exported else None,
             "geometry_error": self.geometry_error,
             "frame": "input (transforms.json); dataparser_transforms.json maps it to the NeRF frame",
-            "edited_images": {name: relative(self.jobs.edited_path(name)) for name in self.image_names
-                              if self.jobs.edited_path(name).is_file()},
+            "edited_images": {name: relative(path) for name, path in self._edited_files().items()},
             "history": sorted(relative(p) for p in self.jobs.history.glob("step-*")),
             "edited_capture": {"layout": self.scene.layout, "folder": relative(edited_capture)},
             "checkpoint": f"checkpoints/{self.state.checkpoint}",
