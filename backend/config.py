@@ -186,6 +186,9 @@ def tiny_nerf_config(**overrides: Any) -> NerfConfig:
         reconstruction_steps=100, rays_per_batch=256, patch_size=1, use_lpips=False, hidden_dim=16, num_levels=4,
         max_res=64, log2_hashmap_size=12, proposal_log2_hashmap_size=10, num_proposal_samples_per_ray=(32, 16),
         num_nerf_samples_per_ray=16, camera_optimizer="off", eval_num_rays_per_chunk=4096, implementation="torch",
+        # nerfacto's 0.01 lets a network this small explain a few views of objects over a plain background with its
+        # last sample alone (a skybox: nothing opaque to export); 0.05 makes surfaces form first
+        average_init_density=0.05,
     )
     values.update(overrides)
     return NerfConfig(**values)

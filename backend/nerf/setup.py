@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,10 @@ def build_pipeline(config: EditJobConfig, scene_dir: Path, device: str) -> tuple
     """Load the scene into nerfstudio and build the model; raises LpipsWeightsMissing before any heavy work."""
     if config.effective_use_lpips():
         ensure_lpips_weights()
+    # nerfstudio's image cache picks its row order with Python's ``random`` (CacheDataloader: random.sample), and
+    # rays are drawn by row: without this seed two runs of one job train differently (a tiny NeRF once came out
+    # fully transparent in one order and fine in another).
+    random.seed(config.nerf.seed)
     torch.manual_seed(config.nerf.seed)
     with quiet_nerfstudio_console():
         pipeline = pipeline_config(config, scene_dir, device).setup(device=device, test_mode="val")

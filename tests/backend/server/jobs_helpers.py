@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,20 +14,21 @@ from typing import Any
 import numpy as np
 
 import protocol
+from backend.config import tiny_nerf_config
 from protocol import RawImage
 from protocol import messages as m
 from tests.helpers.scenes import TinyScene
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-#: tiny nerfacto on the CPU (backend.config.tiny_nerf_config) and the tiny random editor, as engine_overrides
+#: tiny nerfacto on the CPU (backend.config.tiny_nerf_config, without its step count and
+#: seed, which the request sets) and the tiny random editor, as
+#: engine_overrides
 TINY_OVERRIDES: dict[str, Any] = {
     "device": "cpu",
     "editor": {"source": "tiny"},
-    "nerf": {"rays_per_batch": 256, "patch_size": 1, "use_lpips": False, "hidden_dim": 16, "num_levels": 4,
-             "max_res": 64, "log2_hashmap_size": 12, "proposal_log2_hashmap_size": 10,
-             "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 16, "camera_optimizer": "off",
-             "eval_num_rays_per_chunk": 4096, "implementation": "torch"},
+    "nerf": {name: list(value) if isinstance(value, tuple) else value
+             for name, value in dataclasses.asdict(tiny_nerf_config()).items() if name not in ("reconstruction_steps", "seed")},
     "update": {"ddim_steps": 4},
     "output": {"checkpoint_every": 20, "history_every": 0, "export_num_points": 3000, "poisson_depth": 6},
 }
