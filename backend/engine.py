@@ -70,7 +70,7 @@ class EditEngine:
         stop = stop or threading.Event()
         job_dir = Path(job_dir)
         try:
-            callbacks.on_state("validating", str(scene_dir))
+            callbacks.on_state("preparing", str(scene_dir))
             scene = load_scene(scene_dir)
             job = JobRun(self, scene, job_dir, callbacks, stop)
             result = job.run()

@@ -58,7 +58,7 @@ def edit_runner(editor: InstructPix2PixEditor, size: int, timestep: int, steps: 
     render, original = torch.rand(2, 1, 3, size, size, generator=generator).to(editor.device)
     embeddings = editor.encode_instruction("turn the bear into a polar bear")
     return lambda: editor.edit(render, original, embeddings, timestep=timestep, guidance_scale=7.5,
-                               image_guidance_scale=1.5, num_inference_steps=steps,
+                               image_guidance_scale=1.5, ddim_steps=steps,
                                generator=torch.Generator().manual_seed(0))
 
 

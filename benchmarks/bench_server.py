@@ -51,7 +51,7 @@ def measure_upload(backend, megabytes: int) -> dict[str, float]:
 
 
 def steps_per_second(watch: JobWatch) -> float:
-    edit = [p for p in watch.progress if p.phase == "edit"]
+    edit = [p for p in watch.progress if p.phase == "editing"]
     first, last = edit[len(edit) // 5], edit[-1]  # skip the warm-up
     return (last.step - first.step) / max(last.elapsed_s - first.elapsed_s, 1e-9)
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 with backend.client() as client:
                     watch = JobWatch(client.start_edit(edit_request(scene_id, reconstruction_steps=20,
                                                                     total_steps=10**6, every=4)).job_id)
-                    watch.follow(client, lambda w: sum(p.phase == "edit" for p in w.progress) >= 3)
+                    watch.follow(client, lambda w: sum(p.phase == "editing" for p in w.progress) >= 3)
                     asked = time.monotonic()
                     client.cancel(watch.job_id)
                     watch.follow(client, lambda w: "cancelled" in w.states, timeout_s=120)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 #: Progress phases whose steps are NeRF steps (and whose losses are plotted).
-TRAINING_PHASES = ("reconstruct", "edit")
+TRAINING_PHASES = ("reconstructing", "editing")
 
 @dataclass(frozen=True)
 class ProgressSample:

@@ -35,7 +35,7 @@ MUTED = (110, 110, 110)
 WARNING = (180, 30, 30)
 SHEET_TILE = 192
 SHEET_TITLE_H = 78
-PHASE_NAMES = {"reconstruct": "reconstruction", "edit": "Iterative DU"}
+PHASE_NAMES = {"reconstructing": "reconstruction", "editing": "Iterative DU"}
 
 
 def load(path: Path) -> np.ndarray:

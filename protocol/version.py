@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from .errors import VersionMismatch
 
-PROTOCOL_VERSION = "1.1"
-"""1.1: optional ``scene_begin_request.aux_images`` (per-view target images of the simulated editor)."""
-SUPPORTED_MAJORS: tuple[int, ...] = (1,)
+PROTOCOL_VERSION = "2.0"
+"""1.1: optional ``scene_begin_request.aux_images`` (per-view target images of the simulated editor).
+2.0: progress phases are job states (``reconstructing``, not ``reconstruct``)."""
+SUPPORTED_MAJORS: tuple[int, ...] = (2,)
 
 
 def parse_version(version: object, *, field: str = "protocol_version") -> tuple[int, int]:

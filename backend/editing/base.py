@@ -33,7 +33,7 @@ class ImageEditor(Protocol):
         timestep: int,
         guidance_scale: float,
         image_guidance_scale: float,
-        num_inference_steps: int,
+        ddim_steps: int,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Edit a batch of views.
@@ -43,10 +43,10 @@ class ImageEditor(Protocol):
             original: ``Float[Tensor, "B 3 H W"]`` in [0, 1], the untouched captured image: the image condition.
             instruction: what ``encode_instruction`` returned.
             timestep: the drawn noise level T in ``[1, num_train_timesteps]``; the render is noised near T and
-                denoised in ``num_inference_steps`` DDIM steps spread over [1, ~0.95 T] (the paper's schedule).
+                denoised in ``ddim_steps`` DDIM steps spread over [1, ~0.95 T] (the paper's schedule).
             guidance_scale: text classifier-free guidance weight.
             image_guidance_scale: image classifier-free guidance weight.
-            num_inference_steps: DDIM steps s taken from ``timestep`` down to a clean image (UNet calls per edit).
+            ddim_steps: DDIM steps s taken from ``timestep`` down to a clean image (UNet calls per edit).
             generator: source of the noise, for reproducible edits.
 
         Returns:

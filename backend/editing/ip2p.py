@@ -43,7 +43,7 @@ def resize(images: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
-def paper_timesteps(noise_level: int, num_inference_steps: int, steps_offset: int = 1) -> list[int]:
+def paper_timesteps(noise_level: int, ddim_steps: int, steps_offset: int = 1) -> list[int]:
     """The DDIM timesteps of one edit as in the paper and its reference (in2n ``ip2p.py``): "a fixed number of
     intermediate steps s taken between initial timestep t and 0".
 
@@ -53,9 +53,9 @@ def paper_timesteps(noise_level: int, num_inference_steps: int, steps_offset: in
     the full 1000-step training schedule. With T < s there are T steps (ratio 1), as ``set_timesteps`` allows.
     For T = num_train_timesteps this is exactly the grid of diffusers' ``StableDiffusionInstructPix2PixPipeline``.
     """
-    if noise_level < 1 or num_inference_steps < 1:
-        raise ValueError(f"noise level and step count must be >= 1, got {noise_level}, {num_inference_steps}")
-    steps = min(num_inference_steps, noise_level)
+    if noise_level < 1 or ddim_steps < 1:
+        raise ValueError(f"noise level and step count must be >= 1, got {noise_level}, {ddim_steps}")
+    steps = min(ddim_steps, noise_level)
     ratio = noise_level // steps
     return [index * ratio + steps_offset for index in reversed(range(steps))]
 
@@ -125,13 +125,13 @@ class InstructPix2PixEditor:
         timestep: int,
         guidance_scale: float,
         image_guidance_scale: float,
-        num_inference_steps: int,
+        ddim_steps: int,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """See ``ImageEditor.edit``. ``render``/``original``: ``Float[Tensor, "B 3 H W"]`` in [0, 1] (same size).
         Returns ``Float[Tensor, "B 3 H W"]`` in [0, 1] with ``render``'s size, device and dtype."""
-        self._check(render, original, instruction, timestep, num_inference_steps)
-        timestep, num_inference_steps = int(timestep), int(num_inference_steps)
+        self._check(render, original, instruction, timestep, ddim_steps)
+        timestep, ddim_steps = int(timestep), int(ddim_steps)
         batch, _, height, width = render.shape
         size = working_size(height, width, self.max_side, self.size_multiple)
         dtype, device = self.placement.dtype, self.device
@@ -152,7 +152,7 @@ class InstructPix2PixEditor:
             instruction.unconditional.to(device, dtype).expand(batch, -1, -1),
         ])
 
-        timesteps = paper_timesteps(timestep, num_inference_steps, scheduler.config.get("steps_offset", 1))
+        timesteps = paper_timesteps(timestep, ddim_steps, scheduler.config.get("steps_offset", 1))
         ratio = timestep // len(timesteps)
         alphas = scheduler.alphas_cumprod.to(device, torch.float32)
         final_alpha = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32, device=device)
@@ -173,7 +173,7 @@ class InstructPix2PixEditor:
         return resize(edited, (height, width)).clamp(0, 1).to(render.device, render.dtype)
 
     def _check(self, render: Tensor, original: Tensor, instruction: object, timestep: int,
-               num_inference_steps: int) -> None:
+               ddim_steps: int) -> None:
         if render.ndim != 4 or render.shape[1] != 3:
             raise ValueError(f"render must be B x 3 x H x W, got shape {tuple(render.shape)}")
         if original.shape != render.shape:
@@ -185,7 +185,7 @@ class InstructPix2PixEditor:
         if isinstance(timestep, bool) or not isinstance(timestep, numbers.Integral) or not (
                 1 <= timestep <= self.num_train_timesteps):
             raise ValueError(f"timestep must be an integer in [1, {self.num_train_timesteps}], got {timestep!r}")
-        if not isinstance(num_inference_steps, numbers.Integral) or not (
-                1 <= num_inference_steps <= self.num_train_timesteps):
-            raise ValueError(f"num_inference_steps must be an integer in [1, {self.num_train_timesteps}], "
-                             f"got {num_inference_steps!r}")
+        if not isinstance(ddim_steps, numbers.Integral) or not (
+                1 <= ddim_steps <= self.num_train_timesteps):
+            raise ValueError(f"ddim_steps must be an integer in [1, {self.num_train_timesteps}], "
+                             f"got {ddim_steps!r}")

@@ -174,7 +174,7 @@ class SimulatedInstructEditor:
         return self.strength(timestep) ** self.config.blend_exponent
 
     def edit(self, render: Tensor, original: Tensor, instruction: Any, *, timestep: int, guidance_scale: float = 7.5,
-             image_guidance_scale: float = 1.5, num_inference_steps: int = 20,
+             image_guidance_scale: float = 1.5, ddim_steps: int = 20,
              generator: torch.Generator | None = None) -> Tensor:
         """Simulated edit of ``B 3 H W`` renders (guidance and step arguments are accepted and ignored)."""
         if render.ndim != 4 or render.shape[1] != 3 or original.shape[0] != render.shape[0]:

@@ -35,8 +35,8 @@ class JobState:
 
     status: str = "new"
     """new | running | cancelled | failed | done"""
-    phase: str = "validating"
-    """validating | reconstructing | editing | exporting | done"""
+    phase: str = "preparing"
+    """The protocol's job state the job was last in: preparing | reconstructing | editing | exporting | done"""
     step: int = 0
     """NeRF steps of the newest checkpoint."""
     edit_start_step: int | None = None

@@ -21,7 +21,7 @@ Image = np.ndarray  # H W 3 uint8
 @dataclass
 class Progress:
     phase: str
-    """reconstructing | editing | exporting"""
+    """The protocol's working state: reconstructing | editing | exporting"""
     step: int
     """Global NeRF step (reconstruction + editing)."""
     total_steps: int
@@ -83,7 +83,8 @@ class JobCallbacks:
     """Observers of a job; all optional, all called from the engine's thread. Keep them quick."""
 
     on_state: Callable[[str, str], None] = _ignore
-    """(state, detail): validating, reconstructing, editing, exporting, done, cancelled, failed."""
+    """(state, detail) in the protocol's job states: preparing, reconstructing, editing, exporting, done, cancelled,
+    failed."""
     on_progress: Callable[[Progress], None] = _ignore
     on_preview: Callable[[str, Image], None] = _ignore
     """(name, image): ``edit/<image>`` after edits (throttled), ``history/<image>``, or a requested camera's name."""

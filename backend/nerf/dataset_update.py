@@ -111,7 +111,7 @@ class DatasetUpdater:
             timestep=timestep,
             guidance_scale=config.guidance_scale,
             image_guidance_scale=config.image_guidance_scale,
-            num_inference_steps=config.ddim_steps,
+            ddim_steps=config.ddim_steps,
             generator=self.schedule.generator_for(edit_index),
         )
         if edited.shape[-2:] != render.shape[:2]:

@@ -20,7 +20,8 @@ from .protocol_link import protocol
 
 m = protocol.messages
 ConnectionState = Literal["disconnected", "connecting", "connected", "lost"]
-PHASE_LABELS = {"preparing": "Preparing", "reconstruct": "Reconstructing", "edit": "Editing", "export": "Exporting"}
+PHASE_LABELS = {"preparing": "Preparing", "reconstructing": "Reconstructing", "editing": "Editing",
+                "exporting": "Exporting"}
 
 
 # ---------------------------------------------------------------- actions for the bpy shell
@@ -146,7 +147,7 @@ class SessionState:
         if job.state == "queued":
             return f"Queued (position {job.queue_position})" if job.queue_position else "Queued"
         phase = PHASE_LABELS.get(job.phase, job.state.capitalize())
-        if job.phase == "export" and job.total_steps:  # the export counts rays shot of its budget, not steps
+        if job.phase == "exporting" and job.total_steps:  # the export counts rays shot of its budget, not steps
             text = f"Exporting geometry {job.step / job.total_steps:.0%}"
         else:
             text = f"{phase} {job.step}/{job.total_steps}" if job.total_steps else phase

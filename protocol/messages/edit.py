@@ -12,8 +12,12 @@ from .scene import Camera, check_id
 
 MemoryMode = Literal["in2n", "in2n-small", "in2n-tiny"]
 JobState = Literal["queued", "preparing", "reconstructing", "editing", "exporting", "done", "failed", "cancelled"]
-Output = Literal["mesh", "pointcloud", "images"]
+"""Where a job is: the one vocabulary of the panel, the CLI, the server, the engine and ``state.json``."""
+Phase = Literal["preparing", "reconstructing", "editing", "exporting"]
+"""The states in which a job is working (its progress names one of them)."""
+RUNNING_STATES: tuple[str, ...] = ("preparing", "reconstructing", "editing", "exporting")
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+Output = Literal["mesh", "pointcloud", "images"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ class CancelReply:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: Literal["preparing", "reconstruct", "edit", "export"]
+    phase: Phase
     step: int = field(metadata=limit(ge=0))
     total_steps: int = field(metadata=limit(ge=0))
     fraction: float = bounded(0.0, ge=0, le=1)

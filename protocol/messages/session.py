@@ -15,7 +15,7 @@ class HelloRequest:
     """First message of a client: which protocol versions it speaks. The header version is not checked for hello."""
 
     protocol_versions: list[str] = field(metadata=limit(min_len=1, max_len=16))
-    """Versions the client speaks, e.g. ``["1.0"]``; the server picks one with a matching major."""
+    """Versions the client speaks, e.g. ``["2.0"]``; the server picks one with a matching major."""
     client_name: str = bounded("", max_len=200)
     """Free text shown in the server log, e.g. ``"in2n-blender add-on 0.1 / Blender 4.2"``."""
 

@@ -151,9 +151,9 @@ class ScriptedBackend:
     def _run(self, job: ScriptedJob) -> None:
         begin, images = self.scenes[job.scene_id]
         self._set_state(job, "preparing")
-        phases = [("reconstructing", "reconstruct"), ("editing", "edit")]
-        for index, (state, phase) in enumerate(phases):
-            self._set_state(job, state)
+        phases = ["reconstructing", "editing"]
+        for index, phase in enumerate(phases):
+            self._set_state(job, phase)
             for step in range(1, self.steps + 1):
                 if job.cancel.is_set():
                     self._set_state(job, "cancelled")
@@ -162,7 +162,7 @@ class ScriptedBackend:
                 job.progress = m.Progress(phase=phase, step=step, total_steps=self.steps, fraction=fraction,
                                           eta_s=(self.steps - step) * self.step_s, elapsed_s=step * self.step_s)
                 self.server.publish(job.job_id, m.JobProgressEvent(job_id=job.job_id, progress=job.progress))
-                if phase == "edit" and step % 4 == 0:
+                if phase == "editing" and step % 4 == 0:
                     pixels = np.ascontiguousarray(preview_for(images[0], step, self.steps))
                     event = m.JobPreviewEvent(job_id=job.job_id, step=step,
                                               image=m.ImageInfo(dtype="uint8", shape=list(pixels.shape)), camera_index=0)

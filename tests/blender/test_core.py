@@ -72,13 +72,13 @@ def test_pixels_round_trip_and_orientation() -> None:
 
 
 def _hello() -> m.HelloReply:
-    return m.HelloReply(protocol_version="1.0", server_name="srv", server_version="0", python_version="3.11", pid=1,
+    return m.HelloReply(protocol_version="2.0", server_name="srv", server_version="0", python_version="3.11", pid=1,
                         limits=m.ServerLimits(max_frame_bytes=1, max_message_bytes=1), gpu_name="Test GPU")
 
 
 def _snap(job_id: str, state: str) -> m.JobSnapshot:
     return m.JobSnapshot(job_id=job_id, state=state, scene_id="s", instruction="x",
-                         progress=m.Progress(phase="edit", step=3, total_steps=10, fraction=0.4, eta_s=75.0))
+                         progress=m.Progress(phase="editing", step=3, total_steps=10, fraction=0.4, eta_s=75.0))
 
 
 def test_session_follows_the_remembered_job_on_connect() -> None:
@@ -113,7 +113,7 @@ def test_session_events_and_failures() -> None:
 def test_the_export_phase_shows_its_share_of_the_ray_budget() -> None:
     state = ss.SessionState()
     exporting = m.JobSnapshot(job_id="a", state="exporting", scene_id="s", instruction="x",
-                              progress=m.Progress(phase="export", step=55_296, total_steps=221_184, fraction=1.0,
+                              progress=m.Progress(phase="exporting", step=55_296, total_steps=221_184, fraction=1.0,
                                                   eta_s=12.0))
     state.apply(api.Connected("tcp://x", _hello(), [exporting]))
     assert state.progress_text() == "Exporting geometry 25%, ETA 12s"

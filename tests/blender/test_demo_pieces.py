@@ -177,24 +177,24 @@ def test_recorder_sees_every_notice_the_session_applies_and_passes_it_on() -> No
     recorder = Recorder(m, api, clock=iter(range(100)).__next__)
     recorder.attach(state)
     notices = [api.JobStarted("job-1", "queued", None, "scene-1"),
-               progress("job-1", "reconstruct", 50, 100, loss=0.5, psnr=12.0),
-               progress("job-1", "reconstruct", 100, 100, loss=0.25),
-               progress("other-job", "edit", 5, 20, loss=99.0),  # another client's job: not ours
-               progress("job-1", "edit", 10, 20, loss=0.3, rgb_loss=float("nan")),
-               progress("job-1", "export", 80_000, 221_184, loss=0.3),  # rays shot, not steps: not plotted
+               progress("job-1", "reconstructing", 50, 100, loss=0.5, psnr=12.0),
+               progress("job-1", "reconstructing", 100, 100, loss=0.25),
+               progress("other-job", "editing", 5, 20, loss=99.0),  # another client's job: not ours
+               progress("job-1", "editing", 10, 20, loss=0.3, rgb_loss=float("nan")),
+               progress("job-1", "exporting", 80_000, 221_184, loss=0.3),  # rays shot, not steps: not plotted
                api.ServerEvent(m.JobStateEvent("job-1", "done")),
                api.Failed("Import result", "disk full")]
     for notice in notices:
         state.apply(notice)
-    assert state.job is not None and state.job.state == "done" and state.job.phase == "export"  # the add-on still updates
+    assert state.job is not None and state.job.state == "done" and state.job.phase == "exporting"  # the add-on still updates
     record = recorder.record
     assert record.job_id == "job-1" and [s["state"] for s in record.states] == ["queued", "done"]
-    assert record.phase_starts() == {"reconstruct": 0, "edit": 100}
+    assert record.phase_starts() == {"reconstructing": 0, "editing": 100}
     series = record.loss_series()
-    assert series["loss"] == [(50, "reconstruct", 0.5), (100, "reconstruct", 0.25), (110, "edit", 0.3)]
-    assert "rgb_loss" not in series and series["psnr"] == [(50, "reconstruct", 12.0)]  # NaN dropped
+    assert series["loss"] == [(50, "reconstructing", 0.5), (100, "reconstructing", 0.25), (110, "editing", 0.3)]
+    assert "rgb_loss" not in series and series["psnr"] == [(50, "reconstructing", 12.0)]  # NaN dropped
     assert record.errors == ["Import result: disk full"]
-    assert record.to_json()["loss_series"]["loss"][-1] == [110, "edit", 0.3]
+    assert record.to_json()["loss_series"]["loss"][-1] == [110, "editing", 0.3]
 
 
 def test_recorder_keeps_downloaded_artifacts_with_their_camera_index(tmp_path: Path) -> None:
@@ -209,12 +209,12 @@ def test_recorder_keeps_downloaded_artifacts_with_their_camera_index(tmp_path: P
 def test_losses_of_a_server_that_counts_steps_globally_are_not_shifted() -> None:
     recorder = Recorder(m, api)
     recorder.observe(api.JobStarted("job-1", "queued", None, "scene-1"))
-    for notice in (progress("job-1", "reconstruct", 40, 300, loss=0.4), progress("job-1", "reconstruct", 100, 300, loss=0.2),
-                   progress("job-1", "edit", 104, 300, loss=0.3), progress("job-1", "edit", 300, 300, loss=0.1)):
+    for notice in (progress("job-1", "reconstructing", 40, 300, loss=0.4), progress("job-1", "reconstructing", 100, 300, loss=0.2),
+                   progress("job-1", "editing", 104, 300, loss=0.3), progress("job-1", "editing", 300, 300, loss=0.1)):
         recorder.observe(notice)
     record = recorder.record
-    assert record.phase_offsets() == {"reconstruct": 0, "edit": 0}
-    assert record.phase_starts() == {"reconstruct": 0, "edit": 104}
+    assert record.phase_offsets() == {"reconstructing": 0, "editing": 0}
+    assert record.phase_starts() == {"reconstructing": 0, "editing": 104}
     assert [point[0] for point in record.loss_series()["loss"]] == [40, 100, 104, 300]
 
 

@@ -66,9 +66,9 @@ def test_report_draws_the_sheet_plot_and_turntable_from_the_plan(tmp_path: Path)
         rows.append(row)
     frames = {label: ["in/" + write_png(tmp_path / "in" / f"{label}_{i}.png", solid((i * 60, shade, 0), 16))
                       for i in range(4)] for label, shade in (("original scene", 0), ("imported result", 200))}
-    record = {"loss_series": {"loss": [[s, "reconstruct" if s < 100 else "edit", 1.0 / (1 + s)] for s in range(0, 200, 10)],
-                              "psnr": [[s, "reconstruct", 10.0 + s / 10] for s in range(0, 100, 10)]},
-              "phase_starts": {"reconstruct": 0, "edit": 100}}
+    record = {"loss_series": {"loss": [[s, "reconstructing" if s < 100 else "editing", 1.0 / (1 + s)] for s in range(0, 200, 10)],
+                              "psnr": [[s, "reconstructing", 10.0 + s / 10] for s in range(0, 100, 10)]},
+              "phase_starts": {"reconstructing": 0, "editing": 100}}
     plan = {"title": "\"make it blue\"", "subtitle": "TINY RANDOM editor", "warning": True,
             "sheet_columns": ["original render", "edited by the backend", "imported result (Blender)"],
             "sheet": rows, "turntable": {"rows": frames, "fps": 5}, "record": record,

@@ -86,7 +86,7 @@ def test_python_m_demo_produces_every_output_and_the_simulated_edit_reaches_3d(t
     src_low, src_high = (np.asarray(b) for b in summary["result"]["source_world_bounds"])
     assert (np.minimum(high, src_high) > np.maximum(low, src_low)).all()
     progress = json.loads((out / "progress.json").read_text())
-    assert progress["loss_series"]["loss"] and {"reconstruct", "edit"} <= set(progress["phase_starts"])
+    assert progress["loss_series"]["loss"] and {"reconstructing", "editing"} <= set(progress["phase_starts"])
 
 
 def test_sigterm_stops_the_demo_and_the_backend_it_started(tmp_path: Path) -> None:

@@ -106,15 +106,15 @@ def test_quiet_stdout_silences_file_descriptor_1_only_inside(capfd: pytest.Captu
 def test_progress_printer_prints_phase_changes_and_throttles_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
     state = SessionState()
     state.connection, state.server = "connected", None
-    state.job = JobView("job-1", "running", phase="reconstruct", step=1, total_steps=100)
+    state.job = JobView("job-1", "running", phase="reconstructing", step=1, total_steps=100)
     recorder = Recorder(m, None)
-    recorder.record.progress.append(ProgressSample("reconstruct", 1, 100, 0.0, 0.0, {"loss": 0.123456}, 0, 0.0))
+    recorder.record.progress.append(ProgressSample("reconstructing", 1, 100, 0.0, 0.0, {"loss": 0.123456}, 0, 0.0))
     printer = run.ProgressPrinter(state, recorder, interval_s=3600)
     printer()
     state.job.step = 2
     printer()  # same phase within the interval: silent
-    state.job.phase, state.job.step = "edit", 1
-    recorder.record.progress.append(ProgressSample("edit", 1, 10, 0.5, 1.0, {"loss": 0.2}, 3, 1.0))
+    state.job.phase, state.job.step = "editing", 1
+    recorder.record.progress.append(ProgressSample("editing", 1, 10, 0.5, 1.0, {"loss": 0.2}, 3, 1.0))
     printer()
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["[demo] Reconstructing 1/100 | loss 0.1235", "[demo] Editing 1/100, 3 edits | loss 0.2"]

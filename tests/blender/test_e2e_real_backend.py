@@ -143,7 +143,7 @@ def test_render_edit_preview_import_with_real_jobs(addon: ModuleType, scene: bpy
 
     pump_until(addon, finished, timeout_s=780)
     assert rt.state.job.state == "done", rt.state.job.error
-    assert {"reconstruct", "edit"} <= phases
+    assert {"reconstructing", "editing"} <= phases
     assert rt.state.history, "no preview reached the add-on"
     image = bpy.data.images[addon.bpy_shell.runtime.PREVIEW_IMAGE]
     assert image.size[0] > 0 and float(np.std(addon.bpy_shell.runtime.preview_as_array())) > 0

@@ -70,7 +70,7 @@ def test_panels_reference_real_properties_and_operators(addon: ModuleType, scene
     # the installed add-on's own modules (its vendored protocol's message classes)
     api, m = addon.core.worker_api, addon.core.protocol_link.protocol.messages
     rt = addon.bpy_shell.runtime.get()
-    hello = m.HelloReply(protocol_version="1.0", server_name="s", server_version="0", python_version="3.11", pid=1,
+    hello = m.HelloReply(protocol_version="2.0", server_name="s", server_version="0", python_version="3.11", pid=1,
                          limits=m.ServerLimits(max_frame_bytes=1, max_message_bytes=1))
     rt.state.apply(api.Connected("tcp://127.0.0.1:1", hello, []))
     rt.state.apply(api.JobStarted("job-1", "editing", 0, "scene-1"))

@@ -22,10 +22,10 @@ def artifact() -> m.ArtifactInfo:
 
 def samples() -> dict[str, tuple[Any, list[bytes]]]:
     """msg_type -> (valid content, buffers)."""
-    progress = m.Progress(phase="edit", step=3, total_steps=10, fraction=0.3, eta_s=12.0, losses={"rgb": 0.1})
+    progress = m.Progress(phase="editing", step=3, total_steps=10, fraction=0.3, eta_s=12.0, losses={"rgb": 0.1})
     items: list[tuple[Any, list[bytes]]] = [
-        (m.HelloRequest(protocol_versions=["1.0"], client_name="t"), []),
-        (m.HelloReply(protocol_version="1.0", server_name="s", server_version="0", python_version="3", pid=1,
+        (m.HelloRequest(protocol_versions=["2.0"], client_name="t"), []),
+        (m.HelloReply(protocol_version="2.0", server_name="s", server_version="0", python_version="3", pid=1,
                       limits=m.ServerLimits(max_frame_bytes=10, max_message_bytes=10)), []),
         (m.PingRequest(payload="x"), []),
         (m.PingReply(payload="x", server_time="t", uptime_s=1.0), []),

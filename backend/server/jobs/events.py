@@ -22,10 +22,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_LOG_INTERVAL_S = 30.0
 """Progress goes to the server log at most this often (clients get every progress event)."""
-PHASES = {"reconstructing": "reconstruct", "editing": "edit", "exporting": "export"}
-#: engine state -> protocol job state (``validating`` is the protocol's ``preparing``)
-STATES = {"validating": "preparing", "reconstructing": "reconstructing", "editing": "editing",
-          "exporting": "exporting"}
 
 
 def preview_camera(camera: m.Camera, max_side: int, name: str) -> PreviewCamera:
@@ -90,15 +86,15 @@ class JobEvents:
 
     # ------------------------------------------------------------------ engine callbacks (engine thread)
     def _state(self, state: str, detail: str) -> None:
-        if state in STATES:
-            self.on_state_change(STATES[state], detail)
+        if state in m.RUNNING_STATES:  # the final states are the service's to announce, with the job's result
+            self.on_state_change(state, detail)
 
     def _progress(self, progress: Progress) -> None:
         self.step = progress.step
         total = max(progress.total_steps, 1)
         losses = {name: float(value) for name, value in progress.losses.items() if math.isfinite(value)}
         self.progress = m.Progress(
-            phase=PHASES.get(progress.phase, "preparing"), step=progress.phase_step,  # type: ignore[arg-type]
+            phase=progress.phase, step=progress.phase_step,  # type: ignore[arg-type]
             total_steps=progress.phase_total, fraction=min(1.0, progress.step / total),
             eta_s=progress.eta_seconds, elapsed_s=time.monotonic() - self.started, losses=losses,
             images_edited=progress.edits_done)

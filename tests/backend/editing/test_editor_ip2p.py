@@ -19,7 +19,7 @@ def edit(editor: InstructPix2PixEditor, render: torch.Tensor, original: torch.Te
          instruction: InstructionEmbeddings, timestep: int, *, seed: int = 0, guidance_scale: float = 7.5,
          image_guidance_scale: float = 1.5, steps: int = STEPS) -> torch.Tensor:
     return editor.edit(render, original, instruction, timestep=timestep, guidance_scale=guidance_scale,
-                       image_guidance_scale=image_guidance_scale, num_inference_steps=steps,
+                       image_guidance_scale=image_guidance_scale, ddim_steps=steps,
                        generator=torch.Generator().manual_seed(seed))
 
 
@@ -237,7 +237,7 @@ def test_bad_inputs_are_rejected_by_name(tiny_editor, instruction, scene_images)
         edit(tiny_editor, render, original[..., :16], instruction, 100)
     with pytest.raises(ValueError, match="render"):
         edit(tiny_editor, render[:, :1], original[:, :1], instruction, 100)
-    with pytest.raises(ValueError, match="num_inference_steps"):
+    with pytest.raises(ValueError, match="ddim_steps"):
         edit(tiny_editor, render, original, instruction, 100, steps=0)
     with pytest.raises(TypeError, match="encode_instruction"):
         edit(tiny_editor, render, original, "make it snowy", 100)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ def quick_edit(editor, seed: int = 0) -> torch.Tensor:
     render, original = torch.rand(2, 1, 3, 24, 40, generator=generator)
     embeddings = editor.encode_instruction("make it autumn")
     return editor.edit(render, original, embeddings, timestep=700, guidance_scale=7.5, image_guidance_scale=1.5,
-                       num_inference_steps=4, generator=torch.Generator().manual_seed(seed))
+                       ddim_steps=4, generator=torch.Generator().manual_seed(seed))
 
 
 def test_local_diffusers_folder_loads_the_same_model(tmp_path):
@@ -103,7 +103,7 @@ def test_small_mode_offloads_fp16_networks_and_edits_on_the_gpu():
     assert editor.components.unet.dtype == torch.float16
     render = torch.rand(1, 3, 24, 40, device="cuda")
     out = editor.edit(render, render.clone(), editor.encode_instruction("make it autumn"), timestep=500,
-                      guidance_scale=7.5, image_guidance_scale=1.5, num_inference_steps=4,
+                      guidance_scale=7.5, image_guidance_scale=1.5, ddim_steps=4,
                       generator=torch.Generator().manual_seed(0))
     assert out.device == render.device and out.shape == render.shape and torch.isfinite(out).all()
     full = load_editor("tiny", device="cuda", memory_mode="in2n", max_side=32)

@@ -25,7 +25,7 @@ def random_views(count: int = 4, size: int = 24, seed: int = 0) -> tuple[torch.T
 
 def edit(editor: SimulatedInstructEditor, render: torch.Tensor, original: torch.Tensor, t: int, seed: int = 0):
     return editor.edit(render, original, editor.encode_instruction("x"), timestep=t, guidance_scale=7.5,
-                       image_guidance_scale=1.5, num_inference_steps=20, generator=torch.Generator().manual_seed(seed))
+                       image_guidance_scale=1.5, ddim_steps=20, generator=torch.Generator().manual_seed(seed))
 
 
 def test_is_an_image_editor() -> None:

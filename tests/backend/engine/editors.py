@@ -20,7 +20,7 @@ class EditCall:
     timestep: int
     guidance_scale: float
     image_guidance_scale: float
-    num_inference_steps: int
+    ddim_steps: int
 
 
 @dataclass
@@ -34,8 +34,8 @@ class ChannelSwapEditor:
         return ("embedding", instruction)
 
     def edit(self, render: Tensor, original: Tensor, instruction: object, *, timestep: int, guidance_scale: float,
-             image_guidance_scale: float, num_inference_steps: int, generator: torch.Generator | None = None
+             image_guidance_scale: float, ddim_steps: int, generator: torch.Generator | None = None
              ) -> Tensor:
         self.calls.append(EditCall(render.detach().cpu().clone(), original.detach().cpu().clone(), instruction,
-                                   timestep, guidance_scale, image_guidance_scale, num_inference_steps))
+                                   timestep, guidance_scale, image_guidance_scale, ddim_steps))
         return original.flip(1).clone()  # B 3 H W: RGB -> BGR

@@ -99,7 +99,7 @@ def finished_job(tmp_path_factory) -> FinishedJob:
 
 def test_job_finishes_and_reports_states_in_order(finished_job):
     assert finished_job.result.status == "done", finished_job.result.error
-    assert finished_job.recorder.states == ["validating", "reconstructing", "editing", "exporting", "done"]
+    assert finished_job.recorder.states == ["preparing", "reconstructing", "editing", "exporting", "done"]
     assert finished_job.recorder.results == [finished_job.result]
     state = json.loads((finished_job.job_dir / "state.json").read_text())
     assert state["status"] == "done" and state["step"] == RECONSTRUCTION_STEPS + EDIT_STEPS
@@ -120,7 +120,7 @@ def test_originals_are_untouched_and_are_always_the_editor_condition(finished_jo
     assert (last.render - last.original.flip(1)).abs().mean() < (last.render - last.original).abs().mean()
     assert finished_job.editor.encoded == ["swap red and blue"]  # text embedded once per job
     assert all(call.instruction == ("embedding", "swap red and blue") for call in calls)
-    assert {(c.guidance_scale, c.image_guidance_scale, c.num_inference_steps) for c in calls} == {(7.5, 1.5, 20)}
+    assert {(c.guidance_scale, c.image_guidance_scale, c.ddim_steps) for c in calls} == {(7.5, 1.5, 20)}
 
 
 def test_timesteps_in_range_and_views_in_a_fixed_random_order(finished_job):

@@ -113,7 +113,7 @@ def test_resume_continues_from_the_checkpoint_with_the_edited_images(resumed):
 def test_rerunning_a_finished_job_does_nothing(resumed):
     before = (resumed.job / "manifest.json").read_bytes()
     again = run_job(EditEngine(config(), ChannelSwapEditor()), resumed.scene.path, resumed.job)
-    assert again.result.status == "done" and again.states == ["validating", "done"]
+    assert again.result.status == "done" and again.states == ["preparing", "done"]
     assert (resumed.job / "manifest.json").read_bytes() == before
 
 
@@ -127,7 +127,7 @@ def test_real_tiny_instructpix2pix_with_lpips_end_to_end(resumed, random_alexnet
                         nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
     run = run_job(engine, resumed.scene.path, tmp_path / "job")
     assert run.result.status == "done", run.result.error
-    assert run.states == ["validating", "editing", "exporting", "done"]
+    assert run.states == ["preparing", "editing", "exporting", "done"]
     assert all("lpips_loss" in p.losses and np.isfinite(p.losses["lpips_loss"]) for p in run.progress)
     assert edit_indices(run.logs) == [0, 1]
     edited = sorted((tmp_path / "job" / "edited" / "images").glob("*.png"))
@@ -147,7 +147,7 @@ def test_a_job_without_geometry_export_keeps_its_edits_and_writes_no_geometry(re
                         nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
     run = run_job(engine, resumed.scene.path, tmp_path / "job")
     assert run.result.status == "done", run.result.error
-    assert run.states == ["validating", "editing", "done"]  # no "exporting"
+    assert run.states == ["preparing", "editing", "done"]  # no "exporting"
     assert run.result.point_cloud is None and run.result.mesh is None
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
     assert manifest["point_cloud"] is None and manifest["mesh"] is None and manifest["num_points"] == 0

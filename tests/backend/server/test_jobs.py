@@ -55,8 +55,8 @@ def test_job_runs_through_its_states_with_progress_and_previews(finished):
     assert watch.states[-1] == "done", watch.logs[-5:]
     assert [s for s in watch.states if s != "queued"] == ["preparing", "reconstructing", "editing", "exporting", "done"]
     phases = [p.phase for p in watch.progress]
-    assert "reconstruct" in phases and "edit" in phases
-    edit = [p for p in watch.progress if p.phase == "edit"]
+    assert "reconstructing" in phases and "editing" in phases
+    edit = [p for p in watch.progress if p.phase == "editing"]
     assert edit[-1].step == edit[-1].total_steps == 20 and edit[-1].images_edited == 4
     assert all(np.isfinite(list(p.losses.values())).all() and "loss" in p.losses for p in watch.progress)
     assert [p.fraction for p in watch.progress] == sorted(p.fraction for p in watch.progress)
