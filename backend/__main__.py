@@ -11,6 +11,7 @@ import sys
 #: command -> (module, function, one-line help)
 COMMANDS = {
     "edit": ("backend.cli_edit", "main", "reconstruct a nerfstudio scene and edit it with an instruction (headless)"),
+    "edit-preview": ("backend.cli_preview", "main", "try an instruction in 2D on one view, as a grid of guidance scales"),
     "serve": ("backend.server.cli", "main_serve", "run the ZeroMQ server that Blender connects to"),
     "ping": ("backend.server.cli", "main_ping", "ask a running server whether it is alive"),
 }
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: python -m backend {" + ",".join(COMMANDS) + "} [--help]\n")
         for name, (_, _, summary) in COMMANDS.items():
-            print(f"  {name:<6} {summary}")
+            print(f"  {name:<12} {summary}")
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nunknown command: {argv[0]!r}", file=sys.stderr)
             return 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -11,12 +10,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from backend.cli_output import ProgressBar, quiet_libraries, version_line
 from backend.config import (
     DatasetUpdateConfig,
     EditJobConfig,
     EditorConfig,
     NerfConfig,
     OutputConfig,
+    StartConfig,
     tiny_nerf_config,
     validate_config,
 )
@@ -39,8 +40,9 @@ InstructPix2Pix (conditioned on the ORIGINAL image and the instruction) and repl
 At the end a coloured point cloud and a vertex-coloured mesh are exported in the scene's own coordinate frame.
 
 Job directory (--output): config.json, state.json, edited/ (newest edited image per view), checkpoints/,
-history/ (renders of a few views every --history-every steps: pick the iteration you like), exports/
-(point_cloud.ply, mesh.ply|obj), manifest.json. The input scene is never modified.
+snapshots/ (the NeRF every --snapshot-every editing steps, after reconstruction and at the end: weights, renders of
+a few views, and the final one's point_cloud.ply and mesh.ply|obj), edited_capture/, manifest.json. The input scene
+is never modified.
 
 Interrupt with Ctrl-C: the job writes a checkpoint and stops. Run the same command again to resume.
 """
@@ -89,9 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="in2n: fp32 editor (fp16 autocast on CUDA) + LPIPS; in2n-small: fp16 editor with CPU "
                           "offload + LPIPS; in2n-tiny: fp16 editor, no LPIPS (default: in2n)")
     job.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
-    job.add_argument("--checkpoint", type=Path, help="trained nerfacto checkpoint of the original scene: skips "
-                                                     "reconstruction (must use the same nerfacto settings) "
-                                                     "(default: none: reconstruct)")
+    job.add_argument("--checkpoint", type=Path,
+                     help="trained nerfacto checkpoint of this scene, or a snapshot folder of an earlier job "
+                          "(<job>/snapshots/step-N): skips reconstruction (must use the same nerfacto settings) "
+                          "(default: none: reconstruct)")
+    job.add_argument("--start-images", choices=["original", "renders"], default="original",
+                     help="the training images editing starts from: the capture's, or the --checkpoint NeRF's renders "
+                          "of every view (a chained edit from a snapshot) (default: %(default)s)")
+    job.add_argument("--condition", choices=["original", "renders"], default="original",
+                     help="the editor's image condition: the capture's images (the paper's) or the --checkpoint "
+                          "NeRF's renders (default: %(default)s)")
+    job.add_argument("--more-steps", type=int, default=0,
+                     help="continue a stopped or finished job in --output for this many more editing steps "
+                          "(default: 0: finish the steps it planned)")
     nerf = parser.add_argument_group("NeRF")
     nerf.add_argument("--reconstruction-steps", type=int, default=None,
                       help=f"NeRF steps on the original images before editing (default: {d_nerf.reconstruction_steps})")
@@ -119,20 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("outputs")
     output.add_argument("--checkpoint-every", type=int, default=d_output.checkpoint_every,
                         help="checkpoint every N steps (default: %(default)s)")
-    output.add_argument("--history-every", type=int, default=d_output.history_every,
-                        help="render the history views every N editing steps, 0 = never (default: %(default)s)")
+    output.add_argument("--snapshot-every", "--history-every", type=int, default=d_output.snapshot_every,
+                        help="keep a NeRF snapshot (weights, renders, losses) every N editing steps; one is always "
+                             "kept after reconstruction and at the end, 0 = only those (default: %(default)s)")
+    output.add_argument("--snapshot-views", type=int, default=d_output.snapshot_views,
+                        help="training views each snapshot renders (default: %(default)s)")
     output.add_argument("--export-points", type=int, default=d_output.export_num_points,
                         help="rays shot for the point cloud (default: %(default)s)")
     output.add_argument("--mesh-format", choices=["ply", "obj"], default=d_output.mesh_format,
                         help="mesh file format (default: %(default)s)")
     output.add_argument("--no-geometry", action="store_true",
-                        help="skip the point cloud and mesh export (edited images, checkpoints and history only)")
+                        help="skip the point cloud and mesh export (edited images, checkpoints and snapshots only)")
     output.add_argument("--quiet", action="store_true",
                         help="no progress display: only warnings and the final summary (same as --log-level warning)")
     output.add_argument("--log-level", choices=("debug", "info", "warning"), default="info",
                         help="least severe messages shown; debug adds tracebacks of expected failures (everything is "
                              "always written to <output>/edit.log) (default: %(default)s)")
     return parser
+
+
+def checkpoint_file(path: Path) -> Path:
+    """``--checkpoint``: a checkpoint file, or a snapshot folder (its ``model.ckpt``)."""
+    return path / "model.ckpt" if path.is_dir() else path
 
 
 def config_from_args(args: argparse.Namespace) -> EditJobConfig:
@@ -155,6 +175,8 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
     if args.rays_per_batch is not None:
         nerf.rays_per_batch = args.rays_per_batch
     return EditJobConfig(
+        start=StartConfig(checkpoint=str(checkpoint_file(args.checkpoint)) if args.checkpoint else "",
+                          dataset=args.start_images, condition=args.condition),
         prompt=args.prompt or "",
         memory_mode=chosen(args.memory_mode, preset and preset.memory_mode, "in2n"),
         device=args.device,
@@ -168,107 +190,11 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
         editor=EditorConfig(source=args.editor,
                             max_side=chosen(args.editor_max_side, preset and preset.editor_max_side,
                                             EditorConfig().max_side)),
-        output=OutputConfig(checkpoint_every=args.checkpoint_every, history_every=args.history_every,
+        output=OutputConfig(checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every,
+                            snapshot_views=args.snapshot_views,
                             export_num_points=args.export_points, mesh_format=args.mesh_format,
                             export_geometry=not args.no_geometry),
     )
-
-
-class ProgressBar:
-    """The one progress display (a tqdm bar per phase: step / total, losses and ETA) and the job's log file.
-
-    Every log line goes to ``<output>/edit.log`` (once the job directory exists); the terminal shows lines down to
-    ``level``: ``debug:`` lines (tracebacks of expected failures) only at debug, info lines and the bar from info."""
-
-    def __init__(self, level: str, log_path: Path) -> None:
-        self.level = level
-        self.log_path = log_path
-        self.bar: Any = None
-        self.phase = ""
-        self._unwritten: list[str] = []
-
-    @property
-    def shows_progress(self) -> bool:
-        return self.level in ("debug", "info")
-
-    def progress(self, progress: Any) -> None:
-        if not self.shows_progress:
-            return
-        from tqdm import tqdm
-
-        if self.bar is None or progress.phase != self.phase:
-            self.close()
-            self.phase = progress.phase
-            unit = "ray" if progress.phase == "exporting" else "step"  # the export counts rays shot of its budget
-            self.bar = tqdm(total=progress.phase_total, desc=progress.phase, unit=unit, unit_scale=unit == "ray",
-                            file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = progress.phase_step
-        if progress.phase == "exporting":
-            shown = {"points": str(progress.points_found)}
-        else:
-            shown = {k: f"{v:.4f}" for k, v in progress.losses.items()
-                     if k in ("loss", "rgb_loss", "lpips_loss", "psnr")}
-            shown["edits"] = str(progress.edits_done)
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.refresh()
-
-    def log(self, line: str) -> None:
-        self.write_log(line)
-        debug = line.startswith("debug:")
-        warning = line.startswith("warning:") or line.startswith("Traceback")
-        if (debug and self.level != "debug") or (not debug and not warning and not self.shows_progress):
-            return
-        from tqdm import tqdm
-
-        tqdm.write(line.removeprefix("debug: ").rstrip(), file=sys.stderr)
-
-    def write_log(self, line: str) -> None:
-        self._unwritten.append(line.rstrip() + "\n")
-        if self.log_path.parent.is_dir():
-            with open(self.log_path, "a", encoding="utf-8") as handle:
-                handle.writelines(self._unwritten)
-            self._unwritten.clear()
-
-    def state(self, state: str, detail: str) -> None:
-        if state in ("exporting", "done", "cancelled", "failed"):
-            self.close()
-        if state == "failed":  # said once, by the final message
-            self.write_log(f"[failed] {detail}")
-            return
-        self.log(f"[{state}] {detail}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def quiet_libraries() -> None:
-    """One progress display: diffusers' and transformers' own bars and chatter are off (ours shows the job)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        import diffusers.utils.logging as diffusers_logging
-        import transformers.utils.logging as transformers_logging
-    except ImportError:  # pragma: no cover - both are installed with the backend
-        return
-    for library in (diffusers_logging, transformers_logging):
-        library.set_verbosity_error()
-        library.disable_progress_bar()
-
-
-def version_line() -> str:
-    """What a bug report needs: the program's, Python's and torch's versions."""
-    import platform
-
-    try:
-        from importlib.metadata import version
-
-        ours = version("in2n-blender")
-    except Exception:
-        ours = "0.1.0 (source checkout)"
-    import torch
-
-    return f"in2n-blender {ours}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 SCHEDULE_OPTIONS = ("reconstruction_steps", "total_steps", "edit_every_n_steps", "ddim_steps", "memory_mode", "editor_max_side")
@@ -280,7 +206,7 @@ def announce_estimate(config: EditJobConfig, args: argparse.Namespace, bar: Prog
     import torch
 
     from backend.cost_model import estimate, format_duration
-    from backend.nerf.setup import resolve_device
+    from backend.editing.memory import resolve_device
     from backend.scene import SceneError, load_scene
 
     try:
@@ -320,6 +246,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("error: --prompt is required for a new job", file=sys.stderr)
         return EXIT_USAGE
+    if args.more_steps and not resuming:
+        parser.print_usage(sys.stderr)
+        print(f"error: --more-steps continues a job, and {args.output} holds none", file=sys.stderr)
+        return EXIT_USAGE
+    if args.checkpoint and not checkpoint_file(args.checkpoint).is_file():
+        parser.print_usage(sys.stderr)
+        print(f"error: --checkpoint {args.checkpoint}: no checkpoint file (or snapshot folder with model.ckpt)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.more_steps:
+        from backend.job.jobdir import JobDir, JobDirError
+
+        try:
+            total = JobDir(args.output).extend(args.more_steps)
+        except JobDirError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"continuing {args.output} for {args.more_steps} more editing steps ({total} in all)",
+              file=sys.stderr)
     # Deprecation notices from torch / nerfstudio internals are not actionable for a user and break the progress bar.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"nerfstudio\.")
@@ -350,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         announce_estimate(config, args, bar)
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        engine = EditEngine(config, nerf_checkpoint=args.checkpoint)
+        engine = EditEngine(config)
         result = engine.run(args.data, args.output, callbacks, stop)
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -1,5 +1,5 @@
 """The README's command-line reference, generated from the parsers themselves: ``python -m backend.cli_help``
-prints the option tables of ``edit`` and ``serve``; a test checks that the README holds exactly these tables, so the
+prints the option tables of ``edit``, ``edit-preview`` and ``serve``; a test checks that the README holds exactly these tables, so the
 two cannot drift apart."""
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ def markdown_table(parser: argparse.ArgumentParser) -> str:
 
 
 def tables() -> dict[str, str]:
+    from backend import cli_preview
     from backend.cli_edit import build_parser
     from backend.server.cli import serve_parser
 
-    return {"edit": markdown_table(build_parser()), "serve": markdown_table(serve_parser())}
+    return {"edit": markdown_table(build_parser()), "edit-preview": markdown_table(cli_preview.build_parser()),
+            "serve": markdown_table(serve_parser())}
 
 
 if __name__ == "__main__":

@@ -9,17 +9,20 @@ Job directory layout (every file is written atomically; the input scene is never
     JOBDIR/
       config.json                  EditJobConfig the job runs with (a resumed job re-uses it)
       state.json                   JobState: status, phase, step, edits done, newest checkpoint
+      input/transforms.json        the training views as nerfstudio's dataparser reads them
       dataparser_transforms.json   nerfstudio's input -> NeRF frame transform (``p_ns = s (R p + t)``)
       edited/<image path>.png      newest edited image of each view (relative paths as in transforms.json)
-      checkpoints/step-*.ckpt      nerfstudio-layout checkpoints (newest ``keep_checkpoints``)
-      checkpoints/reconstruction.ckpt   the NeRF of the original scene, before any edit
-      history/step-*/<image>.png   renders of a fixed set of views every ``history_every`` editing steps
-      exports/point_cloud.ply      coloured point cloud, input frame
-      exports/mesh.ply|obj         vertex-coloured Poisson mesh, input frame
+      checkpoints/step-*.ckpt      nerfstudio-layout checkpoints for resuming (newest ``keep_checkpoints``)
+      snapshots/step-*/            NeRF snapshots (backend.job.snapshots): after reconstruction, every
+                                   ``snapshot_every`` editing steps and where the job ends; weights, renders, and
+                                   the mesh + point cloud once exported (the final one's by the job itself)
+      start_images/<image>.png     a chained edit's starting renders (``config.start``)
+      edited_capture/              the capture in the user's own layout with the edited images
       manifest.json                what was produced, with paths relative to JOBDIR
 
 Resume: run again with the same job directory. The job continues from its newest checkpoint, with the edited images
-already in ``edited/`` and the edit sequence (view order, noise levels) where it stopped.
+already in ``edited/`` and the edit sequence (view order, noise levels) where it stopped. To run more steps, extend
+the job first (:meth:`backend.job.jobdir.JobDir.extend`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from backend.job.types import (
     JobCallbacks,
     JobResult,
     PreviewCamera,
+    SnapshotExportTask,
     is_expected_failure,
 )
 from backend.scene import load_scene
@@ -43,23 +48,34 @@ from backend.scene import load_scene
 class EditEngine:
     """Runs one edit job. ``editor``: an ImageEditor, or None to load ``config.editor.source`` lazily."""
 
-    def __init__(self, config: EditJobConfig, editor: Any = None, *, nerf_checkpoint: Path | str | None = None,
-                 preview_interval_s: float = 2.0, progress_interval_s: float = 0.5) -> None:
+    def __init__(self, config: EditJobConfig, editor: Any = None, *, preview_interval_s: float = 2.0,
+                 progress_interval_s: float = 0.5) -> None:
         self.config = config
         self.editor = editor
-        self.nerf_checkpoint = Path(nerf_checkpoint) if nerf_checkpoint is not None else None
-        """A trained nerfacto checkpoint of the original scene (same nerfacto settings, all views): skips the
-        reconstruction phase. Only used when the job directory has no checkpoint of its own."""
         self.preview_interval_s = preview_interval_s
         """Minimum seconds between automatic previews of edited images (requested previews are not throttled)."""
         self.progress_interval_s = progress_interval_s
         """Minimum seconds between progress callbacks (phase changes and the last step always report)."""
         self.preview_requests: queue.Queue[PreviewCamera] = queue.Queue()
         """Cameras to render between steps (:meth:`request_preview`)."""
+        self.export_requests: queue.Queue[SnapshotExportTask] = queue.Queue()
+        """Snapshots to export between steps (:meth:`request_export`)."""
+        self.calls: queue.Queue[Callable[[Any], None]] = queue.Queue()
+        """Work to run between steps with the job's editor (:meth:`call_between_steps`)."""
 
     def request_preview(self, camera: PreviewCamera) -> None:
         """Thread-safe: render ``camera`` before the next NeRF step; the image arrives through ``on_preview``."""
         self.preview_requests.put(camera)
+
+    def request_export(self, task: SnapshotExportTask) -> None:
+        """Thread-safe: export a snapshot of the running job before its next NeRF step (its pipeline, with the
+        snapshot's weights swapped in and back); the result arrives through ``task.on_done``."""
+        self.export_requests.put(task)
+
+    def call_between_steps(self, work: Callable[[Any], None]) -> None:
+        """Thread-safe: run ``work(editor)`` in the job's thread before its next NeRF step, with the job's own editor
+        (e.g. a 2D instruction preview while the job runs: one model in memory, not two)."""
+        self.calls.put(work)
 
     def run(self, scene_dir: Path | str, job_dir: Path | str, callbacks: JobCallbacks | None = None,
             stop: threading.Event | None = None) -> JobResult:

@@ -14,7 +14,7 @@ Blender's PLY importer reads as positions and a ``Col`` colour attribute; the me
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ class ExportResult:
     bounds_min: list[float]
     """Point cloud bounds in the input frame."""
     bounds_max: list[float]
+    extra_files: list[Path] = field(default_factory=list)
+    """Files the mesh refers to (a textured mesh's material and texture images)."""
 
 
 def _colors_uint8(colors: np.ndarray) -> np.ndarray:
@@ -108,6 +110,25 @@ class ExportProgress:
     """The ray budget: ``RAYS_PER_POINT`` x the points wanted."""
     points_found: int
     points_wanted: int
+
+
+    @property
+    def finished(self) -> bool:
+        return self.rays_done >= self.rays_total or self.points_found >= self.points_wanted
+
+    @property
+    def fraction(self) -> float:
+        """How far along: rays shot of the budget, or points found of those wanted, whichever is further."""
+        return min(1.0, max(self.rays_done / max(self.rays_total, 1), self.points_found / max(self.points_wanted, 1)))
+
+    def eta_s(self, elapsed_s: float) -> float | None:
+        """Seconds left at the rate seen so far (the budget is an upper bound: the points wanted may be found
+        sooner, at the rate of points per ray seen so far)."""
+        if not self.rays_done:
+            return None
+        rate = self.points_found / self.rays_done
+        rays_needed = min(self.rays_total, self.points_wanted / rate) if rate > 0 else self.rays_total
+        return elapsed_s / self.rays_done * max(0.0, rays_needed - self.rays_done)
 
 
 def points_wanted(num_points: int, num_pixels: int) -> int:

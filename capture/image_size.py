@@ -11,6 +11,27 @@ from .model import CaptureError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
 
+PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+"""Channels of a PNG by its IHDR colour type (grey, RGB, palette, grey + alpha, RGBA)."""
+
+
+def png_layout(path: Path) -> tuple[int, int, int, int]:
+    """``(width, height, channels, bit depth)`` of a PNG from its header (palette images count as RGB);
+    :class:`CaptureError` names the file when it is not a PNG."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(26)
+    except OSError as error:
+        raise CaptureError(str(path), f"cannot read ({error.strerror or error})") from None
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or len(head) < 26:
+        raise CaptureError(str(path), "not a PNG image")
+    width, height = struct.unpack(">II", head[16:24])
+    depth, color_type = head[24], head[25]
+    if color_type not in PNG_CHANNELS:
+        raise CaptureError(str(path), f"unknown PNG colour type {color_type}")
+    return int(width), int(height), PNG_CHANNELS[color_type], 8 if color_type == 3 else int(depth)
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of a PNG or JPEG; :class:`CaptureError` names the file otherwise."""
     try:

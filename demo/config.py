@@ -50,14 +50,14 @@ class Preset:
 CPU = Preset(
     name="cpu", views=10, size=96, samples=16, reconstruction_steps=400, total_steps=300, edit_every_n_steps=10,
     ddim_steps=4, memory_mode="in2n-tiny",
-    # history_every beyond the job's length: only the final NeRF renders (every view), for the contact sheet
+    # snapshot_every beyond the job's length: only the final NeRF renders (every view), for the contact sheet
     engine_overrides={"device": "cpu", "nerf": CPU_NERF,
-                      "output": {"checkpoint_every": 100000, "history_every": 1_000_000, "export_num_points": 20000,
+                      "output": {"checkpoint_every": 100000, "snapshot_every": 1_000_000, "export_num_points": 20000,
                                  "poisson_depth": 6}},
 )
 PAPER = Preset(
     name="paper", views=12, size=512, samples=32, reconstruction_steps=30000, total_steps=15000, edit_every_n_steps=10,
-    ddim_steps=20, memory_mode="in2n", engine_overrides={"device": "auto", "output": {"history_every": 1000}},
+    ddim_steps=20, memory_mode="in2n", engine_overrides={"device": "auto", "output": {"snapshot_every": 1000}},
 )
 PRESETS = {preset.name: preset for preset in (CPU, PAPER)}
 
@@ -128,7 +128,7 @@ def engine_overrides(preset: Preset, editor_source: str, *, lpips_available: boo
     """The preset's engine overrides plus the editor; LPIPS is switched off when AlexNet's weights are missing."""
     overrides = copy.deepcopy(preset.engine_overrides)
     overrides.setdefault("editor", {})["source"] = editor_source
-    overrides.setdefault("output", {})["history_views"] = preset.views  # the NeRF's render of every training view
+    overrides.setdefault("output", {})["snapshot_views"] = preset.views  # the NeRF's render of every training view
     if preset.memory_mode != "in2n-tiny" and not lpips_available:
         overrides.setdefault("nerf", {}).update({"use_lpips": False, "patch_size": 1})
     return overrides

@@ -45,6 +45,19 @@ class RawImage:
         return cls(view, info)
 
     @classmethod
+    def from_encoded(cls, data: BufferLike, encoding: str, shape: Sequence[int], dtype: str = "uint8") -> RawImage:
+        """A PNG / JPEG file's bytes, for an image of ``shape`` (the receiver decodes and checks it): what a renderer
+        wrote travels compressed, and the sender never decodes it."""
+        view = memoryview(data).cast("B")
+        info = ImageInfo(dtype, list(shape), encoding, view.nbytes)  # type: ignore[arg-type]  # checked below
+        if encoding not in ("png", "jpeg"):
+            raise ValidationError(f"unsupported encoding {encoding!r}; use png or jpeg", field="encoding")
+        if dtype not in DTYPE_SIZES:
+            raise ValidationError(f"unsupported dtype {dtype!r}; use one of {sorted(DTYPE_SIZES)}", field="dtype")
+        info.validate("image")
+        return cls(view, info)
+
+    @classmethod
     def from_array(cls, array: Any) -> RawImage:
         """From a C-contiguous numpy-like array (``.dtype.name``, ``.shape``, buffer protocol): zero-copy."""
         if not getattr(getattr(array, "flags", None), "c_contiguous", True):

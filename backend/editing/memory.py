@@ -36,6 +36,13 @@ class EditorPlacement:
     ``in2n`` computes inside nerfstudio's CUDA autocast: faster than true fp32 and what the paper's results used."""
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: CUDA when there is a device, else the CPU; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def placement_for(mode: MemoryMode | str, device: torch.device | str) -> EditorPlacement:
     """The placement of a memory mode on a device; fp16 is only used on CUDA (fp16 convolutions on the CPU are
     unsupported or very slow), so on the CPU every mode runs fp32 without offload, with a logged note."""

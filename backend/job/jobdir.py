@@ -61,11 +61,12 @@ class JobDir:
     transforms = property(lambda self: self.root / "dataparser_transforms.json")
     edited = property(lambda self: self.root / "edited")
     checkpoints = property(lambda self: self.root / "checkpoints")
-    history = property(lambda self: self.root / "history")
-    exports = property(lambda self: self.root / "exports")
+    snapshots = property(lambda self: self.root / "snapshots")
+    start_images = property(lambda self: self.root / "start_images")
+    """A chained edit's first training images: its starting snapshot's renders of every view."""
 
     def create(self) -> None:
-        for folder in (self.root, self.edited, self.checkpoints, self.history, self.exports):
+        for folder in (self.root, self.edited, self.checkpoints, self.snapshots):
             folder.mkdir(parents=True, exist_ok=True)
 
     def read_state(self) -> JobState | None:
@@ -99,5 +100,20 @@ class JobDir:
         """Edited image for an input image (same relative path, PNG)."""
         return (self.edited / relative_image).with_suffix(".png")
 
-    def history_path(self, step: int, relative_image: str) -> Path:
-        return self.history / f"step-{step:09d}" / Path(relative_image).with_suffix(".png").name
+    def start_image_path(self, relative_image: str) -> Path:
+        return (self.start_images / relative_image).with_suffix(".png")
+
+    def extend(self, extra_steps: int) -> int:
+        """Let a stopped or finished job run ``extra_steps`` more editing steps: its stored config asks for them and
+        its state is runnable again (it resumes from its newest checkpoint). Returns the new editing total."""
+        config = read_json_object(self.config)
+        update = config.get("update")
+        if not isinstance(update, dict) or not isinstance(update.get("total_steps"), int):
+            raise JobDirError(f"{self.config}: no update.total_steps to extend")
+        update["total_steps"] += extra_steps
+        atomic.write_json(self.config, config)
+        state = self.read_state() or JobState()
+        state.status, state.error = "new", None
+        self.write_state(state)
+        self.manifest.unlink(missing_ok=True)  # the job is not done until it has run the new steps
+        return int(update["total_steps"])

@@ -9,23 +9,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 from backend.config import EditJobConfig, validate_config
-from backend.export import ExportCancelled, ExportError, ExportProgress, export_geometry
+from backend.editing.memory import resolve_device
+from backend.export import ExportCancelled, ExportError, ExportProgress
 from backend.job import atomic
+from backend.job.between_steps import BetweenSteps
 from backend.job.jobdir import JobDir, JobDirError, JobState, read_json_object
+from backend.job.restore import JobRestore, to_uint8
+from backend.job.snapshot_export import export_into
+from backend.job.snapshots import SnapshotExport, SnapshotRecord, SnapshotStore
 from backend.job.types import EngineSettings, JobCallbacks, JobResult, Progress
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
-from backend.nerf.frames import DataparserTransform, make_camera
-from backend.nerf.setup import build_pipeline, resolve_device
+from backend.nerf.frames import DataparserTransform
+from backend.nerf.setup import build_pipeline
 from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene, SceneError, export_in_layout, write_dataparser_input
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 class JobRun:
@@ -34,6 +33,7 @@ class JobRun:
         self.engine = engine
         self.scene = scene
         self.jobs = JobDir(job_dir)
+        self.snapshots = SnapshotStore(self.jobs.snapshots)
         self.callbacks = callbacks
         self.stop = stop
         self.config = self._job_config()
@@ -81,11 +81,13 @@ class JobRun:
         pipeline, optimizers = build_pipeline(config, write_dataparser_input(self.scene, self.jobs.root / "input"),
                                               device)
         self.trainer = NerfTrainer(pipeline, optimizers, mixed_precision=config.nerf.mixed_precision)
-        outputs = self.trainer.datamanager.train_dataparser_outputs
-        self.transform = DataparserTransform(outputs.dataparser_transform.numpy(), float(outputs.dataparser_scale))
+        self.transform = DataparserTransform.of_pipeline(pipeline)
         atomic.write_json(self.jobs.transforms, self.transform.to_json())
+        outputs = self.trainer.datamanager.train_dataparser_outputs
         self.image_names = [str(Path(p).resolve().relative_to(self.scene.root)) for p in outputs.image_filenames]
-        self._restore()
+        self.between_steps = BetweenSteps(self.engine, self.trainer, self.transform, self.snapshots, config,
+                                          self.callbacks)
+        JobRestore(self.jobs, config, self.trainer, self.image_names, self.state, self.callbacks.on_log).restore()
 
         editor = self._editor(device)
         instruction = editor.encode_instruction(config.prompt)
@@ -96,36 +98,35 @@ class JobRun:
         if self.state.edit_start_step is None:
             self.callbacks.on_state("reconstructing", f"{config.nerf.reconstruction_steps} steps")
             if not self._train("reconstructing", config.nerf.reconstruction_steps, start=0, editing=False):
-                return self._cancelled()
-            self.trainer.save_checkpoint(self.jobs.checkpoints / "reconstruction.ckpt")
+                return self._stopped()
             self.state.edit_start_step = self.trainer.step
             self._checkpoint()
+        if not self.snapshots.steps():  # the original scene's NeRF (or the one the job starts from)
+            self._snapshot("reconstruction")
         self.callbacks.on_state("editing", config.prompt)
         if not self._train("editing", config.update.total_steps, start=self.state.edit_start_step, editing=True):
-            return self._cancelled()
-        if config.output.history_every > 0:
-            self._history()  # the final state is always one of the iterations the user can pick
+            return self._stopped()
         self._checkpoint()
+        final = self._snapshot("final")  # the end of the job is always one of the iterations the user can pick
 
         exported = None
         if config.output.export_geometry:
-            self.callbacks.on_state("exporting", str(self.jobs.exports))
+            self.callbacks.on_state("exporting", str(self.snapshots.export_dir(final.step)))
             self.state.phase = "exporting"
             self.jobs.write_state(self.state)
             self._export_started = time.monotonic()
             try:
-                exported = export_geometry(pipeline, self.transform, self.jobs.exports, config.output,
-                                           self.stop.is_set, rays_per_chunk=config.nerf.eval_num_rays_per_chunk,
-                                           on_progress=self._export_progress)
+                exported = export_into(pipeline, self.transform, self.snapshots, final.step, config, self.stop,
+                                       self._export_progress)
             except ExportCancelled:
-                return self._cancelled()
+                return self._stopped()
             except ExportError as error:
                 # The edits are the expensive part: the job keeps them (and says why there is no geometry).
                 self.geometry_error = str(error)
                 self.callbacks.on_log(f"warning: no geometry exported: {error}")
             if self.stop.is_set():
-                return self._cancelled()
-        self._write_manifest(exported, self._export_capture())
+                return self._stopped()
+        self._write_manifest(final.step, exported, self._export_capture())
         self.state.status, self.state.phase = "done", "done"
         self.jobs.write_state(self.state)
         self.callbacks.on_state("done", str(self.jobs.manifest))
@@ -155,38 +156,6 @@ class JobRun:
                                          max_side=editor_config.max_side, scene=self.scene)
         return self.engine.editor
 
-    def _restore(self) -> None:
-        """Resume: newest checkpoint, edited images; or a fresh job (nothing to restore)."""
-        checkpoints = self.jobs.list_checkpoints()
-        if not checkpoints:
-            if self.engine.nerf_checkpoint is not None:
-                self.trainer.load_checkpoint(self.engine.nerf_checkpoint, weights_only=True)
-                self.state.edit_start_step = self.trainer.step  # the given NeRF *is* the reconstruction
-                self.callbacks.on_log(f"starting from {self.engine.nerf_checkpoint} (step {self.trainer.step})")
-            return
-        self._load_newest_readable(checkpoints)
-        restored = 0
-        for view, name in enumerate(self.image_names):
-            path = self.jobs.edited_path(name)
-            if path.is_file():
-                image = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-                self.trainer.datamanager.set_image(view, torch.from_numpy(image))
-                restored += 1
-        self.callbacks.on_log(f"resumed at step {self.trainer.step} with {restored} edited images")
-
-    def _load_newest_readable(self, checkpoints: list[Path]) -> None:
-        """Resume from the newest checkpoint that loads; a damaged newer one (a crash mid-write on a filesystem
-        without atomic renames, a full disk) is reported and skipped, not fatal."""
-        for path in reversed(checkpoints):
-            try:
-                self.trainer.load_checkpoint(path)
-                return
-            except Exception as error:
-                self.callbacks.on_log(f"warning: checkpoint {path} is unreadable ({type(error).__name__}: "
-                                      f"{str(error)[:200]}); trying an older one")
-        raise JobDirError(f"no readable checkpoint in {self.jobs.checkpoints} "
-                          f"({', '.join(p.name for p in checkpoints)} are all damaged)")
-
     # -- training ------------------------------------------------------------------------------------------------
 
     def _train(self, phase: str, steps: int, *, start: int, editing: bool) -> bool:
@@ -198,10 +167,10 @@ class JobRun:
             if self.stop.is_set():
                 self._checkpoint()
                 return False
-            self._serve_previews()
+            self.between_steps.serve()
             phase_step = self.trainer.step - start
-            if editing and output.history_every > 0 and phase_step % output.history_every == 0:
-                self._history()
+            if editing and output.snapshot_every > 0 and phase_step > 0 and phase_step % output.snapshot_every == 0:
+                self._snapshot("scheduled")
             step_started = time.perf_counter()
             if editing and self.updater.schedule.is_edit_step(phase_step):
                 for record in self.updater.edit_next(self.trainer):
@@ -233,22 +202,28 @@ class JobRun:
         self.jobs.write_state(self.state)
         self.jobs.prune_checkpoints(self.config.output.keep_checkpoints)
 
-    def _history(self) -> None:
-        count = min(self.config.output.history_views, len(self.image_names))
+    def _snapshot(self, reason: str) -> SnapshotRecord:
+        """Keep the NeRF as it is now: weights, renders of the snapshot views, the losses (once per step)."""
+        existing = self.snapshots.read(self.trainer.step)
+        if existing is not None:
+            return existing
+        step = self.trainer.step
+        count = min(self.config.output.snapshot_views, len(self.image_names))
+        views = {}
+        self.trainer.save_checkpoint(self.snapshots.model(step), weights_only=True)
         for view in sorted({int(v) for v in np.linspace(0, len(self.image_names) - 1, count).round()}):
             image = to_uint8(self.trainer.render_view(view))
             name = self.image_names[view]
-            atomic.write_png(self.jobs.history_path(self.trainer.step, name), image)
-            self.callbacks.on_preview(f"history/{name}", image)
-
-    def _serve_previews(self) -> None:
-        requests = self.engine.preview_requests
-        while not requests.empty():
-            camera = requests.get_nowait()
-            pose = self.transform.c2w_to_nerfstudio(camera.c2w)
-            nerf_camera = make_camera(pose, camera.fl_x, camera.fl_y, camera.cx, camera.cy, camera.width,
-                                      camera.height, self.trainer.device)
-            self.callbacks.on_preview(camera.name, to_uint8(self.trainer.render(nerf_camera)))
+            path = self.snapshots.view_path(step, name)
+            atomic.write_png(path, image)
+            views[name] = path.relative_to(self.snapshots.folder(step)).as_posix()
+            self.callbacks.on_preview(f"snapshot/{name}", image)
+        edit_start = self.state.edit_start_step if self.state.edit_start_step is not None else step
+        record = SnapshotRecord(step=step, editing_step=max(0, step - edit_start), reason=reason,
+                                images_edited=self.state.edits_done, losses=dict(self._last_losses), views=views)
+        self.snapshots.write_record(record)
+        self.callbacks.on_snapshot(record)
+        return record
 
     def _progress(self, phase: str, start: int, steps: int, losses: dict[str, float], final: bool) -> None:
         now = time.monotonic()
@@ -267,25 +242,22 @@ class JobRun:
     def _export_progress(self, export: ExportProgress) -> None:
         """Export progress as the job's progress (phase ``exporting``, rays shot of the budget, ETA from the rate)."""
         now = time.monotonic()
-        final = export.rays_done >= export.rays_total or export.points_found >= export.points_wanted
-        if not final and now - self._last_progress < self.engine.progress_interval_s:
+        if not export.finished and now - self._last_progress < self.engine.progress_interval_s:
             return
         self._last_progress = now
-        elapsed = now - (self._export_started or now)
-        # the budget is an upper bound: the points wanted may be found sooner, at the rate seen so far
-        rate = export.points_found / max(export.rays_done, 1)
-        rays_needed = min(export.rays_total, export.points_wanted / rate) if rate > 0 else export.rays_total
-        eta = elapsed / export.rays_done * max(0.0, rays_needed - export.rays_done) if export.rays_done else None
+        eta = export.eta_s(now - (self._export_started or now))
         step = self.trainer.step
         self.callbacks.on_progress(Progress("exporting", step, step, export.rays_done, export.rays_total,
                                             self._last_losses, eta, self.state.edits_done, export.points_found))
 
     # -- endings -------------------------------------------------------------------------------------------------
 
-    def _cancelled(self):
+    def _stopped(self):
+        """Cancelled (or the server is shutting down): checkpointed to resume, and a snapshot to import now."""
+        snapshot = self._snapshot("stopped")
         self.state.status = "cancelled"
         self.jobs.write_state(self.state)
-        self.callbacks.on_state("cancelled", f"checkpoint {self.state.checkpoint}")
+        self.callbacks.on_state("cancelled", f"checkpoint {self.state.checkpoint}; snapshot at step {snapshot.step}")
         return self._result("cancelled")
 
     def _edited_files(self) -> dict[str, Path]:
@@ -296,16 +268,19 @@ class JobRun:
         """The user's capture in its own layout, with the edited images in place (``edited_capture/``)."""
         return export_in_layout(self.scene, self._edited_files(), self.jobs.root / "edited_capture")
 
-    def _write_manifest(self, exported, edited_capture: Path) -> None:
+    def _write_manifest(self, final_step: int, exported: SnapshotExport | None, edited_capture: Path) -> None:
         relative = lambda path: str(Path(path).relative_to(self.jobs.root))  # noqa: E731
+        folder = self.snapshots.folder(final_step)
+        in_snapshot = lambda name: relative(folder / name) if name else None  # noqa: E731
         manifest = {
             "prompt": self.config.prompt,
             "scene": str(self.scene.root),
             "steps": self.trainer.step,
             "edit_start_step": self.state.edit_start_step,
             "edits_done": self.state.edits_done,
-            "point_cloud": relative(exported.point_cloud) if exported else None,
-            "mesh": relative(exported.mesh) if exported else None,
+            "point_cloud": in_snapshot(exported.point_cloud) if exported else None,
+            "mesh": in_snapshot(exported.mesh) if exported else None,
+            "mesh_files": [in_snapshot(name) for name in exported.extra_files] if exported else [],
             "num_points": exported.num_points if exported else 0,
             "num_mesh_vertices": exported.num_vertices if exported else 0,
             "num_mesh_faces": exported.num_faces if exported else 0,
@@ -314,7 +289,8 @@ class JobRun:
             "geometry_error": self.geometry_error,
             "frame": "input (transforms.json); dataparser_transforms.json maps it to the NeRF frame",
             "edited_images": {name: relative(path) for name, path in self._edited_files().items()},
-            "history": sorted(relative(p) for p in self.jobs.history.glob("step-*")),
+            "snapshots": [relative(self.snapshots.folder(step)) for step in self.snapshots.steps()],
+            "final_snapshot": relative(folder),
             "edited_capture": {"layout": self.scene.layout, "folder": relative(edited_capture)},
             "checkpoint": f"checkpoints/{self.state.checkpoint}",
             "config": dataclasses.asdict(self.config),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,18 @@ class PreviewCamera(PinholeCamera):
     """A camera to render a preview from (e.g. Blender's viewport), in the input scene's frame."""
 
     name: str = "viewport"
+
+
+@dataclass
+class SnapshotExportTask:
+    """A request to export a snapshot of the running job, served between its NeRF steps."""
+
+    step: int
+    stop: threading.Event
+    on_progress: Callable[[Any], None]
+    """Receives ``backend.export.ExportProgress`` after every ray chunk."""
+    on_done: Callable[[Any, BaseException | None], None]
+    """``(SnapshotExport, None)`` when done, ``(None, error)`` when it failed or was stopped."""
 
 
 @dataclass
@@ -87,9 +100,11 @@ class JobCallbacks:
     failed."""
     on_progress: Callable[[Progress], None] = _ignore
     on_preview: Callable[[str, Image], None] = _ignore
-    """(name, image): ``edit/<image>`` after edits (throttled), ``history/<image>``, or a requested camera's name."""
+    """(name, image): ``edit/<image>`` after edits (throttled), ``snapshot/<image>``, or a requested camera's name."""
     on_log: Callable[[str], None] = _ignore
     on_result: Callable[[JobResult], None] = _ignore
+    on_snapshot: Callable[[Any], None] = _ignore
+    """A NeRF snapshot was kept (``backend.job.snapshots.SnapshotRecord``)."""
 
 
 class EngineSettings(Protocol):
@@ -97,7 +112,8 @@ class EngineSettings(Protocol):
 
     config: EditJobConfig
     editor: Any
-    nerf_checkpoint: Path | None
     preview_interval_s: float
     progress_interval_s: float
     preview_requests: queue.Queue[PreviewCamera]
+    export_requests: queue.Queue[SnapshotExportTask]
+    calls: queue.Queue[Callable[[Any], None]]

@@ -57,6 +57,14 @@ class EditableDataManager(VanillaDataManager):
         """``H W 3`` float image the NeRF is currently trained on."""
         return self.image_batch["image"][self.position_of[view]][..., :3]
 
+    def set_original(self, view: int, image: Tensor) -> None:
+        """Replace view ``view``'s editor condition (a chained edit conditioned on its starting NeRF's renders)."""
+        row = self.position_of[view]
+        if image.shape != self.original_images[row].shape:
+            raise ValueError(f"condition image has shape {tuple(image.shape)}, expected "
+                             f"{tuple(self.original_images[row].shape)}")
+        self.original_images[row] = image.to(self.original_images).clamp(0, 1)
+
     def set_image(self, view: int, image: Tensor) -> None:
         """Replace view ``view``'s training image with ``image`` (``H W 3`` in [0, 1])."""
         row = self.position_of[view]

@@ -19,6 +19,12 @@ class DataparserTransform:
         self.transform = np.asarray(transform, dtype=np.float64).reshape(3, 4)
         self.scale = float(scale)
 
+    @classmethod
+    def of_pipeline(cls, pipeline) -> DataparserTransform:  # type: ignore[no-untyped-def]
+        """The transform nerfstudio's dataparser applied to a pipeline's training cameras."""
+        outputs = pipeline.datamanager.train_dataparser_outputs
+        return cls(outputs.dataparser_transform.numpy(), float(outputs.dataparser_scale))
+
     @property
     def rotation(self) -> np.ndarray:
         return self.transform[:, :3]

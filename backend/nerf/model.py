@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
 from nerfstudio.model_components.losses import L1Loss, MSELoss
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor, nn
@@ -125,6 +126,15 @@ class In2nNerfactoModel(NerfactoModel):
                 gt_image=batch["image"].to(self.device))
             loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.lpips_loss(predicted, target[..., :3])
         return loss_dict
+
+    def update_to_step(self, step: int) -> None:
+        """What training would have set by ``step``. nerfacto anneals its proposal weights in a training callback
+        only, so a model loaded from a checkpoint rendered with the untrained value (1.0) until it trained again:
+        a reloaded snapshot of a short run rendered differently from the NeRF it saved."""
+        super().update_to_step(step)
+        for callback in NerfactoModel.get_training_callbacks(self, None):  # type: ignore[arg-type]  # unused
+            if TrainingCallbackLocation.BEFORE_TRAIN_ITERATION in callback.where_to_run:
+                callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
 
     def frozen_state_prefixes(self) -> tuple[str, ...]:
         """State-dict keys not worth checkpointing: the pretrained, frozen LPIPS network."""

@@ -20,12 +20,6 @@ from backend.nerf.datamanager import EditableDataManagerConfig
 from backend.nerf.model import In2nNerfactoModelConfig, ensure_lpips_weights
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _implementation(config: EditJobConfig, device: str) -> str:
     if config.nerf.implementation != "auto":
         return config.nerf.implementation

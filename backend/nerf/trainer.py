@@ -119,9 +119,14 @@ class NerfTrainer:
             "scalers": self.grad_scaler.state_dict(),
         }
 
-    def save_checkpoint(self, path: Path) -> None:
+    def save_checkpoint(self, path: Path, *, weights_only: bool = False) -> None:
+        """``weights_only``: the NeRF without optimiser state (a snapshot: a third of the size, and all that
+        rendering, exporting or starting another edit from it needs)."""
+        state = self.checkpoint_state()
+        if weights_only:
+            state = {"step": state["step"], "pipeline": state["pipeline"]}
         buffer = io.BytesIO()
-        torch.save(self.checkpoint_state(), buffer)
+        torch.save(state, buffer)
         atomic.write_bytes(path, buffer.getvalue())
 
     def load_checkpoint(self, path: Path, *, weights_only: bool = False) -> None:

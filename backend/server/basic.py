@@ -20,6 +20,14 @@ SERVER_NAME = "in2n-blender backend"
 SERVER_VERSION = "0.1.0"
 
 
+def physical_memory() -> int | None:
+    """The machine's RAM in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def register_basic_handlers(server: Server, probe: DeviceProbe | None = None) -> DeviceProbe:
     """Register hello / ping / shutdown on ``server``; returns the device probe hello uses."""
     probe = probe or DeviceProbe()
@@ -47,6 +55,8 @@ def register_basic_handlers(server: Server, probe: DeviceProbe | None = None) ->
                     gpu_name=device.gpu_name,
                     gpu_memory_bytes=device.gpu_memory_bytes,
                     device_status=device.status,
+                    memory_bytes=physical_memory(),
+                    cpu_count=os.cpu_count(),
                     capabilities=sorted(server.handlers),
                 )
             )

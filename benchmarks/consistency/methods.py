@@ -12,6 +12,7 @@ trainer, dataparser transform, camera factory), the same path the engine uses fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -79,11 +80,13 @@ class _Timer:
 
 
 def run_job(name: str, config: EditJobConfig, editor: SimulatedInstructEditor, scene_dir: Path, job_dir: Path,
-            log: Log, nerf_checkpoint: Path | None = None) -> MethodRun:
+            log: Log, start_checkpoint: Path | None = None) -> MethodRun:
     """One engine job from scratch (an old job directory is removed: the benchmark measures a full run)."""
     shutil.rmtree(job_dir, ignore_errors=True)
     timer = _Timer(name, log)
-    engine = EditEngine(config, editor, nerf_checkpoint=nerf_checkpoint, progress_interval_s=1.0)
+    if start_checkpoint is not None:
+        config = dataclasses.replace(config, start=dataclasses.replace(config.start, checkpoint=str(start_checkpoint)))
+    engine = EditEngine(config, editor, progress_interval_s=1.0)
     result: JobResult = engine.run(scene_dir, job_dir, timer.callbacks())
     finished = time.perf_counter()
     notes: list[str] = []
@@ -118,9 +121,10 @@ def write_one_shot_scene(editor: SimulatedInstructEditor, original_dir: Path, ou
 @torch.no_grad()
 def render_heldout(run: MethodRun, heldout_dir: Path) -> list[np.ndarray]:
     """``H W 3`` float renders of the held-out cameras from ``run``'s newest checkpoint."""
+    from backend.editing.memory import resolve_device
     from backend.job.jobdir import JobDir
     from backend.nerf.frames import DataparserTransform, make_camera
-    from backend.nerf.setup import build_pipeline, resolve_device
+    from backend.nerf.setup import build_pipeline
     from backend.nerf.trainer import NerfTrainer
 
     stored = EditJobConfig.from_dict(json.loads((run.job_dir / "config.json").read_text()))

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, OutputConfig, tiny_nerf_config  # noqa: E402
 from backend.editing.simulated import SimulatedInstructEditor, SimulationConfig  # noqa: E402
+from backend.job.snapshots import SnapshotStore  # noqa: E402
 from benchmarks.consistency import metrics  # noqa: E402
 from benchmarks.consistency.images import read_capture_images, write_rgb  # noqa: E402
 from benchmarks.consistency.layout import DATASET_FILE  # noqa: E402
@@ -73,7 +74,7 @@ def job_config(args: argparse.Namespace, reconstruction_steps: int, total_steps:
         update=DatasetUpdateConfig(total_steps=total_steps, edit_every_n_steps=args.edit_every_n_steps, t_min=args.t_min,
                                    t_max=args.t_max, seed=args.seed),
         # Only images are scored here: no geometry export.
-        output=OutputConfig(checkpoint_every=10**9, keep_checkpoints=1, history_every=0, export_geometry=False),
+        output=OutputConfig(checkpoint_every=10**9, keep_checkpoints=1, snapshot_every=0, export_geometry=False),
     )
 
 
@@ -157,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     no_edit = run_job("no_edit", job_config(args, args.steps, 0), editor, data / "original", out / "jobs" / "no_edit",
                       log)
     # (a) Iterative DU from that reconstruction.
-    reconstruction = out / "jobs" / "no_edit" / "checkpoints" / "reconstruction.ckpt"
+    snapshots = SnapshotStore(out / "jobs" / "no_edit" / "snapshots")
+    reconstruction = snapshots.model(snapshots.steps()[0])
     iterative = run_job("iterative_du", job_config(args, args.steps, args.total_steps), editor, data / "original",
-                        out / "jobs" / "iterative_du", log, nerf_checkpoint=reconstruction)
+                        out / "jobs" / "iterative_du", log, start_checkpoint=reconstruction)
     # (b) one-shot: edit every image once, then a fresh NeRF.
     one_shot_t = min(int(args.one_shot_t * editor.num_train_timesteps), editor.num_train_timesteps - 1)
     edit_seconds = write_one_shot_scene(editor, data / "original", out / "one_shot_scene", one_shot_t, args.seed)

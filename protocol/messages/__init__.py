@@ -20,8 +20,13 @@ from .edit import (
     ArtifactInfo,
     CancelReply,
     CancelRequest,
+    Condition,
+    EditEstimateReply,
+    EditEstimateRequest,
     EditStartReply,
     EditStartRequest,
+    JobContinueReply,
+    JobContinueRequest,
     JobSnapshot,
     JobSnapshotReply,
     JobSnapshotRequest,
@@ -34,8 +39,11 @@ from .edit import (
     PreviewSettingsRequest,
     Progress,
     Schedule,
+    SnapshotSettings,
+    StartFrom,
 )
 from .events import JobLogEvent, JobPreviewEvent, JobProgressEvent, JobResultEvent, JobStateEvent
+from .instruction_preview import InstructionPreviewEvent, InstructionPreviewReply, InstructionPreviewRequest
 from .registry import REGISTRY, MessageSpec, msg_type_of, reply_type_for, spec_for
 from .results import ResultFetchReply, ResultFetchRequest, ResultListReply, ResultListRequest
 from .scene import (
@@ -65,8 +73,24 @@ from .session import (
     ShutdownReply,
     ShutdownRequest,
 )
+from .snapshots import (
+    NerfSnapshotDeleteReply,
+    NerfSnapshotDeleteRequest,
+    NerfSnapshotEvent,
+    NerfSnapshotExportEvent,
+    NerfSnapshotExportReply,
+    NerfSnapshotExportRequest,
+    NerfSnapshotInfo,
+    NerfSnapshotListReply,
+    NerfSnapshotListRequest,
+)
 
 __all__ = [
+    "Condition", "EditEstimateReply", "EditEstimateRequest", "InstructionPreviewEvent", "InstructionPreviewReply",
+    "InstructionPreviewRequest", "JobContinueReply", "JobContinueRequest", "NerfSnapshotDeleteReply",
+    "NerfSnapshotDeleteRequest", "NerfSnapshotEvent", "NerfSnapshotExportEvent", "NerfSnapshotExportReply",
+    "NerfSnapshotExportRequest", "NerfSnapshotInfo", "NerfSnapshotListReply", "NerfSnapshotListRequest",
+    "SnapshotSettings", "StartFrom",
     "AUX_FOLDERS", "AUX_FRAME_KEYS", "AuxImage", "AuxRole",
     "FINAL_STATES", "REGISTRY", "DTYPE_SIZES", "ArtifactInfo", "Camera", "CancelReply", "CancelRequest", "ChunkPiece",
     "EditStartReply", "EditStartRequest", "ErrorReply", "Heartbeat", "HelloReply", "HelloRequest", "ImageInfo",

@@ -44,6 +44,37 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    """NeRF snapshots the user can keep, import as geometry, or start a new edit from: the paper's "one must select
+    an iteration at which to terminate". A snapshot is the NeRF's weights (never rotated away), renders of a few
+    training views and the losses; one is always kept after reconstruction and one where the job ends or stops."""
+
+    every_n_steps: int = bounded(1000, ge=0, le=10_000_000)
+    """Keep a snapshot every n editing steps (0: only after reconstruction and at the end)."""
+    views: int = bounded(4, ge=1, le=64)
+    """Training views (spread over the dataset) each snapshot renders."""
+
+
+Condition = Literal["original", "renders"]
+"""The editor's image condition in a chained edit: the capture's photos (the paper's grounding) or the starting
+snapshot's renders of every view (the new edit builds on the look of the previous one)."""
+
+
+@dataclass(frozen=True)
+class StartFrom:
+    """Start a new edit from a NeRF snapshot of an earlier job (sequential edits: "make it autumn", then "add snow"):
+    no reconstruction; the training images start as that NeRF's renders of every view."""
+
+    job_id: str
+    step: int | None = bounded(None, ge=0)
+    """NeRF step of the snapshot (``nerf_snapshot_list_reply``); null: that job's newest snapshot."""
+    condition: Condition = "original"
+
+    def validate(self, path: str) -> None:
+        check_id(self.job_id, f"{path}.job_id")
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named set of edit settings, the same for the panel, the CLI (``--preset``) and the server."""
 
@@ -104,6 +135,9 @@ class EditStartRequest:
     preview: PreviewSettings = field(default_factory=PreviewSettings)
     outputs: list[Output] = bounded(["mesh", "pointcloud", "images"], min_len=1, max_len=3)
     seed: int = bounded(0, ge=0, le=2**32 - 1)
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
+    start_from: StartFrom | None = None
+    """Continue editing from an earlier job's snapshot (same scene) instead of reconstructing (protocol 2.0)."""
     engine_overrides: dict[str, Any] = bounded({})
     """Advanced: nested engine config values (e.g. ``{"nerf": {"rays_per_batch": 256}}``); unknown keys are
     reported by the server as a ValidationError naming them."""
@@ -227,3 +261,56 @@ class JobSnapshotRequest:
 @dataclass(frozen=True)
 class JobSnapshotReply:
     jobs: list[JobSnapshot] = field(default_factory=list)
+
+
+@message("edit_estimate_request", "request")
+@dataclass(frozen=True)
+class EditEstimateRequest:
+    """How long an edit would take on this server, checked by the server's own rules before anything is rendered or
+    uploaded (a bad setting is a ValidationError naming it, under ``content.request``)."""
+
+    request: EditStartRequest
+    """The edit as it would be started (``scene_id`` may be a placeholder such as ``pending``)."""
+    num_views: int = field(metadata=limit(ge=1, le=10000))
+    width: int = field(metadata=limit(ge=1, le=65536))
+    height: int = field(metadata=limit(ge=1, le=65536))
+
+
+@message("edit_estimate_reply", "reply")
+@dataclass(frozen=True)
+class EditEstimateReply:
+    estimated_s: float | None
+    """Expected duration on this server's device (null while the device is still being probed)."""
+    device: str = ""
+    """The device the estimate is for, e.g. ``cuda``, ``cpu``."""
+    reconstruction_s: float = 0.0
+    editing_s: float = 0.0
+    """NeRF steps of the editing phase."""
+    edits_s: float = 0.0
+    """Rendering and editing views."""
+    edits: int = 0
+    suggested_preset: str | None = None
+    """A preset (``PRESETS``) that fits this device when the job as asked would take hours."""
+
+
+@message("job_continue_request", "request")
+@dataclass(frozen=True)
+class JobContinueRequest:
+    """Continue a stopped or finished job for ``extra_steps`` more editing steps (a stopped job first finishes the
+    steps it had planned); it resumes from its newest checkpoint with its edited images."""
+
+    job_id: str
+    extra_steps: int = bounded(0, ge=0, le=10_000_000)
+
+    def validate(self, path: str) -> None:
+        check_job_id(self.job_id, f"{path}.job_id")
+
+
+@message("job_continue_reply", "reply")
+@dataclass(frozen=True)
+class JobContinueReply:
+    job_id: str
+    state: JobState
+    queue_position: int | None = None
+    total_steps: int = 0
+    """Editing steps the job now runs to."""

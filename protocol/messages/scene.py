@@ -64,22 +64,42 @@ def check_matrix4(matrix: list[list[float]], path: str) -> None:
         raise ValidationError(f"last row must be [0, 0, 0, 1], got {matrix[3]}", field=f"{path}[3]")
 
 
+Encoding = Literal["raw", "png", "jpeg"]
+"""How an image's bytes travel: ``raw`` pixels as ``dtype``/``shape`` say, or a PNG / JPEG file (what a renderer or
+camera wrote; the receiver decodes it and checks it has ``shape``)."""
+
+
 @dataclass(frozen=True)
 class ImageInfo:
-    """How one image's raw bytes are laid out: C-contiguous ``shape`` of ``dtype`` (e.g. ``[h, w, 4]`` uint8)."""
+    """How one image's bytes are laid out: C-contiguous ``shape`` of ``dtype`` (e.g. ``[h, w, 4]`` uint8), or an
+    encoded file of an image of that shape (``encoding``, ``encoded_bytes``)."""
 
     dtype: Dtype
     shape: list[int] = field(metadata=limit(min_len=2, max_len=3))
     """``[h, w]`` or ``[h, w, c]`` with c in 1, 3, 4; row 0 is the TOP of the image."""
+    encoding: Encoding = "raw"
+    encoded_bytes: int | None = bounded(None, ge=1, le=1 << 34)
+    """Size of the PNG / JPEG file (protocol 2.0); required unless ``raw``."""
 
     def validate(self, path: str) -> None:
         if any(d < 1 or d > 65536 for d in self.shape):
             raise ValidationError(f"dimensions must be in 1..65536, got {self.shape}", field=f"{path}.shape")
         if len(self.shape) == 3 and self.shape[2] not in (1, 3, 4):
             raise ValidationError(f"channels must be 1, 3 or 4, got {self.shape[2]}", field=f"{path}.shape[2]")
+        if (self.encoding == "raw") != (self.encoded_bytes is None):
+            raise ValidationError("an encoded image needs encoded_bytes, a raw one has none",
+                                  field=f"{path}.encoded_bytes")
 
     @property
     def nbytes(self) -> int:
+        """Bytes that travel: the file's size for an encoded image, else the raw pixels'."""
+        if self.encoded_bytes is not None:
+            return self.encoded_bytes
+        return self.pixel_bytes
+
+    @property
+    def pixel_bytes(self) -> int:
+        """Bytes of the decoded pixels."""
         count = DTYPE_SIZES[self.dtype]
         for dim in self.shape:
             count *= dim

@@ -45,6 +45,9 @@ class HelloReply:
     """CUDA device name, or null when there is none (or torch is not importable)."""
     gpu_memory_bytes: int | None = None
     device_status: str = ""
+    memory_bytes: int | None = None
+    """The server machine's RAM (protocol 2.0)."""
+    cpu_count: int | None = None
     """Human-readable compute status, e.g. ``"cuda: NVIDIA H100"``, ``"cpu only"``, ``"probing"``."""
     capabilities: list[str] = field(default_factory=list)
     """Message types the server handles beyond hello/ping/shutdown (lets a client degrade gracefully)."""

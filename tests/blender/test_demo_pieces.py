@@ -107,7 +107,7 @@ def test_engine_overrides_carry_the_editor_and_drop_lpips_without_alexnet() -> N
     assert cpu["editor"] == {"source": "tiny"} and cpu["device"] == "cpu" and cpu["nerf"]["use_lpips"] is False
     paper = dc.resolve_preset(dc.DemoConfig(preset="paper"), True, True)
     assert dc.engine_overrides(paper, "/w/ip2p", lpips_available=True) == {
-        "device": "auto", "output": {"history_every": 1000, "history_views": paper.views},
+        "device": "auto", "output": {"snapshot_every": 1000, "snapshot_views": paper.views},
         "editor": {"source": "/w/ip2p"}}
     without = dc.engine_overrides(paper, "/w/ip2p", lpips_available=False)
     assert without["nerf"] == {"use_lpips": False, "patch_size": 1}

@@ -33,7 +33,7 @@ TINY_OVERRIDES = {
              "num_proposal_samples_per_ray": [32, 16], "num_nerf_samples_per_ray": 24, "camera_optimizer": "off",
              "eval_num_rays_per_chunk": 8192, "implementation": "torch", "average_init_density": 0.05,
              "background_color": "random"},
-    "output": {"checkpoint_every": 1000, "history_every": 0, "export_num_points": 4000, "poisson_depth": 6},
+    "output": {"checkpoint_every": 1000, "snapshot_every": 0, "export_num_points": 4000, "poisson_depth": 6},
 }
 
 RANDOM_ALEXNET = """

@@ -7,15 +7,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig, validate_config
+from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig, StartConfig, validate_config
+from backend.job.jobdir import read_json_object
 from protocol import ValidationError
 from protocol import messages as m
 
 from .config import JobServiceConfig
 
 
-def job_config(request: m.EditStartRequest, service: JobServiceConfig) -> EditJobConfig:
-    """The protocol's settings first, then ``engine_overrides`` deep-merged on top (unknown keys are named)."""
+def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: StartConfig | None = None, *,
+               field: str = "content.engine_overrides") -> EditJobConfig:
+    """The protocol's settings first, then ``engine_overrides`` deep-merged on top (unknown keys are named), then
+    where the NeRF starts (the server's to say: ``start`` from a resolved ``start_from``, never a client's path)."""
+    if "start" in request.engine_overrides:
+        raise ValidationError("not an override: start a chained edit with start_from", field=f"{field}.start")
     schedule = request.schedule
     config = EditJobConfig(
         prompt=request.instruction.strip(),
@@ -30,9 +35,16 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig) -> EditJo
         editor=EditorConfig(source=service.default_editor),
     )
     config.output.export_geometry = bool({"mesh", "pointcloud"} & set(request.outputs))
-    config = merge(config, request.engine_overrides, "content.engine_overrides")
-    validate_config(config, "content.engine_overrides")  # types, ranges, finite numbers: before the job is queued
-    check_editor_source(config.editor.source, service, "content.engine_overrides.editor.source")
+    config.output.snapshot_every = request.snapshots.every_n_steps
+    config.output.snapshot_views = request.snapshots.views
+    config = merge(config, request.engine_overrides, field)
+    validate_config(config, field)  # types, ranges, finite numbers: before the job is queued
+    check_editor_source(config.editor.source, service, f"{field}.editor.source")
+    if start is not None:
+        # the snapshot's weights only load into the NeRF they were trained with: its job's nerfacto settings
+        parent = EditJobConfig.from_dict(read_json_object(Path(start.checkpoint).parents[2] / "config.json"))
+        config = dataclasses.replace(config, start=start,
+                                     nerf=dataclasses.replace(parent.nerf, seed=config.nerf.seed))
     return config
 
 

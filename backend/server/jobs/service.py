@@ -14,22 +14,27 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from backend.config import StartConfig
 from backend.engine import EditEngine
 from protocol import ValidationError
 from protocol import messages as m
 
 from ..core import Request, Server
 from .config import JobServiceConfig
+from .editors import EditorCache, editor_key
+from .estimates import estimate_reply, scene_estimate
 from .events import JobEvents
+from .instruction_preview import InstructionPreviews
 from .requests import job_config
 from .results import ArtifactIndex
+from .snapshots import SnapshotService
 from .store import UNFINISHED, JobRecord, JobStore, JobStoreError, new_id
 from .upload import SceneUploads
 
 log = logging.getLogger(__name__)
 
-JOB_REQUESTS = ("edit_start_request", "cancel_request", "job_snapshot_request", "preview_settings_request",
-                "result_list_request", "result_fetch_request")
+JOB_REQUESTS = ("edit_start_request", "edit_estimate_request", "job_continue_request", "cancel_request",
+                "job_snapshot_request", "preview_settings_request", "result_list_request", "result_fetch_request")
 
 
 class JobService:
@@ -45,7 +50,11 @@ class JobService:
         self.events: dict[str, JobEvents] = {}
         """Events of the running job (and the last preview of finished ones, for snapshots)."""
         self.preview_settings: dict[str, m.PreviewSettings] = {}
-        self._editor: tuple[tuple[Any, ...], Any] | None = None
+        self.engine: EditEngine | None = None
+        """The running job's engine."""
+        self.editors = EditorCache()
+        self.snapshots = SnapshotService(self)
+        self.previews = InstructionPreviews(self)
         self._condition = threading.Condition()
         self._closing = False
         self._worker = threading.Thread(target=self._work, name="in2n-jobs", daemon=True)
@@ -66,6 +75,8 @@ class JobService:
                 record.state, record.message = "queued", "resumed after a server restart"
                 self.store.save(record)
                 self.queue.append(record.job_id)
+        self.snapshots.start()
+        self.previews.start()
         self.server.on_shutdown.append(self.close)
         self._worker.start()
 
@@ -76,6 +87,8 @@ class JobService:
             self.stop_running.set()
             self._condition.notify_all()
         self._worker.join(timeout_s)
+        self.snapshots.close()
+        self.previews.close()
 
     # ------------------------------------------------------------------ state
     def _position(self, job_id: str) -> int | None:
@@ -109,11 +122,34 @@ class JobService:
             self.server.publish(job_id, m.JobStateEvent(job_id=job_id, state="queued",
                                                         queue_position=self._position(job_id), message=record.message))
 
-    def _record(self, job_id: str) -> JobRecord:
+    def record(self, job_id: str, field: str = "content.job_id") -> JobRecord:
         record = self.records.get(job_id)
         if record is None:
-            raise ValidationError(f"no job {job_id!r} on this server", field="content.job_id")
+            raise ValidationError(f"no job {job_id!r} on this server", field=field)
         return record
+
+    # ------------------------------------------------------------------ the running job and the editor
+    def engine_of(self, job_id: str) -> EditEngine | None:
+        """The engine of ``job_id`` while it runs (work can be handed to it between NeRF steps)."""
+        with self._condition:
+            return self.engine if self.running == job_id else None
+
+    def running_engine(self) -> EditEngine | None:
+        with self._condition:
+            return self.engine if self.running is not None else None
+
+    def running_editor_key(self) -> tuple[Any, ...] | None:
+        engine = self.running_engine()
+        return editor_key(engine.config) if engine is not None else None
+
+    def job_starting_from(self, checkpoint: Path) -> str | None:
+        """A queued or running job that starts from ``checkpoint`` (a snapshot that must not be deleted yet)."""
+        with self._condition:
+            waiting = [*self.queue, *([self.running] if self.running else [])]
+        for job_id in waiting:
+            if self.records[job_id].start_checkpoint == str(checkpoint):
+                return job_id
+        return None
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -138,22 +174,29 @@ class JobService:
 
     def _run(self, record: JobRecord) -> None:
         request = record.edit_request()
-        config = job_config(request, self.config)
-        key = (config.editor.source, config.editor.device or config.device, config.memory_mode, config.editor.max_side)
-        editor = self._editor[1] if self._editor is not None and self._editor[0] == key else None
-        self._editor = None  # never hold two editors (GPU memory)
+        config = job_config(request, self.config, self._start_config(record))
+        key = editor_key(config)
+        editor = self.editors.take(key)
         engine = EditEngine(config, editor, preview_interval_s=1e9, progress_interval_s=0.25)
         preview = self.preview_settings.get(record.job_id, request.preview)
         events = JobEvents(record.job_id, engine, self.store.cameras(record.scene_id), preview,
                            lambda content, buffers: self.server.publish(record.job_id, content, buffers),
                            lambda state, detail: self._set_state(record, state, detail),
-                           self.config.preview_budget)
+                           self.config.preview_budget,
+                           on_snapshot=lambda snapshot: self.snapshots.announce(record.job_id, snapshot))
         self.events[record.job_id] = events
+        with self._condition:
+            self.engine = engine
         log.info("job %s starts: %r on scene %s", record.job_id, config.prompt, record.scene_id)
-        result = engine.run(self.store.scene_dir(record.scene_id), self.store.work_dir(record.job_id),
-                            events.callbacks(), self.stop_running)
+        try:
+            result = engine.run(self.store.scene_dir(record.scene_id), self.store.work_dir(record.job_id),
+                                events.callbacks(), self.stop_running)
+        finally:
+            with self._condition:
+                self.engine = None
+            self._hand_over(record.job_id, engine)
         if engine.editor is not None:
-            self._editor = (key, engine.editor)
+            self.editors.keep(key, engine.editor)
         if result.status == "done":
             artifacts = self.index.artifacts(self.store.work_dir(record.job_id))
             self.server.publish(record.job_id, m.JobResultEvent(job_id=record.job_id, artifacts=artifacts))
@@ -169,14 +212,34 @@ class JobService:
             self._set_state(record, "failed", result.error or "", (result.error_kind or "Error", result.error or ""))
         log.info("job %s %s", record.job_id, record.state)
 
+    def _hand_over(self, job_id: str, engine: EditEngine) -> None:
+        """Work the ended job was given but did not serve: exports go to the export thread, 2D previews run now."""
+        exports = []
+        while not engine.export_requests.empty():
+            exports.append(engine.export_requests.get_nowait())
+        self.snapshots.take_over(job_id, exports)
+        while not engine.calls.empty():
+            engine.calls.get_nowait()(engine.editor)  # its editor is still the one the work asked for
+
+    def _start_config(self, record: JobRecord) -> StartConfig | None:
+        """A chained edit starts from its snapshot (resolved when it was submitted), with its renders as the first
+        training images; None for a job that reconstructs its scene."""
+        if not record.start_checkpoint:
+            return None
+        start_from = record.edit_request().start_from
+        condition = start_from.condition if start_from is not None else "original"
+        return StartConfig(checkpoint=record.start_checkpoint, dataset="renders", condition=condition)
+
     # ------------------------------------------------------------------ handlers (server loop thread)
     def _edit_start(self, request: Request) -> m.EditStartReply:
         content = request.content
         assert isinstance(content, m.EditStartRequest)
         if not self.store.has_scene(content.scene_id):
             raise ValidationError(f"no uploaded scene {content.scene_id!r} on this server", field="content.scene_id")
-        config = job_config(content, self.config)  # bad engine_overrides are reported now, naming the field
-        record = JobRecord(job_id=new_id("job"), scene_id=content.scene_id, request=self.store.encode_request(content))
+        start = self._resolve_start(content)
+        config = job_config(content, self.config, start)  # bad engine_overrides are reported now, naming the field
+        record = JobRecord(job_id=new_id("job"), scene_id=content.scene_id, request=self.store.encode_request(content),
+                           start_checkpoint=start.checkpoint if start is not None else "")
         self.store.save(record)
         self.records[record.job_id] = record
         self.server.subscribe(request.identity, record.job_id)
@@ -186,27 +249,61 @@ class JobService:
             self._condition.notify_all()
         log.info("job %s queued at position %s", record.job_id, position)
         return m.EditStartReply(job_id=record.job_id, state="queued", queue_position=position,
-                                estimated_s=self._estimate(config, content.scene_id))
+                                estimated_s=scene_estimate(config, self.store.cameras(content.scene_id)))
 
-    def _estimate(self, config: Any, scene_id: str) -> float | None:
-        """The job's duration on this server's device (backend.cost_model); None while the device is not known
-        (torch not imported yet: the server never imports it just to answer)."""
-        import sys
+    def _resolve_start(self, content: m.EditStartRequest) -> StartConfig | None:
+        """``start_from``: the snapshot's weights, checked now (same scene, the snapshot exists)."""
+        start_from = content.start_from
+        if start_from is None:
+            return None
+        parent = self.record(start_from.job_id, "content.start_from.job_id")
+        if parent.scene_id != content.scene_id:
+            raise ValidationError(f"job {parent.job_id} edited scene {parent.scene_id}, not {content.scene_id}: a "
+                                  "chained edit continues on the same scene", field="content.start_from.job_id")
+        store = self.snapshots.store(parent.job_id)
+        steps = store.steps()
+        step = start_from.step if start_from.step is not None else (steps[-1] if steps else None)
+        if step is None or store.read(step) is None:
+            raise ValidationError(f"job {parent.job_id} has no snapshot at step {step} (its snapshots: "
+                                  f"{', '.join(map(str, store.steps())) or 'none'})", field="content.start_from.step")
+        return StartConfig(checkpoint=str(store.model(step)), dataset="renders", condition=start_from.condition)
 
-        from backend.cost_model import estimate
+    def _edit_estimate(self, request: Request) -> m.EditEstimateReply:
+        content = request.content
+        assert isinstance(content, m.EditEstimateRequest)
+        config = job_config(content.request, self.config, field="content.request.engine_overrides")
+        return estimate_reply(config, content)
 
-        if config.device in ("auto", "cuda") or config.device.startswith("cuda:"):
-            torch = sys.modules.get("torch")
-            if torch is None:
-                return None
-            kind = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            kind = config.device
-        cameras = self.store.cameras(scene_id)
-        return round(estimate(config, len(cameras), cameras[0].w, cameras[0].h, kind).total_s, 1)
+    def _job_continue(self, request: Request) -> m.JobContinueReply:
+        """A stopped or finished job runs again from its newest checkpoint, ``extra_steps`` further."""
+        from backend.job.jobdir import JobDir, JobDirError
+
+        content = request.content
+        record = self.record(content.job_id)
+        with self._condition:
+            active = record.job_id == self.running or record.job_id in self.queue
+        if active or record.state not in ("done", "cancelled", "failed"):
+            raise ValidationError(f"job {record.job_id} is {record.state}: only a stopped or finished job continues",
+                                  field="content.job_id")
+        jobs = JobDir(self.store.work_dir(record.job_id))
+        if not jobs.list_checkpoints():
+            raise ValidationError(f"job {record.job_id} has no checkpoint to continue from (it failed before its "
+                                  "first)", field="content.job_id")
+        try:
+            total = jobs.extend(content.extra_steps)
+        except JobDirError as error:
+            raise ValidationError(str(error), field="content.job_id") from None
+        self.server.subscribe(request.identity, record.job_id)
+        with self._condition:
+            self.queue.append(record.job_id)
+            self._condition.notify_all()
+        self._set_state(record, "queued", f"continues for {content.extra_steps} more editing steps ({total} in all)")
+        log.info("job %s continues to %d editing steps", record.job_id, total)
+        return m.JobContinueReply(job_id=record.job_id, state="queued", queue_position=self._position(record.job_id),
+                                  total_steps=total)
 
     def _cancel(self, request: Request) -> m.CancelReply:
-        record = self._record(request.content.job_id)
+        record = self.record(request.content.job_id)
         with self._condition:
             if record.job_id in self.queue:
                 self.queue.remove(record.job_id)
@@ -233,7 +330,7 @@ class JobService:
 
     def _job_snapshot(self, request: Request) -> m.JobSnapshotReply:
         content = request.content
-        records = [self._record(content.job_id)] if content.job_id else list(self.records.values())
+        records = [self.record(content.job_id)] if content.job_id else list(self.records.values())
         if content.subscribe:
             self.server.subscribe(request.identity, content.job_id or "*")
         reply = m.JobSnapshotReply(jobs=[self._snapshot(record) for record in records])
@@ -246,7 +343,7 @@ class JobService:
 
     def _preview_settings(self, request: Request) -> m.PreviewSettingsReply:
         content = request.content
-        record = self._record(content.job_id)
+        record = self.record(content.job_id)
         self.preview_settings[record.job_id] = content.preview
         events = self.events.get(record.job_id)
         if events is not None and record.job_id == self.running:
@@ -254,12 +351,12 @@ class JobService:
         return m.PreviewSettingsReply(job_id=record.job_id)
 
     def _result_list(self, request: Request) -> m.ResultListReply:
-        record = self._record(request.content.job_id)
+        record = self.record(request.content.job_id)
         return m.ResultListReply(job_id=record.job_id,
                                  artifacts=self.index.artifacts(self.store.work_dir(record.job_id)))
 
     def _result_fetch(self, request: Request) -> tuple[m.ResultFetchReply, list[bytes]]:
-        record = self._record(request.content.job_id)
+        record = self.record(request.content.job_id)
         return self.index.read(self.store.work_dir(record.job_id), request.content)
 
 

@@ -19,6 +19,8 @@ from protocol import ensure_private_dir
 from protocol import messages as m
 from protocol.schema import decode, encode
 
+from .images import decode_image
+
 #: states in which a job still has work to do (re-queued when the server starts again)
 UNFINISHED = ("queued", "preparing", "reconstructing", "editing", "exporting")
 
@@ -59,6 +61,8 @@ class JobRecord:
     error_name: str | None = None
     error_message: str | None = None
     message: str = ""
+    start_checkpoint: str = ""
+    """A chained edit's starting snapshot (its weights' path), resolved when the job was submitted."""
 
     def edit_request(self) -> m.EditStartRequest:
         request = decode(m.EditStartRequest, self.request)
@@ -103,13 +107,13 @@ class JobStore:
     def _write_scene_files(self, folder: Path, begin: m.SceneBeginRequest, buffers: list[Any]) -> None:
         frames = []
         for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
-            pixels = np.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
+            pixels = decode_image(info, buffer, f"images[{index}]")
             atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels), compress_level=1)  # speed over size
             intrinsics = capture.Intrinsics(camera.fl_x, camera.fl_y, camera.cx, camera.cy, camera.w, camera.h)
             frames.append(capture.CaptureFrame(frame_name(index), intrinsics, camera.transform_matrix,
                                                {"camera_name": camera.name}))
-        for aux, buffer in zip(begin.aux_images, buffers[len(begin.images):]):
-            pixels = np.frombuffer(buffer, dtype=aux.image.dtype).reshape(aux.image.shape)
+        for index, (aux, buffer) in enumerate(zip(begin.aux_images, buffers[len(begin.images):])):
+            pixels = decode_image(aux.image, buffer, f"aux_images[{index}].image")
             name = aux_name(aux.role, aux.camera_index)
             atomic.write_png(folder / name, to_uint8_rgb(pixels)[..., :3], compress_level=1)
             frames[aux.camera_index].extra[m.AUX_FRAME_KEYS[aux.role]] = name

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.cli_edit import ProgressBar, announce_estimate, build_parser, config_from_args
+from backend.cli_edit import announce_estimate, build_parser, config_from_args
+from backend.cli_output import ProgressBar
 from backend.cost_model import estimate
 from tests.helpers.scenes import make_tiny_scene
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def config() -> EditJobConfig:
     return EditJobConfig(prompt="swap", device="cpu", nerf=tiny_nerf_config(reconstruction_steps=12),
                          update=DatasetUpdateConfig(total_steps=24, edit_every_n_steps=4),
-                         output=OutputConfig(checkpoint_every=4, keep_checkpoints=3, history_every=0,
+                         output=OutputConfig(checkpoint_every=4, keep_checkpoints=3, snapshot_every=0,
                                              export_geometry=False))
 
 

@@ -20,6 +20,7 @@ from plyfile import PlyData
 
 from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
 from backend.engine import EditEngine
+from backend.job.snapshots import SnapshotStore
 from backend.job.types import JobCallbacks, JobResult, PreviewCamera, Progress
 from backend.nerf.dataset_update import EditSchedule
 from tests.backend.engine.editors import ChannelSwapEditor
@@ -40,7 +41,7 @@ def job_config(**update) -> EditJobConfig:
         device="cpu",
         nerf=tiny_nerf_config(reconstruction_steps=RECONSTRUCTION_STEPS),
         update=DatasetUpdateConfig(**{"total_steps": EDIT_STEPS, "edit_every_n_steps": EDIT_RATE, **update}),
-        output=OutputConfig(checkpoint_every=50, history_every=50, history_views=3, export_num_points=8000,
+        output=OutputConfig(checkpoint_every=50, snapshot_every=50, snapshot_views=3, export_num_points=8000,
                             poisson_depth=6),
     )
 
@@ -145,9 +146,12 @@ def test_dataset_images_are_replaced_by_the_edits(finished_job):
 
 
 def test_nerf_renders_move_towards_the_edited_images(finished_job):
-    history = sorted((finished_job.job_dir / "history").glob("step-*"))
+    snapshots = SnapshotStore(finished_job.job_dir / "snapshots")
     expected = [RECONSTRUCTION_STEPS, RECONSTRUCTION_STEPS + 50, RECONSTRUCTION_STEPS + EDIT_STEPS]
-    assert [h.name for h in history] == [f"step-{s:09d}" for s in expected]
+    assert snapshots.steps() == expected
+    assert [r.reason for r in snapshots.records()] == ["reconstruction", "scheduled", "final"]
+    assert [r.editing_step for r in snapshots.records()] == [0, 50, EDIT_STEPS]
+    history = [snapshots.folder(step) / "views" for step in expected]
     first, last = history[0], history[-1]
     assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in last.iterdir())
     def mean_distance(folder: Path, edited: bool) -> float:
@@ -182,7 +186,7 @@ def test_progress_and_previews(finished_job):
     previews = finished_job.recorder.previews
     assert previews["viewport"].shape == (24, 32, 3) and previews["viewport"].dtype == np.uint8
     assert previews["viewport"].std() > 5  # the render shows the scene, not a flat colour
-    assert any(name.startswith("edit/") for name in previews) and any(n.startswith("history/") for n in previews)
+    assert any(name.startswith("edit/") for name in previews) and any(n.startswith("snapshot/") for n in previews)
 
 
 def test_exports_are_coloured_and_in_the_input_frame(finished_job):
@@ -209,4 +213,9 @@ def test_exports_are_coloured_and_in_the_input_frame(finished_job):
     for key in ("point_cloud", "mesh"):
         assert (finished_job.job_dir / manifest[key]).is_file()
     assert all((finished_job.job_dir / p).is_file() for p in manifest["edited_images"].values())
-    assert (finished_job.job_dir / "checkpoints" / "reconstruction.ckpt").is_file()
+    # the geometry is the final snapshot's export; the reconstruction's weights are kept (never rotated away)
+    snapshots = SnapshotStore(finished_job.job_dir / "snapshots")
+    final = RECONSTRUCTION_STEPS + EDIT_STEPS
+    assert manifest["mesh"] == f"snapshots/step-{final:09d}/export/{Path(manifest['mesh']).name}"
+    assert snapshots.read_export(final) is not None
+    assert all(snapshots.model(step).is_file() for step in snapshots.steps())

@@ -36,7 +36,7 @@ def test_same_seed_same_job_whatever_the_process_state(tmp_path):
     config = EditJobConfig(prompt="swap", device="cpu", nerf=tiny_nerf_config(reconstruction_steps=30),
                            update=DatasetUpdateConfig(total_steps=8, edit_every_n_steps=4, ddim_steps=2),
                            editor=EditorConfig(source="tiny"),  # its edits depend on the render
-                           output=OutputConfig(checkpoint_every=1000, history_every=0, export_geometry=False))
+                           output=OutputConfig(checkpoint_every=1000, snapshot_every=0, export_geometry=False))
     threads = torch.get_num_threads()
     # one intra-op thread, as the test servers run: the CPU kernels' parallel reductions are reproducible only for a
     # given thread count

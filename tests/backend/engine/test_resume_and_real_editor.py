@@ -14,6 +14,7 @@ from PIL import Image
 from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
 from backend.engine import EditEngine
 from backend.export import PROBE_RAYS
+from backend.job.snapshots import SnapshotStore
 from backend.job.types import JobCallbacks, JobResult, Progress
 from tests.backend.engine.editors import ChannelSwapEditor
 from tests.helpers.scenes import TinyScene, make_tiny_scene
@@ -32,8 +33,16 @@ def config(**nerf) -> EditJobConfig:
         prompt="make it blue", device="cpu",
         nerf=tiny_nerf_config(reconstruction_steps=RECONSTRUCTION_STEPS, **nerf),
         update=DatasetUpdateConfig(total_steps=EDIT_STEPS, edit_every_n_steps=EDIT_RATE),
-        output=OutputConfig(checkpoint_every=1000, history_every=0, export_num_points=4000, poisson_depth=6),
+        output=OutputConfig(checkpoint_every=1000, snapshot_every=0, export_num_points=4000, poisson_depth=6),
     )
+
+
+def reconstruction_model(job: Path) -> Path:
+    """The job's snapshot of its reconstruction (the NeRF of the original scene)."""
+    store = SnapshotStore(job / "snapshots")
+    record = store.reconstruction()
+    assert record is not None, f"{job} kept no reconstruction snapshot"
+    return store.model(record.step)
 
 
 @dataclass
@@ -123,8 +132,8 @@ def test_real_tiny_instructpix2pix_with_lpips_end_to_end(resumed, random_alexnet
     editor = load_editor("tiny", device="cpu")
     job_config = config(use_lpips=True, patch_size=32)
     job_config.update = DatasetUpdateConfig(total_steps=10, edit_every_n_steps=5, ddim_steps=4)
-    engine = EditEngine(job_config, editor, progress_interval_s=0,
-                        nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
+    job_config.start.checkpoint = str(reconstruction_model(resumed.job))
+    engine = EditEngine(job_config, editor, progress_interval_s=0)
     run = run_job(engine, resumed.scene.path, tmp_path / "job")
     assert run.result.status == "done", run.result.error
     assert run.states == ["preparing", "editing", "exporting", "done"]
@@ -143,15 +152,15 @@ def test_a_job_without_geometry_export_keeps_its_edits_and_writes_no_geometry(re
     job_config = config()
     job_config.update = DatasetUpdateConfig(total_steps=8, edit_every_n_steps=4)
     job_config.output.export_geometry = False
-    engine = EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0,
-                        nerf_checkpoint=resumed.job / "checkpoints" / "reconstruction.ckpt")
+    job_config.start.checkpoint = str(reconstruction_model(resumed.job))
+    engine = EditEngine(job_config, ChannelSwapEditor(), progress_interval_s=0)
     run = run_job(engine, resumed.scene.path, tmp_path / "job")
     assert run.result.status == "done", run.result.error
     assert run.states == ["preparing", "editing", "done"]  # no "exporting"
     assert run.result.point_cloud is None and run.result.mesh is None
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
     assert manifest["point_cloud"] is None and manifest["mesh"] is None and manifest["num_points"] == 0
-    assert len(manifest["edited_images"]) == 2 and not list((tmp_path / "job").glob("exports/*.ply"))
+    assert len(manifest["edited_images"]) == 2 and not list((tmp_path / "job").rglob("*.ply"))
 
 
 def test_a_nerf_too_transparent_to_export_still_finishes_with_its_edits(tmp_path):
@@ -177,14 +186,14 @@ def test_a_nerf_too_transparent_to_export_still_finishes_with_its_edits(tmp_path
 def test_cli_edits_from_a_checkpoint_and_reports_missing_lpips_weights(resumed, tmp_path, monkeypatch, capsys):
     from backend.cli_edit import main
 
-    checkpoint = resumed.job / "checkpoints" / "reconstruction.ckpt"
+    checkpoint = reconstruction_model(resumed.job).parent  # a snapshot folder names its weights
     common = ["--data", str(resumed.scene.path), "--prompt", "make it blue", "--editor", "tiny", "--tiny-nerf",
               "--checkpoint", str(checkpoint), "--steps", "8", "--edit-rate", "4", "--diffusion-steps", "3",
               "--device", "cpu", "--export-points", "3000", "--history-every", "4", "--quiet"]
     assert main([*common, "--output", str(tmp_path / "ok"), "--no-lpips"]) == 0
     manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
     assert manifest["edits_done"] == 2 and (tmp_path / "ok" / manifest["mesh"]).is_file()
-    assert len(manifest["history"]) == 3  # editing steps 0 and 4, and the final state
+    assert len(manifest["snapshots"]) == 3  # editing steps 0 and 4, and the final state
 
     # No AlexNet weights, and offline even where the machine has internet: a proxy that refuses connections.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))

@@ -70,21 +70,21 @@ def test_iterative_dataset_update_with_the_simulated_editor_renders_the_edit(tmp
         prompt="make the red sphere blue", device="cpu", editor=EditorConfig(source="simulated"),
         nerf=tiny_nerf_config(reconstruction_steps=300),
         update=DatasetUpdateConfig(total_steps=400, edit_every_n_steps=4),
-        output=OutputConfig(checkpoint_every=1000, history_every=1_000_000, history_views=8, export_geometry=False))
+        output=OutputConfig(checkpoint_every=1000, snapshot_every=1_000_000, snapshot_views=8, export_geometry=False))
     engine = EditEngine(config)
     result = engine.run(scene.path, tmp_path / "job")
     assert result.status == "done", result.error
     editor = engine.editor
     assert isinstance(editor, SimulatedInstructEditor)
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
-    final = tmp_path / "job" / manifest["history"][-1]
+    final = tmp_path / "job" / manifest["final_snapshot"] / "views"
     to_target, to_original, singles_to_target = [], [], []
     generator = torch.Generator().manual_seed(0)
     for index in range(8):
         name = f"images/frame_{index:05d}.png"
         original, target = load_float(scene.path / name), load_float(scene.path / name.replace("images", "targets"))
         region = np.abs(target - original).mean(axis=-1) > 0.1
-        render = load_float(final / Path(name).name)  # history renders keep the file name
+        render = load_float(final / Path(name).name)  # snapshot renders keep the file name
         to_target.append(psnr(render, target, region))
         to_original.append(psnr(render, original, region))
         # the 2D baseline: the same editor applied once to the photo, at the top of the noise range

@@ -30,7 +30,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "nerf": {name: list(value) if isinstance(value, tuple) else value
              for name, value in dataclasses.asdict(tiny_nerf_config()).items() if name not in ("reconstruction_steps", "seed")},
     "update": {"ddim_steps": 4},
-    "output": {"checkpoint_every": 20, "history_every": 0, "export_num_points": 3000, "poisson_depth": 6},
+    "output": {"checkpoint_every": 20, "snapshot_every": 0, "export_num_points": 3000, "poisson_depth": 6},
 }
 
 

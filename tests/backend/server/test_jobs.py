@@ -152,8 +152,8 @@ def test_bad_requests_are_answered_with_the_field_named(backend, finished, scene
             client.start_edit(edit_request(scene_id, nerf={"hidden_dimm": 3}))
         assert unknown_key.value.field == "content.engine_overrides.nerf.hidden_dimm"
         with pytest.raises(protocol.ValidationError) as bad_type:
-            client.start_edit(edit_request(scene_id, output={"history_every": "often"}))
-        assert bad_type.value.field == "content.engine_overrides.output.history_every"
+            client.start_edit(edit_request(scene_id, output={"snapshot_every": "often"}))
+        assert bad_type.value.field == "content.engine_overrides.output.snapshot_every"
         with pytest.raises(protocol.ValidationError) as no_scene:
             client.start_edit(edit_request("scene-does-not-exist"))
         assert no_scene.value.field == "content.scene_id"

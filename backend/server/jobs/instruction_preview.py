@@ -1,0 +1,135 @@
+"""The instruction preview handler: the job's editor edits one view for a grid of guidance scales (2D, seconds on a
+GPU), streamed back as ``instruction_preview`` events.
+
+While a job runs with the same editor, the preview is made by that job between two NeRF steps (one model in memory);
+otherwise by a preview thread with the service's cached editor (the job worker waits for it, never loads a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from protocol import ValidationError
+from protocol import messages as m
+
+from ..core import Request
+from .editors import editor_key
+from .images import decode_image
+from .requests import job_config
+from .store import new_id
+
+if TYPE_CHECKING:
+    from .service import JobService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreviewTask:
+    preview_id: str
+    identity: bytes
+    """The client that asked: the events go to it alone."""
+    request: m.InstructionPreviewRequest
+    image: np.ndarray
+    target: np.ndarray | None
+    editor_key: tuple[Any, ...]
+    config: Any
+    """The EditJobConfig its editor settings come from."""
+
+
+class InstructionPreviews:
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+        self._queue: queue.Queue[PreviewTask | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="in2n-previews", daemon=True)
+
+    def start(self) -> None:
+        self.jobs.server.register("instruction_preview_request", self._preview)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _preview(self, request: Request) -> m.InstructionPreviewReply:
+        content = request.content
+        assert isinstance(content, m.InstructionPreviewRequest)
+        buffers = list(request.message.buffers)
+        edit = m.EditStartRequest(scene_id="preview", instruction=content.instruction, memory_mode=content.memory_mode,
+                                  engine_overrides=content.engine_overrides)
+        config = job_config(edit, self.jobs.config)  # the edit's own rules: editor sources, devices, ranges
+        image = decode_image(content.image, buffers[0], "content.image")
+        target = decode_image(content.target, buffers[1], "content.target") if content.target is not None else None
+        if config.editor.source == "simulated" and target is None:
+            raise ValidationError("the simulated editor needs the view's intended edit (a target image)",
+                                  field="content.target")
+        task = PreviewTask(new_id("preview"), request.identity, content, image, target, editor_key(config),
+                           config)
+        engine = self.jobs.running_engine()
+        if engine is not None and self.jobs.running_editor_key() == task.editor_key and target is None:
+            engine.call_between_steps(lambda editor: self._run(task, editor))
+        else:
+            self._queue.put(task)
+        log.info("instruction preview %s: %d cells of %r with %s", task.preview_id, content.cells,
+                 content.instruction, config.editor.source)
+        return m.InstructionPreviewReply(preview_id=task.preview_id, cells=content.cells, editor=config.editor.source)
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            if task.target is not None:  # a simulated editor of this one view
+                from backend.editing.simulated import SimulatedInstructEditor
+
+                self._run(task, SimulatedInstructEditor.from_images([task.image[..., :3]], [task.target[..., :3]]))
+                continue
+            try:
+                with self.jobs.editors.borrowed(task.editor_key, task.config) as editor:
+                    self._run(task, editor)
+            except Exception as error:  # e.g. weights missing: said to the client, the thread carries on
+                self._failed(task, error)
+
+    def _send(self, task: PreviewTask, event: m.InstructionPreviewEvent, pixels: np.ndarray | None = None) -> None:
+        self.jobs.server.push(task.identity, event, [pixels.tobytes()] if pixels is not None else [])
+
+    def _failed(self, task: PreviewTask, error: BaseException) -> None:
+        log.warning("instruction preview %s failed: %s", task.preview_id, error)
+        self._send(task, m.InstructionPreviewEvent(preview_id=task.preview_id, kind="failed",
+                                                   count=task.request.cells,
+                                                   message=f"{type(error).__name__}: {error}"[:4000]))
+
+    def _run(self, task: PreviewTask, editor: Any) -> None:
+        from backend.editing.preview_grid import LABEL_HEIGHT, cell_scale, edit_cells, grid_image
+
+        request, started = task.request, time.monotonic()
+        columns, rows = list(request.guidance_scales), list(request.image_guidance_scales)
+
+        def on_cell(cell: Any) -> None:
+            pixels = np.ascontiguousarray(cell.image)
+            self._send(task, m.InstructionPreviewEvent(
+                preview_id=task.preview_id, kind="cell", index=cell.index, count=request.cells,
+                guidance_scale=cell.guidance_scale, image_guidance_scale=cell.image_guidance_scale,
+                image=m.ImageInfo(dtype="uint8", shape=list(pixels.shape)), columns=columns, rows=rows,
+                elapsed_s=time.monotonic() - started), pixels)
+
+        try:
+            cells = edit_cells(editor, task.image, request.instruction, columns, rows, ddim_steps=request.ddim_steps,
+                               noise_level=request.noise_level, seed=request.seed, on_cell=on_cell)
+            grid = np.ascontiguousarray(grid_image(cells, len(columns)))
+        except Exception as error:
+            self._failed(task, error)
+            return
+        scale = cell_scale(task.image.shape[1])
+        self._send(task, m.InstructionPreviewEvent(
+            preview_id=task.preview_id, kind="grid", count=request.cells,
+            image=m.ImageInfo(dtype="uint8", shape=list(grid.shape)), columns=columns, rows=rows,
+            cell_width=task.image.shape[1] * scale, cell_height=task.image.shape[0] * scale + LABEL_HEIGHT,
+            label_height=LABEL_HEIGHT, elapsed_s=time.monotonic() - started), grid)

@@ -1,0 +1,183 @@
+"""The snapshot handlers: list a job's NeRF snapshots, export one as geometry on request, delete old ones.
+
+An export of the running job's snapshot is made by that job between two NeRF steps (its own pipeline and device);
+any other job's is made by one export thread beside the job queue, so an import never waits for a queued job. Both
+report ``nerf_snapshot_export`` events to the job's subscribers and cache the result in the snapshot's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.job.jobdir import JobDir, read_json_object
+from backend.job.snapshots import SnapshotRecord, SnapshotStore
+from backend.job.types import SnapshotExportTask
+from protocol import ValidationError
+from protocol import messages as m
+
+from ..core import Request
+
+if TYPE_CHECKING:
+    from .service import JobService
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_REQUESTS = ("nerf_snapshot_list_request", "nerf_snapshot_export_request", "nerf_snapshot_delete_request")
+PROGRESS_INTERVAL_S = 0.25
+
+
+class SnapshotService:
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+        self.exporting: dict[tuple[str, int], threading.Event] = {}
+        """(job, step) of exports in progress (queued or running), with their stop events."""
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="in2n-exports", daemon=True)
+
+    def start(self) -> None:
+        for msg_type in SNAPSHOT_REQUESTS:
+            self.jobs.server.register(msg_type, getattr(self, "_" + msg_type.removeprefix("nerf_snapshot_")
+                                                          .removesuffix("_request")))
+        self._thread.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        with self._lock:
+            for stop in self.exporting.values():
+                stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    # ------------------------------------------------------------------ what a client sees
+    def store(self, job_id: str) -> SnapshotStore:
+        return SnapshotStore(JobDir(self.jobs.store.work_dir(job_id)).snapshots)
+
+    def info(self, job_id: str, record: SnapshotRecord) -> m.NerfSnapshotInfo:
+        work = self.jobs.store.work_dir(job_id)
+        views, geometry = self.jobs.index.snapshot_artifacts(work, record.step)
+        losses = {name: value for name, value in record.losses.items() if isinstance(value, float)}
+        return m.NerfSnapshotInfo(step=record.step, editing_step=record.editing_step,
+                                  reason=record.reason,  # type: ignore[arg-type]  # one of REASONS
+                                  images_edited=record.images_edited, losses=losses, created=record.created,
+                                  size_bytes=self.store(job_id).size_bytes(record.step), views=views,
+                                  geometry=geometry)
+
+    def announce(self, job_id: str, record: SnapshotRecord, deleted: bool = False) -> None:
+        """Tell the job's subscribers about a new, exported or deleted snapshot (any thread)."""
+        self.jobs.server.publish(job_id, m.NerfSnapshotEvent(job_id=job_id, snapshot=self.info(job_id, record),
+                                                             deleted=deleted))
+
+    def _snapshot(self, job_id: str, step: int) -> SnapshotRecord:
+        record = self.store(job_id).read(step)
+        if record is None:
+            steps = ", ".join(str(s) for s in self.store(job_id).steps()) or "none"
+            raise ValidationError(f"job {job_id} has no snapshot at step {step} (its snapshots: {steps})",
+                                  field="content.step")
+        return record
+
+    # ------------------------------------------------------------------ handlers (server loop thread)
+    def _list(self, request: Request) -> m.NerfSnapshotListReply:
+        record = self.jobs.record(request.content.job_id)
+        snapshots = [self.info(record.job_id, snapshot) for snapshot in self.store(record.job_id).records()]
+        return m.NerfSnapshotListReply(job_id=record.job_id, snapshots=snapshots)
+
+    def _export(self, request: Request) -> m.NerfSnapshotExportReply:
+        job_id, step = self.jobs.record(request.content.job_id).job_id, request.content.step
+        snapshot = self._snapshot(job_id, step)
+        if self.store(job_id).read_export(step) is not None:
+            self._done(job_id, snapshot)
+            return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="done")
+        with self._lock:
+            if (job_id, step) in self.exporting:
+                return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="running")
+            stop = self.exporting[(job_id, step)] = threading.Event()
+        engine = self.jobs.engine_of(job_id)
+        if engine is not None:  # made by the running job between two NeRF steps
+            engine.request_export(self._task(job_id, step, stop))
+            return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="running")
+        self._queue.put((job_id, step))
+        return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="queued")
+
+    def _delete(self, request: Request) -> m.NerfSnapshotDeleteReply:
+        job_id, step = self.jobs.record(request.content.job_id).job_id, request.content.step
+        snapshot = self._snapshot(job_id, step)
+        with self._lock:
+            if (job_id, step) in self.exporting:
+                raise ValidationError(f"snapshot {step} of job {job_id} is being exported; delete it afterwards",
+                                      field="content.step")
+        user = self.jobs.job_starting_from(self.store(job_id).model(step))
+        if user is not None:
+            raise ValidationError(f"job {user} starts from snapshot {step} of job {job_id}; delete it once that job "
+                                  "has started", field="content.step")
+        freed = self.store(job_id).delete(step)
+        log.info("job %s: snapshot %d deleted (%.1f MiB)", job_id, step, freed / 2**20)
+        self.jobs.server.publish(job_id, m.NerfSnapshotEvent(
+            job_id=job_id, snapshot=m.NerfSnapshotInfo(step=snapshot.step, editing_step=snapshot.editing_step,
+                                                       reason=snapshot.reason),  # type: ignore[arg-type]
+            deleted=True))
+        return m.NerfSnapshotDeleteReply(job_id=job_id, step=step, freed_bytes=freed)
+
+    # ------------------------------------------------------------------ exporting
+    def _task(self, job_id: str, step: int, stop: threading.Event) -> SnapshotExportTask:
+        started = time.monotonic()
+        last = [0.0]
+
+        def progress(export: Any) -> None:  # backend.export.ExportProgress
+            now = time.monotonic()
+            if export.finished or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                self.jobs.server.publish(job_id, m.NerfSnapshotExportEvent(
+                    job_id=job_id, step=step, state="running", fraction=export.fraction,
+                    eta_s=export.eta_s(now - started), message=f"{export.points_found} points"))
+
+        def done(result: Any, error: BaseException | None) -> None:
+            with self._lock:
+                self.exporting.pop((job_id, step), None)
+            if error is None:
+                self._done(job_id, self._snapshot(job_id, step))
+                return
+            cancelled = stop.is_set()
+            log.warning("job %s: export of snapshot %d %s: %s", job_id, step,
+                        "cancelled" if cancelled else "failed", error)
+            self.jobs.server.publish(job_id, m.NerfSnapshotExportEvent(
+                job_id=job_id, step=step, state="cancelled" if cancelled else "failed",
+                message=f"{type(error).__name__}: {error}"[:4000]))
+
+        return SnapshotExportTask(step, stop, progress, done)
+
+    def _done(self, job_id: str, snapshot: SnapshotRecord) -> None:
+        info = self.info(job_id, snapshot)
+        self.jobs.server.publish(job_id, m.NerfSnapshotExportEvent(job_id=job_id, step=snapshot.step, state="done",
+                                                                   fraction=1.0, artifacts=info.geometry))
+        self.jobs.server.publish(job_id, m.NerfSnapshotEvent(job_id=job_id, snapshot=info))
+
+    def take_over(self, job_id: str, tasks: list[SnapshotExportTask]) -> None:
+        """Exports a job was asked for but ended before serving: made by the export thread instead."""
+        for task in tasks:
+            self._queue.put((job_id, task.step))
+
+    def _work(self) -> None:
+        from backend.editing.memory import resolve_device
+        from backend.job.snapshot_export import export_stored_snapshot
+
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            job_id, step = item
+            with self._lock:
+                stop = self.exporting.setdefault((job_id, step), threading.Event())
+            task = self._task(job_id, step, stop)
+            work = self.jobs.store.work_dir(job_id)
+            try:
+                device = resolve_device(str(read_json_object(Path(work) / "config.json").get("device", "auto")))
+                result = export_stored_snapshot(work, step, device, stop, task.on_progress)
+            except Exception as error:  # reported to the client; the thread serves the next export
+                task.on_done(None, error)
+            else:
+                task.on_done(result, None)
