@@ -88,14 +88,18 @@ def upload(client: protocol.Client, scene: TinyScene) -> str:
 
 def edit_request(scene_id: str, *, reconstruction_steps: int = 300, total_steps: int = 20, every: int = 5,
                  preview_hz: float = 20.0, outputs: tuple[str, ...] = ("mesh", "pointcloud", "images"),
-                 **overrides: Any) -> m.EditStartRequest:
+                 snapshots: m.SnapshotSettings | None = None, start_from: m.StartFrom | None = None,
+                 instruction: str = "make it blue", **overrides: Any) -> m.EditStartRequest:
     engine = {**TINY_OVERRIDES, **overrides}
+    if snapshots is not None:  # the request's own snapshot settings, not the tiny overrides'
+        engine["output"] = {k: v for k, v in engine["output"].items() if k != "snapshot_every"}
     return m.EditStartRequest(
-        scene_id=scene_id, instruction="make it blue",
+        scene_id=scene_id, instruction=instruction,
         schedule=m.Schedule(reconstruction_steps=reconstruction_steps, total_steps=total_steps,
                             edit_every_n_steps=every, ddim_steps=4),
         memory_mode="in2n-tiny", preview=m.PreviewSettings(enabled=True, max_rate_hz=preview_hz, max_side=32),
-        outputs=list(outputs), engine_overrides=engine)
+        outputs=list(outputs), snapshots=snapshots or m.SnapshotSettings(), start_from=start_from,
+        engine_overrides=engine)
 
 
 @dataclass
@@ -109,6 +113,8 @@ class JobWatch:
     logs: list[str] = field(default_factory=list)
     results: list[m.JobResultEvent] = field(default_factory=list)
     state_times: dict[str, float] = field(default_factory=dict)
+    snapshots: list[m.NerfSnapshotEvent] = field(default_factory=list)
+    exports: list[m.NerfSnapshotExportEvent] = field(default_factory=list)
 
     def take(self, events: list[protocol.Received]) -> None:
         for received in events:
@@ -127,12 +133,18 @@ class JobWatch:
                 self.logs.append(content.text)
             elif isinstance(content, m.JobResultEvent):
                 self.results.append(content)
+            elif isinstance(content, m.NerfSnapshotEvent):
+                self.snapshots.append(content)
+            elif isinstance(content, m.NerfSnapshotExportEvent):
+                self.exports.append(content)
 
-    def follow(self, client: protocol.Client, until: Any, timeout_s: float = 1800.0) -> None:
-        """Collect events until ``until(self)`` holds (or the job reaches a final state)."""
+    def follow(self, client: protocol.Client, until: Any, timeout_s: float = 1800.0, *,
+               stop_when_final: bool = True) -> None:
+        """Collect events until ``until(self)`` holds (or the job reaches a final state, unless
+        ``stop_when_final`` is off: e.g. to wait for an export of an ended job's snapshot)."""
         deadline = time.monotonic() + timeout_s
         while not until(self):
-            if self.states and self.states[-1] in m.FINAL_STATES:
+            if stop_when_final and self.states and self.states[-1] in m.FINAL_STATES:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.job_id}: states so far {self.states}")
