@@ -18,7 +18,7 @@ from backend.config import (
     NerfConfig,
     OutputConfig,
     StartConfig,
-    tiny_nerf_config,
+    preset_nerf,
     validate_config,
 )
 from protocol import ValidationError
@@ -164,10 +164,7 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
 
     schedule = preset.schedule if preset else None
     small = args.tiny_nerf or (preset is not None and preset.nerf_size == "small")
-    if small:  # LPIPS needs 32x32 patches; the small preset samples single pixels only without it
-        nerf = tiny_nerf_config(use_lpips=not args.no_lpips, patch_size=1 if args.no_lpips else 32)
-    else:
-        nerf = NerfConfig(use_lpips=not args.no_lpips)
+    nerf = preset_nerf(PRESETS["quick"] if small else preset, use_lpips=not args.no_lpips)
     d_update = DatasetUpdateConfig()
     nerf.reconstruction_steps = chosen(args.reconstruction_steps, schedule and schedule.reconstruction_steps,
                                        NerfConfig().reconstruction_steps)

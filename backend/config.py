@@ -214,6 +214,14 @@ def tiny_nerf_config(**overrides: Any) -> NerfConfig:
     return NerfConfig(**values)
 
 
+def preset_nerf(preset: m.Preset | None, *, use_lpips: bool = True) -> NerfConfig:
+    """The NeRF of a preset: nerfacto at its real size, or (``small``) one that trains on a CPU in minutes."""
+    if preset is not None and preset.nerf_size == "small":
+        # LPIPS needs 32x32 patches; the small NeRF samples single pixels only without it
+        return tiny_nerf_config(use_lpips=use_lpips, patch_size=32 if use_lpips else 1)
+    return NerfConfig(use_lpips=use_lpips)
+
+
 T = TypeVar("T")
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,2})?")

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .colmap import find_model, read_colmap
+from .image_size import image_size, png_layout
 from .model import Capture, CaptureError, CaptureFrame, Intrinsics
 from .nerfstudio import (
     DISTORTION_KEYS,
@@ -86,6 +87,7 @@ def capture_folder(capture: Capture) -> Path:
 
 __all__ = [
     "COLMAP_FILES", "DISTORTION_KEYS", "INTRINSIC_KEYS", "LAYOUTS", "Capture", "CaptureError", "CaptureFrame",
-    "Intrinsics", "capture_folder", "capture_to_json", "detect_layout", "load_json", "parse_capture", "read_capture",
+    "Intrinsics", "capture_folder", "capture_to_json", "detect_layout", "image_size", "load_json", "parse_capture",
+    "png_layout", "read_capture",
     "read_colmap", "read_instant_ngp", "read_synthetic", "read_transforms", "write_json_atomic", "write_transforms",
 ]

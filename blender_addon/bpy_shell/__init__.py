@@ -11,9 +11,10 @@ ADDON_ID = __package__.rpartition(".")[0]
 
 import bpy  # noqa: E402  (ADDON_ID must exist before the submodules import it)
 
-from . import ops_backend, ops_edit, ops_scene, panel, properties, runtime  # noqa: E402
+from . import ops_backend, ops_edit, ops_scene, ops_snapshots, ops_steering, panel, properties, runtime  # noqa: E402
 
-CLASSES = (*properties.CLASSES, *ops_backend.CLASSES, *ops_scene.CLASSES, *ops_edit.CLASSES, *panel.CLASSES)
+CLASSES = (*properties.CLASSES, *ops_backend.CLASSES, *ops_scene.CLASSES, *ops_edit.CLASSES, *ops_steering.CLASSES,
+           *ops_snapshots.CLASSES, *panel.CLASSES)
 
 
 def register() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..core.camera_model import BlenderCamera, Intrinsics, blender_from_intrinsics, intrinsics_from_blender, render_size
-from ..core.poses import orbit_poses, rigid
+from ..core.poses import orbit_poses, rigid, sphere_poses
 from ..core.protocol_link import protocol
 
 #: custom properties an imported capture camera keeps, so export can write the capture back as it was
@@ -106,13 +106,34 @@ def bounds_of(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def create_orbit(scene: bpy.types.Scene, targets: list[bpy.types.Object], count: int, *, elevation_deg: float,
-                 distance_factor: float, name: str = "in2n orbit cameras") -> bpy.types.Collection:
+                 distance_factor: float, name: str = "in2n orbit cameras", sampling: str = "RING", seed: int = 0,
+                 upper_hemisphere: bool = True) -> bpy.types.Collection:
+    """Cameras around ``targets`` in a new collection called ``name``; an earlier one of that name (and its
+    cameras) is replaced, so regenerating never piles up cameras."""
     low, high = bounds_of(targets)
+    remove_collection(bpy.data.collections.get(name))
     collection = new_collection(scene, name)
-    for index, pose in enumerate(orbit_poses(low, high, count, elevation_deg=elevation_deg, distance_factor=distance_factor)):
+    if sampling == "SPHERE":
+        poses = sphere_poses(low, high, count, seed=seed, upper_hemisphere=upper_hemisphere,
+                             distance_factor=distance_factor)
+    else:
+        poses = orbit_poses(low, high, count, elevation_deg=elevation_deg, distance_factor=distance_factor)
+    for index, pose in enumerate(poses):
         camera = new_camera(collection, f"in2n_orbit_{index:03d}", pose)
         camera.data.clip_end = max(camera.data.clip_end, float(np.linalg.norm(high - low)) * distance_factor * 4)
     return collection
+
+
+def remove_collection(collection: bpy.types.Collection | None) -> None:
+    """Delete a collection of cameras the add-on made, with its cameras and their data."""
+    if collection is None:
+        return
+    for obj in list(collection.objects):
+        data = obj.data
+        bpy.data.objects.remove(obj)
+        if data is not None and data.users == 0 and isinstance(data, bpy.types.Camera):
+            bpy.data.cameras.remove(data)
+    bpy.data.collections.remove(collection)
 
 
 def file_path_of(obj: bpy.types.Object, index: int) -> str:

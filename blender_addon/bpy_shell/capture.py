@@ -109,12 +109,14 @@ def set_plane_image(camera: bpy.types.Object, image: bpy.types.Image) -> bool:
 
 
 def export_capture(scene: bpy.types.Scene, objects: list[bpy.types.Object], path: str | Path,
-                   size: tuple[int, int] | None = None) -> Path:
-    """Write ``transforms.json`` for ``objects`` (imported capture cameras keep their photo paths and sizes)."""
+                   size: tuple[int, int] | None = None, file_paths: list[str] | None = None) -> Path:
+    """Write ``transforms.json`` for ``objects`` (imported capture cameras keep their photo paths and sizes;
+    ``file_paths``: the images written for them, e.g. their renders at ``size``)."""
     frames = []
     for index, obj in enumerate(objects):
         extra = json.loads(obj.get(cams.PROP_EXTRA, "{}"))
-        frames.append(capture_format.CaptureFrame(cams.file_path_of(obj, index), cams.camera_intrinsics(obj, scene, size),
+        file_path = file_paths[index] if file_paths is not None else cams.file_path_of(obj, index)
+        frames.append(capture_format.CaptureFrame(file_path, cams.camera_intrinsics(obj, scene, size),
                                                   cams.camera_to_world(obj), extra))
     capture_info = {}
     for collection in {c for obj in objects for c in obj.users_collection}:

@@ -55,19 +55,33 @@ class IN2N_OT_connect(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.in2n
         if settings.connection_mode == "FILE":
-            command = api.Connect(connection_file=bpy.path.abspath(settings.connection_file))
-        else:
-            if not protocol.is_loopback(settings.host) and not bpy.app.online_access:
-                # Blender's "Allow Online Access" preference governs any connection beyond this machine
-                self.report({"ERROR"}, f"Connect failed: {settings.host} is not this machine and online access is "
-                                       "disabled (Preferences > System > Network)")
+            path = bpy.path.abspath(settings.connection_file)
+            try:  # a small JSON file: read here too, so a remote backend is refused before the worker connects
+                host = protocol.read_connection_file(path).host
+            except protocol.ConnectionFileError:
+                host = "127.0.0.1"  # missing or not written yet: the worker waits for it and says what is wrong
+            if not self._online_access_allows(host):
                 return {"CANCELLED"}
-            if not settings.key and not protocol.is_loopback(settings.host):
+            command = api.Connect(connection_file=path)
+        else:
+            key = context.window_manager.in2n_key
+            if not self._online_access_allows(settings.host):
+                return {"CANCELLED"}
+            if not key and not protocol.is_loopback(settings.host):
                 self.report({"ERROR"}, "Connect failed: a key is required for a backend on another machine")
                 return {"CANCELLED"}
-            command = api.Connect(info=protocol.ConnectionInfo(host=settings.host, port=settings.port, key=settings.key))
+            command = api.Connect(info=protocol.ConnectionInfo(host=settings.host, port=settings.port, key=key))
         runtime.get().submit(command)
         return {"FINISHED"}
+
+    def _online_access_allows(self, host: str) -> bool:
+        """Blender's "Allow Online Access" preference governs any connection beyond this machine, whether the
+        address was typed in or read from a connection file."""
+        if protocol.is_loopback(host) or bpy.app.online_access:
+            return True
+        self.report({"ERROR"}, f"Connect failed: {host} is not this machine and online access is disabled "
+                               "(Preferences > System > Network)")
+        return False
 
 
 class IN2N_OT_disconnect(bpy.types.Operator):

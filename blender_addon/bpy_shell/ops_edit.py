@@ -1,4 +1,5 @@
-"""Operators for the edit itself: Edit (render/collect views, upload, start), Cancel, Import result."""
+"""Operators for the edit itself: Edit (check the settings, render or collect the views, upload, start), Cancel,
+Import result, Preview from active camera."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from ..core import worker_api as api
 from ..core.protocol_link import protocol
 from . import cameras as cams
 from . import capture, render, runtime
+from .render_session import RenderSession
+from .tasks import Task
 
 m = protocol.messages
 
@@ -34,14 +37,86 @@ def edit_request(settings: bpy.types.PropertyGroup) -> m.EditStartRequest:
                             ddim_steps=settings.ddim_steps),
         memory_mode=settings.memory_mode,
         preview=m.PreviewSettings(enabled=True, max_rate_hz=settings.preview_rate, max_side=settings.preview_max_side),
-        outputs=outputs, seed=settings.seed, engine_overrides=overrides,
+        outputs=outputs, seed=settings.seed,
+        snapshots=m.SnapshotSettings(every_n_steps=settings.snapshot_every, views=settings.snapshot_views),
+        preset=settings.preset, engine_overrides=overrides,
     )
-    # validate here (same rules as the server) so a bad setting is reported before anything is rendered
+    # validate here (the protocol's rules; the server's own follow before anything renders)
     return protocol.schema.decode(m.EditStartRequest, protocol.schema.encode(request))
 
 
-class IN2N_OT_edit(bpy.types.Operator):
-    """Render (or collect) the training views, upload them and start editing with the instruction"""
+def edit_task(context: bpy.types.Context, interactive: bool) -> Task:
+    """What Edit does: the server checks the settings, the views render one per step, the worker uploads."""
+    scene, settings = context.scene, context.scene.in2n
+    objects = cams.collection_cameras(settings.camera_collection)
+    request = edit_request(settings)
+    rt = runtime.get()
+    metadata = {"blend_file": bpy.data.filepath, "source": settings.source}
+
+    def start(cameras: list[m.Camera], files: list[Path], targets: list[api.AuxFile]) -> None:
+        scene[runtime.UPLOADED_CAMERAS] = json.dumps([obj.name for obj in objects])
+        rt.submit(api.StartEdit(cameras, list(files), request, scene_name=scene.name, metadata=metadata, aux=targets))
+        runtime.report(rt, runtime.ss.Report("INFO", f"Uploading {len(files)} views" + (
+            f" and {len(targets)} simulated-editor targets" if targets else "") + "..."))
+
+    if settings.source == "CAPTURE":  # the imported capture's folder (a COLMAP model's is above sparse/0)
+        folder = capture.capture_folder_of(objects) or Path(bpy.path.abspath(settings.capture_path)).parent
+        cameras, photos = render.capture_photos(scene, objects, folder)
+        targets = render.target_files(objects, [(camera.w, camera.h) for camera in cameras], folder)
+        estimate = api.Estimate(request, len(cameras), cameras[0].w, cameras[0].h)
+        return Task("Edit", lambda task: start(cameras, photos, targets), validate=estimate)
+    size = (settings.resolution_x, settings.resolution_y)
+    targets = render.target_files(objects, [size] * len(objects), None)  # a bad one stops Edit before rendering
+    shots = render.render_shots(objects, runtime.scratch_dir("renders", scene.name))
+    session = RenderSession(scene, shots, size[0], size[1], settings.render_samples, interactive=interactive)
+
+    def submit(task: Task) -> None:
+        start(*render.rendered_views(scene, shots, size), targets)
+
+    return Task("Edit", submit, render=session, validate=api.Estimate(request, len(objects), *size))
+
+
+class ModalTask:
+    """Shared by the operators that start a :class:`Task`: with a window, a modal operator stepping it on timer
+    events (Esc cancels, progress in the status bar); without one, the add-on's timer steps it."""
+
+    _timer = None
+
+    def start(self, context: bpy.types.Context, task: Task) -> set[str]:
+        rt = runtime.get()
+        interactive = context.window is not None and not bpy.app.background
+        rt.start_task(task, modal=interactive)
+        if not interactive:
+            return {"FINISHED"}
+        self._timer = context.window_manager.event_timer_add(0.05, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        rt = runtime.get()
+        task = rt.task
+        if task is None:
+            return self._end(context, {"FINISHED"})
+        if event.type == "ESC":
+            task.cancel()
+        if event.type in ("TIMER", "ESC"):
+            rt.tick_task()
+            context.workspace.status_text_set(task.progress_text() if task.running else None)
+            if not task.running:
+                return self._end(context, {"FINISHED"} if task.state == "done" else {"CANCELLED"})
+        return {"PASS_THROUGH"}  # the rest of Blender stays usable while the views render
+
+    def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        context.workspace.status_text_set(None)
+        return result
+
+
+class IN2N_OT_edit(ModalTask, bpy.types.Operator):
+    """Check the settings with the backend, render (or collect) the training views without blocking Blender, upload
+    them and start editing with the instruction (Esc cancels the rendering)"""
 
     bl_idname = "in2n.edit"
     bl_label = "Edit"
@@ -53,8 +128,8 @@ class IN2N_OT_edit(bpy.types.Operator):
         if rt is None:
             cls.poll_message_set("Connect to a backend first")
             return False
-        if rt.state.busy:
-            cls.poll_message_set("A job is running: cancel it or wait for it to finish")
+        if rt.state.busy or (rt.task is not None and rt.task.running):
+            cls.poll_message_set("A job is running (or its views are rendering): cancel it or wait for it to finish")
             return False
         if not settings.instruction.strip():
             cls.poll_message_set("Type an instruction, e.g. 'turn the bear into a polar bear'")
@@ -64,49 +139,32 @@ class IN2N_OT_edit(bpy.types.Operator):
             return False
         return True
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        scene, settings = context.scene, context.scene.in2n
-        objects = cams.collection_cameras(settings.camera_collection)
+    def _task(self, context: bpy.types.Context) -> Task | None:
         try:
-            request = edit_request(settings)
-            folder = None
-            if settings.source == "CAPTURE":  # the imported capture's folder (a COLMAP model's is above sparse/0)
-                folder = capture.capture_folder_of(objects) or Path(bpy.path.abspath(settings.capture_path)).parent
-            if folder is not None:
-                cameras, images = render.capture_views(scene, objects, folder)
-                targets = render.target_images(objects, [(camera.w, camera.h) for camera in cameras], folder)
-            else:
-                # targets first: a bad one is reported before anything renders
-                size = (settings.resolution_x, settings.resolution_y)
-                targets = render.target_images(objects, [size] * len(objects), None)
-                wm = context.window_manager
-                wm.progress_begin(0, len(objects))
-                try:
-                    cameras, images = render.render_views(
-                        scene, objects, settings.resolution_x, settings.resolution_y, settings.render_samples,
-                        runtime.scratch_dir("renders", scene.name), progress=lambda done, total: wm.progress_update(done))
-                finally:
-                    wm.progress_end()
+            return edit_task(context, interactive=context.window is not None and not bpy.app.background)
         except (cams.CameraError, protocol.ProtocolError, OSError, ValueError, RuntimeError) as exc:
             self.report({"ERROR"}, f"Edit failed: {exc}")
-            return {"CANCELLED"}
-        metadata = {"blend_file": bpy.data.filepath, "source": settings.source}
-        scene[runtime.UPLOADED_CAMERAS] = json.dumps([obj.name for obj in objects])
-        runtime.get().submit(api.StartEdit(cameras, images, request, scene_name=scene.name, metadata=metadata,
-                                           aux=targets))
-        self.report({"INFO"}, f"Uploading {len(images)} views" + (f" and {len(targets)} simulated-editor targets"
-                                                                   if targets else "") + "...")
-        return {"FINISHED"}
+            return None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        task = self._task(context)
+        return self.start(context, task) if task is not None else {"CANCELLED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return self.execute(context)
 
 
 class IN2N_OT_cancel(bpy.types.Operator):
-    """Cancel the running edit job"""
+    """Cancel the rendering of the views, or the running edit job (it keeps a snapshot to import)"""
 
     bl_idname = "in2n.cancel"
     bl_label = "Cancel"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
+        rt = runtime.peek()
+        if rt is not None and rt.task is not None and rt.task.running:
+            return True
         rt = _connected_runtime()
         if rt is None or rt.state.job is None or rt.state.job.finished:
             cls.poll_message_set("No running job to cancel")
@@ -115,6 +173,10 @@ class IN2N_OT_cancel(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         rt = runtime.get()
+        if rt.task is not None and rt.task.running:
+            rt.task.cancel()
+            rt.tick_task()
+            return {"FINISHED"}
         assert rt.state.job is not None
         rt.submit(api.Cancel(rt.state.job.job_id))
         return {"FINISHED"}
@@ -134,7 +196,7 @@ class IN2N_OT_import_result(bpy.types.Operator):
             cls.poll_message_set("Connect to the backend that ran the job")
             return False
         if rt.state.job is None or not rt.state.job.has_results:
-            cls.poll_message_set("No finished job with results yet")
+            cls.poll_message_set("No finished job with results yet (a snapshot can be imported any time)")
             return False
         if not (settings.import_mesh or settings.import_pointcloud or settings.import_textures):
             cls.poll_message_set("Tick at least one of mesh / point cloud / edited photos")
@@ -153,7 +215,7 @@ class IN2N_OT_import_result(bpy.types.Operator):
 
 
 class IN2N_OT_preview_from_camera(bpy.types.Operator):
-    """Render the live preview from the scene's active camera"""
+    """Render the live preview from the scene's active camera (shown behind that camera)"""
 
     bl_idname = "in2n.preview_from_camera"
     bl_label = "Preview from active camera"
@@ -182,6 +244,7 @@ class IN2N_OT_preview_from_camera(bpy.types.Operator):
                                     max_side=settings.preview_max_side)
         rt = runtime.get()
         assert rt.state.job is not None
+        rt.preview_camera = scene.camera.name
         rt.submit(api.SetPreview(rt.state.job.job_id, preview))
         return {"FINISHED"}
 

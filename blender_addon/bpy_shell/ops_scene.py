@@ -6,20 +6,36 @@ import json
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core.protocol_link import capture as capture_format
 from . import cameras as cams
 from . import capture as capture_io
+from . import render, runtime
+from .ops_edit import ModalTask
+from .render_session import RenderSession
+from .tasks import Task
 
 
 class IN2N_OT_generate_orbit(bpy.types.Operator):
-    """Add a collection of cameras orbiting the selected objects and use it as the camera source"""
+    """Add cameras around the selected objects (a ring, or a seeded sphere as BlenderNeRF samples it) and use them
+    as the camera source; generating again replaces them. Adjust the cameras in the redo panel"""
 
     bl_idname = "in2n.generate_orbit"
     bl_label = "Generate orbit cameras"
     bl_options = {"REGISTER", "UNDO"}
+
+    count: IntProperty(name="Views", default=8, min=2, max=512)  # type: ignore[valid-type]
+    sampling: EnumProperty(  # type: ignore[valid-type]
+        name="Sampling", items=[("RING", "Ring", "Evenly spaced in azimuth at one elevation (alternating a little)"),
+                                ("SPHERE", "Sphere", "Spread over a sphere, from a seed")], default="RING")
+    elevation: FloatProperty(name="Elevation", default=25.0, min=-89.0, max=89.0)  # type: ignore[valid-type]
+    distance: FloatProperty(name="Distance", default=2.5, min=0.5, max=100.0,  # type: ignore[valid-type]
+                            description="Camera distance in bounding-sphere radii")
+    seed: IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
+    upper_hemisphere: BoolProperty(name="Upper hemisphere", default=True,  # type: ignore[valid-type]
+                                   description="Sphere sampling above the objects' horizon only")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -28,17 +44,24 @@ class IN2N_OT_generate_orbit(bpy.types.Operator):
             return False
         return True
 
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        settings = context.scene.in2n  # the panel's values are the starting point of the redo panel
+        self.count, self.elevation, self.distance = settings.orbit_count, settings.orbit_elevation, settings.orbit_distance
+        return self.execute(context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.in2n
         try:
-            collection = cams.create_orbit(context.scene, list(context.selected_objects), settings.orbit_count,
-                                           elevation_deg=settings.orbit_elevation,
-                                           distance_factor=settings.orbit_distance)
+            collection = cams.create_orbit(context.scene, list(context.selected_objects), self.count,
+                                           elevation_deg=self.elevation, distance_factor=self.distance,
+                                           sampling=self.sampling, seed=self.seed,
+                                           upper_hemisphere=self.upper_hemisphere)
         except (cams.CameraError, ValueError) as exc:
             self.report({"ERROR"}, f"Generate orbit cameras failed: {exc}")
             return {"CANCELLED"}
         settings.camera_collection, settings.source = collection, "RENDER"
-        self.report({"INFO"}, f"Added {len(collection.objects)} cameras in '{collection.name}'")
+        settings.orbit_count, settings.orbit_elevation, settings.orbit_distance = self.count, self.elevation, self.distance
+        self.report({"INFO"}, f"{len(collection.objects)} cameras in '{collection.name}'")
         return {"FINISHED"}
 
 
@@ -70,11 +93,13 @@ class IN2N_OT_import_capture(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-class IN2N_OT_export_transforms(bpy.types.Operator, ExportHelper):
-    """Write the chosen cameras as a nerfstudio transforms.json (no images)"""
+class IN2N_OT_export_dataset(ModalTask, bpy.types.Operator, ExportHelper):
+    """Write the chosen cameras as a complete nerfstudio dataset (as BlenderNeRF does): their renders at the panel's
+    resolution in images/ (rendered without blocking Blender) and transforms.json with matching intrinsics and file
+    names; an imported capture is written with its own photos"""
 
-    bl_idname = "in2n.export_transforms"
-    bl_label = "Export transforms.json"
+    bl_idname = "in2n.export_dataset"
+    bl_label = "Export dataset"
 
     filename_ext = ".json"
     filter_glob: StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
@@ -84,17 +109,40 @@ class IN2N_OT_export_transforms(bpy.types.Operator, ExportHelper):
         if not cams.collection_cameras(context.scene.in2n.camera_collection):
             cls.poll_message_set("Choose a camera collection with at least one camera")
             return False
+        rt = runtime.peek()
+        if rt is not None and rt.task is not None and rt.task.running:
+            cls.poll_message_set(f"{rt.task.name} is still running")
+            return False
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        objects = cams.collection_cameras(context.scene.in2n.camera_collection)
+        scene, settings = context.scene, context.scene.in2n
+        objects = cams.collection_cameras(settings.camera_collection)
+        path = Path(self.filepath)
+        if path.suffix != ".json":
+            path = path / "transforms.json"
         try:
-            path = capture_io.export_capture(context.scene, objects, Path(self.filepath))
+            if settings.source == "CAPTURE":
+                written = capture_io.export_capture(scene, objects, path)
+                self.report({"INFO"}, f"Wrote {len(objects)} cameras to {written}")
+                return {"FINISHED"}
+            size = (settings.resolution_x, settings.resolution_y)
+            shots = render.render_shots(objects, path.parent / "images")
+            session = RenderSession(scene, shots, size[0], size[1], settings.render_samples,
+                                    interactive=context.window is not None and not bpy.app.background)
         except (cams.CameraError, OSError) as exc:
             self.report({"ERROR"}, f"Export failed: {exc}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Wrote {len(objects)} cameras to {path}")
-        return {"FINISHED"}
+
+        def write(task: Task) -> None:
+            names = [shot.path.relative_to(path.parent).as_posix() for shot in shots]
+            written = capture_io.export_capture(scene, objects, path, size, file_paths=names)
+            runtime.report(runtime.get(), runtime.ss.Report("INFO", f"Wrote a dataset of {len(shots)} views: {written}"))
+
+        return self.start(context, Task("Export dataset", write, render=session))
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return ExportHelper.invoke(self, context, event)
 
 
-CLASSES = (IN2N_OT_generate_orbit, IN2N_OT_import_capture, IN2N_OT_export_transforms)
+CLASSES = (IN2N_OT_generate_orbit, IN2N_OT_import_capture, IN2N_OT_export_dataset)

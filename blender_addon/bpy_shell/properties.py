@@ -1,17 +1,34 @@
-"""Settings: per-scene ``Scene.in2n`` (a PropertyGroup) and add-on preferences (backend Python)."""
+"""Settings: per-scene ``Scene.in2n`` (a PropertyGroup), add-on preferences (backend Python), and the session-only
+backend key (``WindowManager.in2n_key``: never saved in a .blend).
+
+The edit settings take their names and defaults from the protocol (``protocol.messages``), the one place they are
+defined for the panel, the CLI, the server and the engine.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from ..core.protocol_link import protocol
 from . import ADDON_ID
 
+m = protocol.messages
+REQUEST = {f.name: f.default for f in dataclasses.fields(m.EditStartRequest)}
+SCHEDULE = m.Schedule()
+SNAPSHOTS = m.SnapshotSettings()
+PREVIEW = m.PreviewSettings()
+INSTRUCTION_PREVIEW = m.InstructionPreviewRequest(instruction="x", image=m.ImageInfo("uint8", [1, 1, 3]))
 
-def _history_changed(settings: IN2N_SceneSettings, context: bpy.types.Context) -> None:
-    from . import runtime
 
-    runtime.show_history(settings.preview_history)
+def scales_text(scales: list[float]) -> str:
+    return ", ".join(f"{scale:g}" for scale in scales)
+
+
+def preset_items(self: object, context: bpy.types.Context | None) -> list[tuple[str, str, str]]:
+    return [(name, name.title(), preset.description) for name, preset in m.PRESETS.items()]
 
 
 class IN2N_Preferences(bpy.types.AddonPreferences):
@@ -34,14 +51,13 @@ class IN2N_Preferences(bpy.types.AddonPreferences):
 
 
 class IN2N_SceneSettings(bpy.types.PropertyGroup):
-    # --- backend
+    # --- backend (the key is the window manager's: never written into the .blend)
     connection_mode: EnumProperty(  # type: ignore[valid-type]
         name="Connect with", items=[("FILE", "Connection file", "Host, port and key from the server's file"),
                                     ("ADDRESS", "Address", "Host, port and key typed in")], default="FILE")
     connection_file: StringProperty(name="Connection file", subtype="FILE_PATH")  # type: ignore[valid-type]
     host: StringProperty(name="Host", default="127.0.0.1")  # type: ignore[valid-type]
     port: IntProperty(name="Port", default=5555, min=1, max=65535)  # type: ignore[valid-type]
-    key: StringProperty(name="Key", subtype="PASSWORD", description="HMAC key from the server's connection file")  # type: ignore[valid-type]
     job_id: StringProperty(name="Job", description="Edit job this scene follows (kept in the .blend)")  # type: ignore[valid-type]
 
     # --- scene source
@@ -66,28 +82,58 @@ class IN2N_SceneSettings(bpy.types.PropertyGroup):
                                       ("BACKGROUND", "Camera backgrounds", "Each camera's background image"),
                                       ("NONE", "Nothing", "Cameras only")], default="PLANES")
 
-    # --- edit
+    # --- edit (names and defaults: the protocol's)
     instruction: StringProperty(name="Instruction", default="")  # type: ignore[valid-type]
-    guidance_scale: FloatProperty(name="Text guidance", default=7.5, min=0.0, max=100.0)  # type: ignore[valid-type]
-    image_guidance_scale: FloatProperty(name="Image guidance", default=1.5, min=0.0, max=100.0)  # type: ignore[valid-type]
-    reconstruction_steps: IntProperty(name="Reconstruction steps", default=30000, min=0)  # type: ignore[valid-type]
-    total_steps: IntProperty(name="Edit steps", default=15000, min=1)  # type: ignore[valid-type]
-    edit_every_n_steps: IntProperty(name="Edit every n steps", default=10, min=1)  # type: ignore[valid-type]
-    images_per_edit: IntProperty(name="Images per edit", default=1, min=1)  # type: ignore[valid-type]
-    ddim_steps: IntProperty(name="Diffusion steps", default=20, min=1, max=1000)  # type: ignore[valid-type]
+    preset: EnumProperty(name="Preset", items=preset_items,  # type: ignore[valid-type]
+                         description="A consistent set of edit settings for the backend's hardware")
+    guidance_scale: FloatProperty(name="Text guidance", default=REQUEST["guidance_scale"], min=0.0, max=100.0)  # type: ignore[valid-type]
+    image_guidance_scale: FloatProperty(name="Image guidance", default=REQUEST["image_guidance_scale"],  # type: ignore[valid-type]
+                                        min=0.0, max=100.0)
+    reconstruction_steps: IntProperty(name="Reconstruction steps", default=SCHEDULE.reconstruction_steps, min=0)  # type: ignore[valid-type]
+    total_steps: IntProperty(name="Edit steps", default=SCHEDULE.total_steps, min=1)  # type: ignore[valid-type]
+    edit_every_n_steps: IntProperty(name="Edit every n steps", default=SCHEDULE.edit_every_n_steps, min=1)  # type: ignore[valid-type]
+    images_per_edit: IntProperty(name="Images per edit", default=SCHEDULE.images_per_edit, min=1)  # type: ignore[valid-type]
+    ddim_steps: IntProperty(name="Diffusion steps", default=SCHEDULE.ddim_steps, min=1, max=1000)  # type: ignore[valid-type]
     memory_mode: EnumProperty(  # type: ignore[valid-type]
         name="Memory", items=[("in2n", "Full (fp32 + LPIPS)", ""), ("in2n-small", "Small (fp16, offload)", ""),
-                              ("in2n-tiny", "Tiny (fp16, no LPIPS)", "")], default="in2n")
-    preview_rate: FloatProperty(name="Preview rate (Hz)", default=1.0, min=0.01, max=60.0)  # type: ignore[valid-type]
-    preview_max_side: IntProperty(name="Preview size", default=256, min=8, max=4096)  # type: ignore[valid-type]
-    seed: IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
+                              ("in2n-tiny", "Tiny (fp16, no LPIPS)", "")], default=REQUEST["memory_mode"])
+    preview_rate: FloatProperty(name="Preview rate (Hz)", default=PREVIEW.max_rate_hz, min=0.01, max=60.0)  # type: ignore[valid-type]
+    preview_max_side: IntProperty(name="Preview size", default=PREVIEW.max_side, min=8, max=4096)  # type: ignore[valid-type]
+    seed: IntProperty(name="Seed", default=REQUEST["seed"], min=0)  # type: ignore[valid-type]
+    snapshot_every: IntProperty(  # type: ignore[valid-type]
+        name="Snapshot every", default=SNAPSHOTS.every_n_steps, min=0,
+        description="Keep a NeRF snapshot every n editing steps (one is always kept after reconstruction and at the "
+                    "end): any of them can be imported or edited further")
+    snapshot_views: IntProperty(name="Snapshot views", default=SNAPSHOTS.views, min=1, max=64)  # type: ignore[valid-type]
     engine_overrides: StringProperty(  # type: ignore[valid-type]
         name="Engine overrides", description="Advanced: JSON object of backend engine settings")
 
+    # --- try it in 2D first
+    trial_guidance_scales: StringProperty(  # type: ignore[valid-type]
+        name="Text scales", default=scales_text(INSTRUCTION_PREVIEW.guidance_scales),
+        description="Text guidance scales of the preview grid's columns, comma-separated")
+    trial_image_guidance_scales: StringProperty(  # type: ignore[valid-type]
+        name="Image scales", default=scales_text(INSTRUCTION_PREVIEW.image_guidance_scales),
+        description="Image guidance scales of the preview grid's rows, comma-separated")
+    trial_view: EnumProperty(  # type: ignore[valid-type]
+        name="View", items=[("ACTIVE", "Active camera", "Render the scene's active camera"),
+                            ("TRAINING", "Training view", "A camera of the chosen collection (its photo for a capture)")],
+        default="ACTIVE")
+    trial_view_index: IntProperty(name="Training view", default=0, min=0,  # type: ignore[valid-type]
+                                  description="Index of the training camera (in the collection, by name)")
+
+    # --- snapshots, continue and chain
+    continue_steps: IntProperty(name="More steps", default=1000, min=0,  # type: ignore[valid-type]
+                                description="Editing steps a stopped or finished job runs on for")
+    chain_condition: EnumProperty(  # type: ignore[valid-type]
+        name="Condition on", items=[("original", "Original images", "The capture's photos (the paper's grounding)"),
+                                    ("renders", "Snapshot renders", "The snapshot's renders: build on that edit")],
+        default="original")
+
     # --- preview and results
-    preview_history: IntProperty(  # type: ignore[valid-type]
-        name="History", default=0, min=0, update=_history_changed,
-        description="0: live preview; n: the n-th snapshot of this job (oldest first)")
+    show_preview_in_camera: BoolProperty(  # type: ignore[valid-type]
+        name="Preview behind its camera", default=True,
+        description="Show the live preview as the background of the camera it was rendered from, while the job runs")
     import_mesh: BoolProperty(name="Mesh", default=True)  # type: ignore[valid-type]
     import_pointcloud: BoolProperty(name="Point cloud", default=True)  # type: ignore[valid-type]
     import_textures: BoolProperty(  # type: ignore[valid-type]
@@ -100,9 +146,14 @@ CLASSES = (IN2N_Preferences, IN2N_SceneSettings)
 
 def register_properties() -> None:
     bpy.types.Scene.in2n = PointerProperty(type=IN2N_SceneSettings)
+    # window-manager properties are not saved with the .blend: the key stays in this session
+    bpy.types.WindowManager.in2n_key = StringProperty(  # type: ignore[attr-defined]
+        name="Key", subtype="PASSWORD", options={"SKIP_SAVE"},
+        description="HMAC key from the server's connection file (kept for this session only, never in the .blend)")
 
 
 def unregister_properties() -> None:
+    del bpy.types.WindowManager.in2n_key  # type: ignore[attr-defined]
     del bpy.types.Scene.in2n
 
 

@@ -1,98 +1,61 @@
-"""Training views: render cameras with the scene's own engine, or read a capture's photos, as uint8 arrays."""
+"""Training views as the upload sends them: cameras with their intrinsics, and image FILES (renders the add-on makes
+with :mod:`.render_session`, or a capture's photos), checked by their headers only. The worker thread reads and
+uploads the files as they are; nothing is decoded on Blender's main thread."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bpy
-import numpy as np
 
-from ..core.pixels import from_blender_pixels
+from ..core import worker_api as api
+from ..core.protocol_link import capture as capture_format
 from ..core.protocol_link import protocol
 from . import cameras as cams
+from .render_session import Shot
 
 m = protocol.messages
 
 
-def load_image_array(path: Path) -> np.ndarray:
-    """``H W 3`` uint8 (row 0 = top) of an image file, read through Blender (any format it knows)."""
-    image = bpy.data.images.load(str(path), check_existing=False)
+def image_size(path: Path, what: str) -> tuple[int, int]:
+    """``(width, height)`` from a PNG / JPEG header; :class:`cams.CameraError` naming ``what`` otherwise."""
     try:
-        width, height = image.size
-        if width == 0 or height == 0:
-            raise OSError(f"cannot read image {path}")
-        pixels = np.empty(width * height * image.channels, dtype=np.float32)
-        image.pixels.foreach_get(pixels)
-        return from_blender_pixels(pixels, width, height, image.channels)
-    finally:
-        bpy.data.images.remove(image)
+        return capture_format.image_size(path)
+    except capture_format.CaptureError as exc:
+        raise cams.CameraError(f"{what}: {exc.problem} ({path})") from None
 
 
-@contextlib.contextmanager
-def render_settings(scene: bpy.types.Scene, width: int, height: int, samples: int, folder: Path) -> Iterator[None]:
-    """Temporarily render at ``width x height`` 100%, PNG RGB 8-bit, into ``folder``; restores everything after."""
-    render, previous_camera = scene.render, scene.camera
-    saved = (render.resolution_x, render.resolution_y, render.resolution_percentage, render.filepath,
-             render.image_settings.file_format, render.image_settings.color_mode, render.image_settings.color_depth)
-    cycles_samples = scene.cycles.samples if scene.render.engine == "CYCLES" else None
-    try:
-        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
-        render.image_settings.file_format, render.image_settings.color_mode = "PNG", "RGB"
-        render.image_settings.color_depth = "8"
-        if cycles_samples is not None:
-            scene.cycles.samples = samples
-        folder.mkdir(parents=True, exist_ok=True)
-        yield
-    finally:
-        (render.resolution_x, render.resolution_y, render.resolution_percentage, render.filepath,
-         render.image_settings.file_format, render.image_settings.color_mode, render.image_settings.color_depth) = saved
-        if cycles_samples is not None:
-            scene.cycles.samples = cycles_samples
-        scene.camera = previous_camera
+def render_shots(camera_objects: list[bpy.types.Object], folder: Path) -> list[Shot]:
+    """One PNG render per camera, named by its upload index (``frame_00003.png``)."""
+    return [Shot(obj, (folder / f"frame_{index:05d}.png").resolve()) for index, obj in enumerate(camera_objects)]
 
 
-def render_views(scene: bpy.types.Scene, camera_objects: list[bpy.types.Object], width: int, height: int,
-                 samples: int, folder: Path, progress: Callable[[int, int], None] | None = None,
-                 ) -> tuple[list[m.Camera], list[np.ndarray]]:
-    """Render every camera (write_still: ``Render Result`` has no pixels in background mode) and read it back."""
-    cameras, images = [], []
-    with render_settings(scene, width, height, samples, folder):
-        for index, obj in enumerate(camera_objects):
-            scene.camera = obj
-            target = (folder / f"frame_{index:05d}.png").resolve()
-            scene.render.filepath = str(target)
-            bpy.ops.render.render(write_still=True, scene=scene.name)
-            images.append(load_image_array(target))
-            cameras.append(protocol_camera(obj, scene, (width, height)))
-            if progress is not None:
-                progress(index + 1, len(camera_objects))
-    return cameras, images
+def rendered_views(scene: bpy.types.Scene, shots: list[Shot], size: tuple[int, int]) -> tuple[list[m.Camera], list[Path]]:
+    """Cameras (at the render size) and files of a finished render session."""
+    return [protocol_camera(shot.camera, scene, size) for shot in shots], [shot.path for shot in shots]
 
 
-def capture_views(scene: bpy.types.Scene, camera_objects: list[bpy.types.Object], capture_folder: Path,
-                  ) -> tuple[list[m.Camera], list[np.ndarray]]:
-    """The photos of imported capture cameras, with their own intrinsics."""
-    cameras, images = [], []
+def capture_photos(scene: bpy.types.Scene, camera_objects: list[bpy.types.Object], capture_folder: Path,
+                   ) -> tuple[list[m.Camera], list[Path]]:
+    """The photos of imported capture cameras (their files, checked against each camera's own intrinsics)."""
+    cameras, paths = [], []
     for obj in camera_objects:
         path = cams.image_path_of(obj, capture_folder)
         if path is None or not path.is_file():
             raise cams.CameraError(f"camera '{obj.name}' has no photo (expected {path}); import the capture again")
-        image = load_image_array(path)
         camera = protocol_camera(obj, scene, None)
-        if (camera.h, camera.w) != image.shape[:2]:
-            raise cams.CameraError(f"photo of '{obj.name}' is {image.shape[1]}x{image.shape[0]}, camera says "
-                                   f"{camera.w}x{camera.h}")
+        width, height = image_size(path, f"photo of '{obj.name}'")
+        if (camera.w, camera.h) != (width, height):
+            raise cams.CameraError(f"photo of '{obj.name}' is {width}x{height}, camera says {camera.w}x{camera.h}")
         cameras.append(camera)
-        images.append(image)
-    return cameras, images
+        paths.append(path)
+    return cameras, paths
 
 
-def target_images(camera_objects: list[bpy.types.Object], sizes: list[tuple[int, int]], capture_folder: Path | None,
-                  ) -> list[protocol.AuxUpload]:
+def target_files(camera_objects: list[bpy.types.Object], sizes: list[tuple[int, int]], capture_folder: Path | None,
+                 ) -> list[api.AuxFile]:
     """The simulated-editor target image of every view that names one (:func:`cameras.target_path_of`), checked
-    against the view's ``(width, height)``; views without one are left out."""
+    against the view's ``(width, height)`` by its header; views without one are left out."""
     uploads = []
     for index, (obj, (width, height)) in enumerate(zip(camera_objects, sizes)):
         path = cams.target_path_of(obj, capture_folder)
@@ -100,11 +63,11 @@ def target_images(camera_objects: list[bpy.types.Object], sizes: list[tuple[int,
             continue
         if not path.is_file():
             raise cams.CameraError(f"camera '{obj.name}': target image {path} not found")
-        image = load_image_array(path)
-        if image.shape[:2] != (height, width):
-            raise cams.CameraError(f"camera '{obj.name}': target image {path.name} is {image.shape[1]}x"
-                                   f"{image.shape[0]}, the view is {width}x{height}")
-        uploads.append(protocol.AuxUpload(index, "target", protocol.RawImage.from_array(image)))
+        actual = image_size(path, f"camera '{obj.name}': target image")
+        if actual != (width, height):
+            raise cams.CameraError(f"camera '{obj.name}': target image {path.name} is {actual[0]}x{actual[1]}, the "
+                                   f"view is {width}x{height}")
+        uploads.append(api.AuxFile(index, "target", path))
     return uploads
 
 

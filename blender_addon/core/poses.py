@@ -1,4 +1,5 @@
-"""Camera poses: an orbit of look-at cameras around a bounding box, and scale-free camera-to-world matrices."""
+"""Camera poses: an orbit or a sphere of look-at cameras around a bounding box, and scale-free camera-to-world
+matrices."""
 
 from __future__ import annotations
 
@@ -53,6 +54,41 @@ def orbit_poses(
         elevation = math.radians(elevation_deg + (elevation_jitter_deg if index % 2 else -elevation_jitter_deg))
         offset = np.array([math.cos(azimuth) * math.cos(elevation), math.sin(azimuth) * math.cos(elevation), math.sin(elevation)])
         poses.append(look_at(center + distance * offset, center))
+    return poses
+
+
+def sphere_poses(
+    bounds_min: NDArray[np.float64],
+    bounds_max: NDArray[np.float64],
+    count: int,
+    *,
+    seed: int = 0,
+    upper_hemisphere: bool = True,
+    distance_factor: float = 2.5,
+    min_elevation_deg: float = 5.0,
+) -> list[Matrix4]:
+    """``count`` cameras on a sphere around the box (BlenderNeRF's sphere sampling), all looking at its centre.
+
+    Directions are uniform on the sphere (or on the upper hemisphere, at least ``min_elevation_deg`` above the
+    horizon: the views a scene standing on a floor can have), drawn from ``seed``: the same seed gives the same
+    cameras. A Fibonacci spiral spreads them evenly, rotated by the seed, so few views still cover the sphere.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    low, high = np.asarray(bounds_min, dtype=np.float64), np.asarray(bounds_max, dtype=np.float64)
+    center = (low + high) / 2
+    distance = distance_factor * max(float(np.linalg.norm(high - low)) / 2, 1e-3)
+    rng = np.random.default_rng(seed)
+    lowest = math.sin(math.radians(min_elevation_deg)) if upper_hemisphere else -1.0
+    offset = rng.uniform(0, 2 * math.pi)
+    golden = math.pi * (3 - math.sqrt(5))
+    poses = []
+    for index in range(count):
+        z = lowest + (1 - lowest) * (index + rng.uniform(0.25, 0.75)) / count  # uniform in z = uniform on the sphere
+        ring = math.sqrt(max(0.0, 1 - z * z))
+        azimuth = offset + golden * index
+        direction = np.array([ring * math.cos(azimuth), ring * math.sin(azimuth), z])
+        poses.append(look_at(center + distance * direction, center))
     return poses
 
 

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from . import worker_api as api
 from .protocol_link import protocol
+from .steering import Steering
 
 m = protocol.messages
 ConnectionState = Literal["disconnected", "connecting", "connected", "lost"]
@@ -44,6 +45,8 @@ class ImportResults:
     """Artifact name -> kind (mesh, pointcloud, image)."""
     camera_index: dict[str, int] = field(default_factory=dict)
     """Edited image name -> index of the uploaded camera it belongs to (from the artifact's metadata)."""
+    snapshot_step: int | None = None
+    """The snapshot whose geometry this is (None: the job's final result)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,26 @@ class RememberJob:
     job_id: str
 
 
-Action = Report | ShowPreview | ImportResults | RememberJob
+@dataclass(frozen=True)
+class SendCommand:
+    """Hand a command to the worker (e.g. fetch a snapshot's files once its export is done)."""
+
+    command: Any
+
+
+@dataclass(frozen=True)
+class ShowThumbnail:
+    step: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class ShowInstructionGrid:
+    preview: Any
+    """``steering.InstructionPreviewView`` with its grid."""
+
+
+Action = Report | ShowPreview | ImportResults | RememberJob | SendCommand | ShowThumbnail | ShowInstructionGrid
 
 
 # ---------------------------------------------------------------- state
@@ -63,6 +85,8 @@ class PreviewSnapshot:
     width: int
     height: int
     pixels: NDArray[np.float32]
+    camera_index: int | None = None
+    """The uploaded camera it shows the view of (None: the camera the add-on asked for)."""
 
 
 @dataclass
@@ -78,6 +102,8 @@ class JobView:
     message: str = ""
     error: str = ""
     artifacts: list[Any] = field(default_factory=list)
+    scene_id: str = ""
+    """The uploaded scene (a chained edit continues on it)."""
 
     @property
     def finished(self) -> bool:
@@ -109,10 +135,14 @@ class SessionState:
     fetch: tuple[str, int, int] | None = None
     last_error: str = ""
     history: deque[PreviewSnapshot] = field(default_factory=lambda: deque(maxlen=64))
-    """Preview snapshots, oldest first (bounded)."""
+    """The live previews received, oldest first (bounded; the iterations to keep are the server's snapshots)."""
     log_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     downloaded: dict[str, Path] = field(default_factory=dict)
     """Artifact name -> file of downloads made without importing (``FetchResults(import_files=False)``)."""
+    steering: Steering = field(default_factory=Steering)
+    """Snapshots, estimate and 2D preview of the followed job."""
+    results_folder: Path | None = None
+    """Where downloads go (the runtime's scratch folder; thumbnails are fetched there)."""
 
     # ------------------------------------------------------------------ display
     @property
@@ -177,11 +207,17 @@ class SessionState:
         if match:
             snap = match[0]
             self.job = JobView(snap.job_id, snap.state, snap.queue_position, error=snap.error_message or "",
-                               artifacts=list(snap.artifacts))
+                               artifacts=list(snap.artifacts), scene_id=snap.scene_id)
             if snap.progress is not None:
                 self._set_progress(snap.progress)
             actions += [RememberJob(snap.job_id), Report("INFO", f"Following job {snap.job_id} ({snap.state})")]
+            if self.can("nerf_snapshot_list_request"):
+                actions.append(SendCommand(api.ListSnapshots(snap.job_id)))
         return actions
+
+    def can(self, msg_type: str) -> bool:
+        """Whether the connected server handles ``msg_type`` (an older or scripted one may not)."""
+        return self.server is not None and msg_type in (self.server.capabilities or [])
 
     def _on_disconnected(self, notice: api.Disconnected) -> list[Action]:
         self.upload = self.fetch = None
@@ -199,6 +235,9 @@ class SessionState:
             self.upload = None
         if notice.action == "Import result":
             self.fetch = None
+        if notice.action == "Estimate":
+            self.steering.estimate_error = notice.message
+            self.steering.estimate_answers += 1
         return [Report("ERROR", notice.message)]
 
     def _on_uploadprogress(self, notice: api.UploadProgress) -> list[Action]:
@@ -212,13 +251,14 @@ class SessionState:
     def _on_jobstarted(self, notice: api.JobStarted) -> list[Action]:
         self.upload = None
         self.history.clear()
-        self.job = JobView(notice.job_id, notice.state, notice.queue_position)
+        self.steering.snapshots.clear()
+        self.job = JobView(notice.job_id, notice.state, notice.queue_position, scene_id=notice.scene_id)
         return [RememberJob(notice.job_id), Report("INFO", f"Edit job {notice.job_id} started ({notice.state})")]
 
     def _on_previewready(self, notice: api.PreviewReady) -> list[Action]:
         if self.job is None or notice.job_id != self.job.job_id:
             return []
-        snapshot = PreviewSnapshot(notice.step, notice.width, notice.height, notice.pixels)
+        snapshot = PreviewSnapshot(notice.step, notice.width, notice.height, notice.pixels, notice.camera_index)
         if self.history and self.history[-1].step == notice.step:
             self.history.pop()  # a resent preview (reconnect) replaces, not duplicates
         self.history.append(snapshot)
@@ -228,11 +268,57 @@ class SessionState:
         self.fetch = None
         if not notice.import_files:
             self.downloaded.update(notice.files)
+            view = self.steering.snapshots.get(notice.snapshot_step) if notice.snapshot_step is not None else None
+            if view is not None and notice.files and view.thumbnail is None:
+                view.thumbnail = sorted(notice.files.values())[0]
+                return [ShowThumbnail(view.step, view.thumbnail)]
             return [Report("INFO", f"Downloaded {len(notice.files)} file(s) of job {notice.job_id}")]
         kinds = {artifact.name: artifact.kind for artifact in notice.artifacts}
         camera_index = {a.name: int(a.metadata["camera_index"]) for a in notice.artifacts
                         if isinstance(a.metadata.get("camera_index"), int)}
-        return [ImportResults(notice.job_id, dict(notice.files), kinds, camera_index)]
+        return [ImportResults(notice.job_id, dict(notice.files), kinds, camera_index, notice.snapshot_step)]
+
+    def _on_answered(self, notice: api.Answered) -> list[Action]:
+        content, steering = notice.content, self.steering
+        if isinstance(content, m.EditEstimateReply):
+            steering.estimate, steering.estimate_error = content, ""
+            steering.estimate_answers += 1
+            return []
+        if isinstance(content, m.NerfSnapshotListReply):
+            if self.job is None or content.job_id != self.job.job_id:
+                return []
+            return [self._thumbnail_fetch(content.job_id, step) for step in steering.set_snapshots(content.snapshots)]
+        if isinstance(content, m.InstructionPreviewReply):
+            steering.start_preview(content)
+            return [Report("INFO", f"Previewing the instruction: {content.cells} edits with {content.editor}")]
+        if isinstance(content, m.JobContinueReply):
+            self.job = JobView(content.job_id, content.state, content.queue_position,
+                               scene_id=self.job.scene_id if self.job else "")
+            return [Report("INFO", f"Job {content.job_id} continues to {content.total_steps} editing steps")]
+        if isinstance(content, m.NerfSnapshotExportReply):
+            view = steering.snapshots.get(content.step)
+            if view is not None and content.state != "done":  # done: its event follows at once
+                view.export_state = content.state
+            return []
+        if isinstance(content, m.NerfSnapshotDeleteReply):
+            steering.snapshots.pop(content.step, None)
+            return [Report("INFO", f"Deleted snapshot {content.step} ({content.freed_bytes / 2**20:.1f} MiB freed)")]
+        return []
+
+    def _on_previewimage(self, notice: api.PreviewImage) -> list[Action]:
+        if self.steering.preview_event(notice.event, notice.pixels):
+            return [ShowInstructionGrid(self.steering.preview)]
+        if notice.event.kind == "failed" and self.steering.preview is not None:
+            return [Report("ERROR", f"Preview instruction failed: {self.steering.preview.failed}")]
+        return []
+
+    def _thumbnail_fetch(self, job_id: str, step: int) -> SendCommand:
+        """Download the first render of a snapshot (its thumbnail in the panel)."""
+        view = self.steering.snapshots[step]
+        first = sorted(view.info.views, key=lambda a: a.name)[0].name
+        folder = (self.results_folder or Path(".")) / job_id
+        return SendCommand(api.FetchResults(job_id, folder, ("other",), import_files=False, snapshot_step=step,
+                                            names=(first,)))
 
     def _set_progress(self, progress: Any) -> None:
         job = self.job
@@ -255,6 +341,19 @@ class SessionState:
         if isinstance(content, m.JobResultEvent):
             job.artifacts = list(content.artifacts)
             return [Report("INFO", f"Results of job {job.job_id} are ready: press Import result")]
+        if isinstance(content, m.NerfSnapshotEvent):
+            is_new = self.steering.update_snapshot(content)
+            return [self._thumbnail_fetch(job.job_id, content.snapshot.step)] if is_new else []
+        if isinstance(content, m.NerfSnapshotExportEvent):
+            ready = self.steering.update_export(content)
+            if content.state == "failed":
+                return [Report("ERROR", f"Exporting snapshot {content.step} failed: {content.message}")]
+            if ready is None:
+                return []
+            folder = (self.results_folder or Path(".")) / job.job_id / f"snapshot-{ready.step}"
+            names = tuple(a.name for a in ready.info.geometry)
+            return [SendCommand(api.FetchResults(job.job_id, folder, ("mesh", "pointcloud"), snapshot_step=ready.step,
+                                                 names=names))]
         if isinstance(content, m.JobStateEvent):
             previous, job.state = job.state, content.state
             job.queue_position, job.message = content.queue_position, content.message

@@ -22,6 +22,7 @@ from . import worker_api as api
 from .local_backend import BackendStartError, log_tail
 from .pixels import to_blender_pixels
 from .protocol_link import protocol
+from .uploads import upload_image
 from .user_errors import describe
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,13 @@ class BackendWorker:
 
     @staticmethod
     def _action(command: api.Command) -> str:
-        return {"Connect": "Connect", "StartEdit": "Edit", "Cancel": "Cancel", "FetchResults": "Import result",
-                "SetPreview": "Preview settings", "Disconnect": "Disconnect"}.get(type(command).__name__, "Backend call")
+        """The name the user knows the command by (it starts every failure report)."""
+        return {"Connect": "Connect", "StartEdit": "Edit", "StartChainedEdit": "Edit from snapshot",
+                "Estimate": "Estimate", "PreviewInstruction": "Preview instruction",
+                "ListSnapshots": "List snapshots", "ExportSnapshot": "Import snapshot",
+                "DeleteSnapshot": "Delete snapshot", "ContinueJob": "Continue", "Cancel": "Cancel",
+                "FetchResults": "Import result", "SetPreview": "Preview settings",
+                "Disconnect": "Disconnect"}.get(type(command).__name__, "Backend call")
 
     def _close(self) -> None:
         if self._client is not None:
@@ -171,9 +177,11 @@ class BackendWorker:
             self.notices.put(api.Disconnected(reason=""))
 
     def _do_startedit(self, command: api.StartEdit) -> None:
-        images = [protocol.RawImage.from_array(np.ascontiguousarray(image)) for image in command.images]
+        images = [upload_image(image) for image in command.images]  # files are read here, off the main thread
+        aux = [protocol.AuxUpload(item.camera_index, item.role, upload_image(item.path))
+               if isinstance(item, api.AuxFile) else item for item in command.aux]
         end = self._client.upload_scene(
-            command.cameras, images, aux=command.aux, scene_name=command.scene_name,
+            command.cameras, images, aux=aux, scene_name=command.scene_name,
             progress=lambda done, total: self.notices.put(api.UploadProgress(done, total)), **command.metadata,
         )
         request = command.request
@@ -181,6 +189,39 @@ class BackendWorker:
         reply = self._client.start_edit(type(request)(**{**fields, "scene_id": end.scene_id}))
         self.notices.put(api.JobStarted(reply.job_id, reply.state, reply.queue_position, end.scene_id))
         self._client.snapshot(reply.job_id, subscribe=True)
+
+    def _do_startchainededit(self, command: api.StartChainedEdit) -> None:
+        reply = self._client.start_edit(command.request)
+        self.notices.put(api.JobStarted(reply.job_id, reply.state, reply.queue_position, command.request.scene_id))
+        self._client.snapshot(reply.job_id, subscribe=True)
+
+    def _do_estimate(self, command: api.Estimate) -> None:
+        self.notices.put(api.Answered(self._client.request(m.EditEstimateRequest(
+            request=command.request, num_views=command.num_views, width=command.width, height=command.height))))
+
+    def _do_previewinstruction(self, command: api.PreviewInstruction) -> None:
+        image = upload_image(command.image)
+        target = upload_image(command.target) if command.target is not None else None
+        fields = {name: getattr(command.request, name) for name in command.request.__dataclass_fields__}
+        request = type(command.request)(**{**fields, "image": image.info,
+                                           "target": target.info if target is not None else None})
+        buffers = [image.data] + ([target.data] if target is not None else [])
+        self.notices.put(api.Answered(self._client.request(request, buffers)))
+
+    def _do_listsnapshots(self, command: api.ListSnapshots) -> None:
+        self.notices.put(api.Answered(self._client.request(m.NerfSnapshotListRequest(job_id=command.job_id))))
+
+    def _do_exportsnapshot(self, command: api.ExportSnapshot) -> None:
+        self.notices.put(api.Answered(self._client.request(
+            m.NerfSnapshotExportRequest(job_id=command.job_id, step=command.step))))
+
+    def _do_deletesnapshot(self, command: api.DeleteSnapshot) -> None:
+        self.notices.put(api.Answered(self._client.request(
+            m.NerfSnapshotDeleteRequest(job_id=command.job_id, step=command.step))))
+
+    def _do_continuejob(self, command: api.ContinueJob) -> None:
+        reply = self._client.request(m.JobContinueRequest(job_id=command.job_id, extra_steps=command.extra_steps))
+        self.notices.put(api.Answered(reply))
 
     def _do_cancel(self, command: api.Cancel) -> None:
         reply = self._client.cancel(command.job_id)
@@ -191,7 +232,12 @@ class BackendWorker:
 
     def _do_fetchresults(self, command: api.FetchResults) -> None:
         listing = self._client.request(m.ResultListRequest(job_id=command.job_id))
-        wanted = [a for a in listing.artifacts if a.kind in command.kinds]
+        wanted = [a for a in listing.artifacts if a.kind in command.kinds
+                  and a.metadata.get("snapshot_step") == command.snapshot_step
+                  and (not command.names or a.name in command.names)]
+        # a textured mesh's material and images come with it (they are named by its file)
+        wanted += [a for a in listing.artifacts if a not in wanted and a.metadata.get("part_of") in
+                   {w.name for w in wanted}]
         if not wanted:
             raise protocol.ValidationError(
                 f"job {command.job_id} has no results of kind {', '.join(command.kinds)} (yet)", field="artifacts")
@@ -204,7 +250,8 @@ class BackendWorker:
                 command.job_id, artifact.name, target,
                 progress=lambda done, total, name=artifact.name: self.notices.put(api.FetchProgress(name, done, total)),
             )
-        self.notices.put(api.ResultsFetched(command.job_id, files, wanted, command.import_files))
+        self.notices.put(api.ResultsFetched(command.job_id, files, wanted, command.import_files,
+                                            command.snapshot_step))
 
     # ------------------------------------------------------------------ pushed events and liveness
     def _pump_events(self) -> None:
@@ -215,6 +262,16 @@ class BackendWorker:
             return
         for event in received:
             content = event.content
+            if isinstance(content, m.InstructionPreviewEvent):
+                pixels = None
+                if content.image is not None:
+                    try:
+                        pixels = preview_array(content, event.message.buffers[0])
+                    except (ValueError, TypeError, IndexError) as exc:
+                        log.warning("bad instruction preview image: %s", exc)
+                        continue
+                self.notices.put(api.PreviewImage(content, pixels))
+                continue
             if isinstance(content, m.JobPreviewEvent):
                 try:
                     pixels = preview_array(content, event.message.buffers[0])

@@ -20,6 +20,16 @@ m = protocol.messages
 
 # ---------------------------------------------------------------- commands (main thread -> worker)
 @dataclass(frozen=True)
+class AuxFile:
+    """An auxiliary image of a view, as a file the worker reads and uploads (``protocol.AuxUpload``)."""
+
+    camera_index: int
+    role: str
+    path: Path
+
+
+
+@dataclass(frozen=True)
 class Connect:
     """Connect with a connection file (``connection_file``) or explicit ``info``; then resume known jobs."""
 
@@ -47,14 +57,70 @@ class StartEdit:
 
     cameras: list[Any]
     """``protocol.messages.Camera`` per image."""
-    images: list[NDArray[Any]]
-    """``H W C`` uint8 arrays, row 0 = top."""
+    images: list[NDArray[Any] | Path]
+    """``H W C`` uint8 arrays (row 0 = top), or PNG / JPEG files: read in the worker thread and uploaded as they are
+    (compressed), so the main thread neither decodes nor encodes them."""
     request: Any
     """``EditStartRequest`` with a placeholder ``scene_id`` (filled in after the upload)."""
     scene_name: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     aux: list[Any] = field(default_factory=list)
-    """``protocol.AuxUpload`` images per view (the simulated editor's targets), uploaded after the main images."""
+    """``AuxFile`` (or ``protocol.AuxUpload``) images per view, e.g. the simulated editor's targets, uploaded after
+    the main images."""
+
+
+@dataclass(frozen=True)
+class StartChainedEdit:
+    """Start an edit on an uploaded scene from an earlier job's snapshot (``request.start_from``): no upload."""
+
+    request: Any
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Ask the server how long an edit would take, and whether its settings pass the server's rules."""
+
+    request: Any
+    num_views: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class PreviewInstruction:
+    """Edit one view in 2D for a grid of guidance scales (``protocol.messages.InstructionPreviewRequest``)."""
+
+    request: Any
+    """The request with a placeholder ``image`` (filled in from ``image``)."""
+    image: Path
+    """The view: a PNG / JPEG file (uploaded as it is)."""
+    target: Path | None = None
+    """The view's intended edit, for the simulated editor."""
+
+
+@dataclass(frozen=True)
+class ListSnapshots:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class ExportSnapshot:
+    """Ask the server to export a snapshot as geometry (the import follows its ``done`` event)."""
+
+    job_id: str
+    step: int
+
+
+@dataclass(frozen=True)
+class DeleteSnapshot:
+    job_id: str
+    step: int
+
+
+@dataclass(frozen=True)
+class ContinueJob:
+    job_id: str
+    extra_steps: int
 
 
 @dataclass(frozen=True)
@@ -70,7 +136,11 @@ class FetchResults:
     folder: Path
     kinds: tuple[str, ...] = ("mesh", "pointcloud", "image")
     import_files: bool = True
-    """Import what arrives into the scene (Import result); False only downloads (e.g. the job's history renders)."""
+    """Import what arrives into the scene (Import result); False only downloads (e.g. snapshot renders)."""
+    snapshot_step: int | None = None
+    """The job's results (None), or those of its snapshot at this step (renders, exported geometry)."""
+    names: tuple[str, ...] = ()
+    """Only these artifacts (by name), when given."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +155,8 @@ class Stop:
     """End the worker thread."""
 
 
-Command = Connect | Disconnect | StartEdit | Cancel | FetchResults | SetPreview | Stop
+Command = (Connect | Disconnect | StartEdit | StartChainedEdit | Estimate | PreviewInstruction | ListSnapshots
+           | ExportSnapshot | DeleteSnapshot | ContinueJob | Cancel | FetchResults | SetPreview | Stop)
 
 
 # ---------------------------------------------------------------- notices (worker -> main thread)
@@ -153,6 +224,7 @@ class ResultsFetched:
     artifacts: list[Any]
     """``ArtifactInfo`` of the downloaded files."""
     import_files: bool = True
+    snapshot_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -162,5 +234,21 @@ class FetchProgress:
     total_bytes: int
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A request's reply the main thread wants to see (estimate, snapshot list, preview started, job continued,
+    snapshot export accepted or deleted)."""
+
+    content: Any
+
+
+@dataclass(frozen=True)
+class PreviewImage:
+    """An ``instruction_preview`` event and its pixels (``H W 3`` uint8, row 0 = top)."""
+
+    event: Any
+    pixels: NDArray[np.uint8] | None
+
+
 Notice = (Connected | Disconnected | Failed | UploadProgress | JobStarted | ServerEvent | PreviewReady
-          | ResultsFetched | FetchProgress)
+          | ResultsFetched | FetchProgress | Answered | PreviewImage)

@@ -137,6 +137,9 @@ class EditStartRequest:
     seed: int = bounded(0, ge=0, le=2**32 - 1)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
     start_from: StartFrom | None = None
+    preset: str | None = bounded(None, max_len=64)
+    """A ``PRESETS`` name: the server builds the NeRF and editor at that preset's size (the schedule is this
+    request's own; a client sets it from the preset too)."""
     """Continue editing from an earlier job's snapshot (same scene) instead of reconstructing (protocol 2.0)."""
     engine_overrides: dict[str, Any] = bounded({})
     """Advanced: nested engine config values (e.g. ``{"nerf": {"rays_per_batch": 256}}``); unknown keys are
@@ -146,6 +149,8 @@ class EditStartRequest:
         check_id(self.scene_id, f"{path}.scene_id")
         if not self.instruction.strip():
             raise ValidationError("must not be blank", field=f"{path}.instruction")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValidationError(f"no preset {self.preset!r} (presets: {', '.join(PRESETS)})", field=f"{path}.preset")
 
 
 @message("edit_start_reply", "reply")

@@ -23,6 +23,7 @@ from backend.server.config import ServerConfig
 from backend.server.core import Request, Server
 from protocol import SceneAssembler, ValidationError
 from protocol import messages as m
+from tests.helpers.png import read_png_bytes
 
 
 def ply_bytes(points: np.ndarray, colors: np.ndarray) -> bytes:
@@ -106,7 +107,8 @@ class ScriptedBackend:
         assembler = self.uploads.pop(end.upload_id)
         assembler.finish(end)
         begin = assembler.begin
-        images = [np.frombuffer(bytes(buf), dtype=info.dtype).reshape(info.shape)
+        images = [read_png_bytes(bytes(buf)) if info.encoding == "png" else
+                  np.frombuffer(bytes(buf), dtype=info.dtype).reshape(info.shape)
                   for buf, info in zip(assembler.images, begin.all_images)]
         scene_id = f"scene-{next(self._ids)}"
         self.scenes[scene_id] = (begin, images[:len(begin.images)])

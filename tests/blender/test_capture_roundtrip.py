@@ -71,7 +71,7 @@ def test_import_then_export_reproduces_the_capture(addon: ModuleType, scene: bpy
     assert settings.source == "CAPTURE" and len(addon.bpy_shell.cameras.collection_cameras(settings.camera_collection)) == 5
 
     out = tmp_path / "exported.json"
-    assert bpy.ops.in2n.export_transforms(filepath=str(out)) == {"FINISHED"}
+    assert bpy.ops.in2n.export_dataset(filepath=str(out)) == {"FINISHED"}  # a capture: with its own photos
     exported = json.loads(out.read_text())
     assert exported["camera_model"] == "OPENCV"
     assert exported["applied_transform"] == original["applied_transform"]
@@ -121,7 +121,7 @@ def test_capture_views_are_uploaded_with_their_own_intrinsics(addon: ModuleType,
     make_capture(tmp_path / "capture")
     bpy.ops.in2n.import_capture(filepath=str(tmp_path / "capture" / "transforms.json"), display="NONE")
     objects = addon.bpy_shell.cameras.collection_cameras(scene.in2n.camera_collection)
-    cameras, images = addon.bpy_shell.render.capture_views(scene, objects, tmp_path / "capture")
+    cameras, photos = addon.bpy_shell.render.capture_photos(scene, objects, tmp_path / "capture")
     assert [(c.w, c.h) for c in cameras] == [(64, 48), (64, 48), (96, 64), (64, 48), (64, 48)]
-    assert [img.shape for img in images] == [(48, 64, 3), (48, 64, 3), (64, 96, 3), (48, 64, 3), (48, 64, 3)]
+    assert [photo.parent.name for photo in photos] == ["images"] * 5 and all(photo.is_file() for photo in photos)
     assert cameras[1].fl_x == pytest.approx(300.0, abs=1e-3) and cameras[1].fl_y == pytest.approx(280.0, abs=1e-3)

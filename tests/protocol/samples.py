@@ -20,6 +20,10 @@ def artifact() -> m.ArtifactInfo:
     return m.ArtifactInfo(name="mesh.ply", kind="mesh", size=10, sha256=SHA)
 
 
+def snapshot() -> m.NerfSnapshotInfo:
+    return m.NerfSnapshotInfo(step=300, editing_step=0, reason="reconstruction", size_bytes=1000, views=[artifact()])
+
+
 def samples() -> dict[str, tuple[Any, list[bytes]]]:
     """msg_type -> (valid content, buffers)."""
     progress = m.Progress(phase="editing", step=3, total_steps=10, fraction=0.3, eta_s=12.0, losses={"rgb": 0.1})
@@ -57,5 +61,22 @@ def samples() -> dict[str, tuple[Any, list[bytes]]]:
         (m.JobPreviewEvent(job_id="j", step=1, image=m.ImageInfo("uint8", [2, 2, 3])), [bytes(12)]),
         (m.JobLogEvent(text="hello", level="warning"), []),
         (m.JobResultEvent(job_id="j", artifacts=[artifact()]), []),
+        (m.EditEstimateRequest(request=m.EditStartRequest(scene_id="pending", instruction="x"), num_views=8,
+                               width=64, height=48), []),
+        (m.EditEstimateReply(estimated_s=12.5, device="cpu", edits=3), []),
+        (m.JobContinueRequest(job_id="j", extra_steps=100), []),
+        (m.JobContinueReply(job_id="j", state="queued", total_steps=200), []),
+        (m.InstructionPreviewRequest(instruction="make it snowy", image=m.ImageInfo("uint8", [2, 2, 3])), [bytes(12)]),
+        (m.InstructionPreviewReply(preview_id="preview-1", cells=9), []),
+        (m.InstructionPreviewEvent(preview_id="preview-1", kind="cell", index=2, count=9, guidance_scale=7.5,
+                                   image_guidance_scale=1.5, image=m.ImageInfo("uint8", [2, 2, 3])), [bytes(12)]),
+        (m.NerfSnapshotListRequest(job_id="j"), []),
+        (m.NerfSnapshotListReply(job_id="j", snapshots=[snapshot()]), []),
+        (m.NerfSnapshotExportRequest(job_id="j", step=300), []),
+        (m.NerfSnapshotExportReply(job_id="j", step=300, state="queued"), []),
+        (m.NerfSnapshotExportEvent(job_id="j", step=300, state="running", fraction=0.5), []),
+        (m.NerfSnapshotEvent(job_id="j", snapshot=snapshot()), []),
+        (m.NerfSnapshotDeleteRequest(job_id="j", step=300), []),
+        (m.NerfSnapshotDeleteReply(job_id="j", step=300, freed_bytes=1000), []),
     ]
     return {m.msg_type_of(content): (content, buffers) for content, buffers in items}

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def simulated(config: Any) -> bool:
+    return bool(config.editor.source == "simulated")
+
+
 @dataclass
 class PreviewTask:
     preview_id: str
@@ -39,6 +43,7 @@ class PreviewTask:
     request: m.InstructionPreviewRequest
     image: np.ndarray
     target: np.ndarray | None
+    """The view's intended edit (used by the simulated editor only)."""
     editor_key: tuple[Any, ...]
     config: Any
     """The EditJobConfig its editor settings come from."""
@@ -67,13 +72,13 @@ class InstructionPreviews:
         config = job_config(edit, self.jobs.config)  # the edit's own rules: editor sources, devices, ranges
         image = decode_image(content.image, buffers[0], "content.image")
         target = decode_image(content.target, buffers[1], "content.target") if content.target is not None else None
-        if config.editor.source == "simulated" and target is None:
+        if simulated(config) and target is None:
             raise ValidationError("the simulated editor needs the view's intended edit (a target image)",
                                   field="content.target")
         task = PreviewTask(new_id("preview"), request.identity, content, image, target, editor_key(config),
                            config)
         engine = self.jobs.running_engine()
-        if engine is not None and self.jobs.running_editor_key() == task.editor_key and target is None:
+        if engine is not None and self.jobs.running_editor_key() == task.editor_key and not simulated(config):
             engine.call_between_steps(lambda editor: self._run(task, editor))
         else:
             self._queue.put(task)
@@ -86,7 +91,7 @@ class InstructionPreviews:
             task = self._queue.get()
             if task is None:
                 return
-            if task.target is not None:  # a simulated editor of this one view
+            if simulated(task.config) and task.target is not None:  # a simulated editor of this one view
                 from backend.editing.simulated import SimulatedInstructEditor
 
                 self._run(task, SimulatedInstructEditor.from_images([task.image[..., :3]], [task.target[..., :3]]))

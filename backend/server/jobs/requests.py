@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, NerfConfig, StartConfig, validate_config
+from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, StartConfig, preset_nerf, validate_config
 from backend.job.jobdir import read_json_object
 from protocol import ValidationError
 from protocol import messages as m
@@ -22,17 +22,21 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: St
     if "start" in request.engine_overrides:
         raise ValidationError("not an override: start a chained edit with start_from", field=f"{field}.start")
     schedule = request.schedule
+    preset = m.PRESETS[request.preset] if request.preset is not None else None
+    nerf = dataclasses.replace(preset_nerf(preset), reconstruction_steps=schedule.reconstruction_steps,
+                               seed=request.seed)
     config = EditJobConfig(
         prompt=request.instruction.strip(),
         memory_mode=request.memory_mode,
         device=service.device,
-        nerf=NerfConfig(reconstruction_steps=schedule.reconstruction_steps, seed=request.seed),
+        nerf=nerf,
         update=DatasetUpdateConfig(
             total_steps=schedule.total_steps, edit_every_n_steps=schedule.edit_every_n_steps,
             images_per_edit=schedule.images_per_edit, t_min=schedule.t_min, t_max=schedule.t_max,
             ddim_steps=schedule.ddim_steps, guidance_scale=request.guidance_scale,
             image_guidance_scale=request.image_guidance_scale, seed=request.seed),
-        editor=EditorConfig(source=service.default_editor),
+        editor=EditorConfig(source=service.default_editor,
+                            max_side=preset.editor_max_side if preset is not None else EditorConfig().max_side),
     )
     config.output.export_geometry = bool({"mesh", "pointcloud"} & set(request.outputs))
     config.output.snapshot_every = request.snapshots.every_n_steps

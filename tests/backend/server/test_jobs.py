@@ -85,15 +85,17 @@ def test_results_are_fetched_bit_exact_with_camera_indices(finished, backend, tm
                                        chunk_bytes=4096)  # several chunks for the mesh and point cloud
             data = path.read_bytes()
             assert hashlib.sha256(data).hexdigest() == artifact.sha256 and len(data) == artifact.size
-            if artifact.kind == "image":
+            if "snapshot_step" in artifact.metadata:  # a snapshot's render or export: by its path in the job
+                assert artifact.name.startswith("snapshots/step-") and data == (work / artifact.name).read_bytes()
+            elif artifact.kind == "image":
                 source = work / manifest["edited_images"][artifact.name]
                 assert data == source.read_bytes()
                 index = artifact.metadata["camera_index"]
                 assert artifact.name == f"images/frame_{index:05d}.png"
             elif artifact.kind == "mesh":
-                assert data == (work / manifest["mesh"]).read_bytes()
+                assert artifact.name == "mesh.ply" and data == (work / manifest["mesh"]).read_bytes()
             else:
-                assert data == (work / manifest["point_cloud"]).read_bytes()
+                assert artifact.name == "point_cloud.ply" and data == (work / manifest["point_cloud"]).read_bytes()
 
 
 def test_uploaded_scene_is_stored_as_the_client_sent_it(finished, backend, scene):
@@ -221,7 +223,9 @@ def test_a_job_without_geometry_is_done_with_its_images_and_says_why(backend, fi
         watch.follow(client, lambda w: bool(w.states) and w.states[-1] in m.FINAL_STATES)
         listing = client.request(m.ResultListRequest(job_id=job.job_id))
     assert watch.states[-1] == "done", watch.logs[-5:]
-    assert {artifact.kind for artifact in listing.artifacts} == {"image"}  # the two edited views, no geometry
+    results = [artifact for artifact in listing.artifacts if "snapshot_step" not in artifact.metadata]
+    assert {artifact.kind for artifact in results} == {"image"}  # the two edited views, no geometry
+    assert {artifact.kind for artifact in listing.artifacts} - {"image"} == {"other"}  # and snapshot renders
     assert any(line.startswith("warning: no geometry exported") for line in watch.logs), watch.logs[-5:]
     record = json.loads((backend.jobs_dir / "jobs" / job.job_id / "record.json").read_text())
     assert "; no geometry exported: " in record["message"]

@@ -31,7 +31,7 @@ def test_interrupted_job_resumes_after_a_restart_without_losing_edits(tmp_path, 
                                                     total_steps=40, every=4, outputs=("images",))).job_id
             watch = JobWatch(job_id)
             # past the first editing checkpoint (checkpoint_every 20): edits exist on disk
-            watch.follow(client, lambda w: any(p.phase == "edit" and p.step >= 25 for p in w.progress))
+            watch.follow(client, lambda w: any(p.phase == "editing" and p.step >= 25 for p in w.progress))
             work = backend.jobs_dir / "jobs" / job_id / "work"
             if how == "kill -9":
                 backend.process.send_signal(signal.SIGKILL)

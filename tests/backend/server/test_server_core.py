@@ -71,7 +71,7 @@ def test_incompatible_client_gets_version_mismatch(make_server: Any) -> None:
             client.request(m.HelloRequest(protocol_versions=["7.0"]))
         peer = RawPeer(server.info)
         message = peer.session.msg("ping_request")
-        message.header["protocol_version"] = "2.1"
+        message.header["protocol_version"] = "1.1"  # the major before this one
         peer.send_frames(peer.session.serialize(message))
         reply = peer.recv()
         peer.close()
