@@ -149,23 +149,26 @@ class AddonDriver:
             raise DemoError(f"Import result failed: {state.last_error}")
         return self.rt.imported[-1]
 
-    def download(self, kinds: tuple[str, ...], folder: Path, timeout_s: float) -> dict[str, Path]:
-        """Download the finished job's artifacts of ``kinds`` without importing them (through the add-on's worker,
-        as Import result does); returns artifact name -> file."""
+    def download_final_snapshot(self, folder: Path, timeout_s: float) -> dict[str, Path]:
+        """Download the renders of the finished job's last NeRF snapshot without importing them (through the
+        add-on's worker, as an import does); returns artifact name -> file."""
         from importlib import import_module
 
         api = import_module(f"{self.addon.__name__}.core.worker_api")
         state = self.rt.state
         if state.job is None:
             raise DemoError("no job to download results of")
-        if not any(artifact.kind in kinds for artifact in state.job.artifacts):
-            return {}  # e.g. a job that rendered no history
+        steps = [a.metadata["snapshot_step"] for a in state.job.artifacts
+                 if a.kind == "other" and isinstance(a.metadata.get("snapshot_step"), int)]
+        if not steps:
+            return {}  # a job that kept no snapshot renders
         before, error_before = dict(state.downloaded), state.last_error
-        self.rt.submit(api.FetchResults(state.job.job_id, folder, kinds, import_files=False))
+        self.rt.submit(api.FetchResults(state.job.job_id, folder, ("other",), import_files=False,
+                                        snapshot_step=max(steps)))
         self.pump_until(lambda: state.downloaded != before or state.last_error not in ("", error_before),
-                        timeout_s, f"downloading the job's {', '.join(kinds)} results")
+                        timeout_s, "downloading the job's final snapshot renders")
         if state.downloaded == before:
-            raise DemoError(f"downloading the job's {', '.join(kinds)} results failed: {state.last_error}")
+            raise DemoError(f"downloading the job's final snapshot renders failed: {state.last_error}")
         return {name: path for name, path in state.downloaded.items() if before.get(name) != path}
 
     def stop_local_backend(self) -> None:

@@ -113,11 +113,11 @@ def edited_images(recorder: Recorder, uploaded: list[str], folder: Path) -> dict
 
 
 def nerf_views(recorder: Recorder, downloaded: dict[str, Path], uploaded: list[str], folder: Path) -> dict[str, Path]:
-    """The newest history render of each training view, copied to ``folder/<camera>.png``."""
+    """The newest snapshot render of each training view, copied to ``folder/<camera>.png``."""
     newest: dict[int, tuple[int, Path]] = {}
     for name, path in downloaded.items():
         metadata = recorder.record.artifacts.get(name, {}).get("metadata", {})
-        index, step = metadata.get("view_camera_index"), metadata.get("history_step")
+        index, step = metadata.get("view_camera_index"), metadata.get("snapshot_step")
         if isinstance(index, int) and isinstance(step, int) and 0 <= index < len(uploaded):
             if index not in newest or step > newest[index][0]:
                 newest[index] = (step, path)
@@ -254,7 +254,7 @@ def drive_edit(config: DemoConfig, backend_python: str, out: Path, laps: Laps, *
                             f"longer (--reconstruction-steps) or use more / larger views")
         result = driver.import_result(300)
         say(f"Import result: {', '.join(f'{o.name} ({len(o.data.vertices)} vertices)' for o in result.objects)}")
-        nerf_renders = nerf_views(recorder, driver.download(("other",), out / "work" / "downloads", 300),
+        nerf_renders = nerf_views(recorder, driver.download_final_snapshot(out / "work" / "downloads", 300),
                                   [camera.name for camera in cameras], out / "nerf_renders")
         laps.lap("import_result")
     finally:

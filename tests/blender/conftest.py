@@ -79,3 +79,51 @@ def backend_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], P
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+RANDOM_ALEXNET = """
+import sys, torch, torchvision
+from pathlib import Path
+from torchvision.models import AlexNet_Weights
+target = Path(sys.argv[1]) / "hub" / "checkpoints"
+target.mkdir(parents=True, exist_ok=True)
+torch.manual_seed(0)
+torch.save(torchvision.models.alexnet(weights=None).state_dict(), target / Path(AlexNet_Weights.IMAGENET1K_V1.url).name)
+"""
+
+
+@pytest.fixture(scope="session")
+def real_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A backend server process with job handlers (fails at once when it has none). TORCH_HOME holds RANDOM
+    AlexNet weights (test-only: nerfacto builds an LPIPS metric at construction and nothing can be downloaded
+    here); they are written after the capability check, before any job reads them."""
+    import os
+    import time
+
+    import protocol
+
+    tmp_path = tmp_path_factory.mktemp("real_backend")
+    python = backend_python()
+    torch_home = tmp_path / "torch_home"
+    connection = tmp_path / "connection.json"
+    log = open(tmp_path / "backend.log", "wb")
+    process = subprocess.Popen([python, "-m", "backend", "serve", "--connection-file", str(connection),
+                                "--no-device-probe", "--heartbeat", "1"], cwd=REPO_ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, "TORCH_HOME": str(torch_home)})
+    try:
+        deadline = time.monotonic() + 60
+        while not connection.exists():
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "backend.log").read_text()
+            time.sleep(0.05)
+        with protocol.Client(protocol.read_connection_file(connection), timeout_s=30) as client:
+            capabilities = client.hello().capabilities or []
+            assert "edit_start_request" in capabilities, f"the backend server offers only {capabilities}"
+        subprocess.run([python, "-c", RANDOM_ALEXNET, str(torch_home)], check=True, timeout=300)
+        yield connection
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -41,9 +41,12 @@ def test_capture_upload_preview_camera_and_edited_photos(addon: ModuleType, scen
         assert bpy.ops.in2n.edit() == {"FINISHED"}
         pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "editing")
 
-        # the photos were uploaded untouched, each with its own camera
+        # the photos were uploaded untouched (their files, as PNGs), each with its own camera
         begin, images = next(iter(backend.scenes.values()))
-        assert [img.shape for img in images][2] == (64, 96, 3)
+        assert [info.encoding for info in begin.images] == ["png"] * 5
+        assert images[2].shape[:2] == (64, 96)
+        photo = tmp_path / "capture" / "images" / "frame_00003.png"
+        assert begin.images[2].encoded_bytes == photo.stat().st_size
         assert [c.name for c in begin.cameras] == [f"frame_0000{i}" for i in range(1, 6)]
 
         # the preview follows the active camera (scaled to the preview size)

@@ -47,10 +47,10 @@ def scripted(tmp_path: Path) -> ScriptedBackend:
     results: dict[str, tuple] = {"exports/point_cloud.ply": ("pointcloud", ply_bytes(*points_on_objects(ps.SceneSpec())))}
     for index in range(VIEWS):
         results[f"edited/frame_{index:05d}.png"] = ("image", png.read_bytes(), {"camera_index": index})
-        # the NeRF's renders of the training views at two steps: the demo shows the newest
+        # the NeRF's renders of the training views in two snapshots: the demo shows the newest
         for step in (3, 6):
-            results[f"history/step-{step:06d}/images/frame_{index:05d}.png"] = (
-                "other", png.read_bytes() if step == 6 else b"old", {"history_step": step, "view_camera_index": index})
+            results[f"snapshots/step-{step:09d}/views/frame_{index:05d}.png"] = (
+                "other", png.read_bytes() if step == 6 else b"old", {"snapshot_step": step, "view_camera_index": index})
     backend = ScriptedBackend(results, steps=6)
     yield backend
     backend.stop()

@@ -1,24 +1,18 @@
-"""End to end against a real ``python -m backend serve`` process running real jobs with the tiny editor:
-render 8 views of a small scene -> Edit -> progress events and a preview reach the Image datablock -> Import result
-creates geometry whose bounding box matches the source objects'. Cancel works from the panel operator.
-
-Skipped (with the reason) while the backend server has no job handlers (``edit_start_request`` capability).
+"""End to end against a real ``python -m backend serve`` process running real jobs with the tiny editor: the
+settings these tests share, and Cancel from the panel operator. (Render -> Edit -> previews -> Import result, snapshots
+and chained edits: ``test_steering_real_backend.py``.)
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import bpy
-import numpy as np
 import pytest
 
-from tests.blender.conftest import REPO_ROOT
-from tests.blender.helpers import backend_python, pump_until
-from tests.blender.test_edit_flow import bounds, source_objects
+from tests.blender.helpers import pump_until
+from tests.blender.test_edit_flow import source_objects
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
@@ -35,54 +29,6 @@ TINY_OVERRIDES = {
              "background_color": "random"},
     "output": {"checkpoint_every": 1000, "snapshot_every": 0, "export_num_points": 4000, "poisson_depth": 6},
 }
-
-RANDOM_ALEXNET = """
-import sys, torch, torchvision
-from pathlib import Path
-from torchvision.models import AlexNet_Weights
-target = Path(sys.argv[1]) / "hub" / "checkpoints"
-target.mkdir(parents=True, exist_ok=True)
-torch.manual_seed(0)
-torch.save(torchvision.models.alexnet(weights=None).state_dict(), target / Path(AlexNet_Weights.IMAGENET1K_V1.url).name)
-"""
-
-
-@pytest.fixture(scope="module")
-def real_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A backend server process with job handlers (fails at once when it has none). TORCH_HOME holds RANDOM
-    AlexNet weights (test-only: nerfacto builds an LPIPS metric at construction and nothing can be downloaded
-    here); they are written after the capability check, before any job reads them."""
-    import os
-    import time
-
-    import protocol
-
-    tmp_path = tmp_path_factory.mktemp("real_backend")
-    python = backend_python()
-    torch_home = tmp_path / "torch_home"
-    connection = tmp_path / "connection.json"
-    log = open(tmp_path / "backend.log", "wb")
-    process = subprocess.Popen([python, "-m", "backend", "serve", "--connection-file", str(connection),
-                                "--no-device-probe", "--heartbeat", "1"], cwd=REPO_ROOT, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, "TORCH_HOME": str(torch_home)})
-    try:
-        deadline = time.monotonic() + 60
-        while not connection.exists():
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "backend.log").read_text()
-            time.sleep(0.05)
-        with protocol.Client(protocol.read_connection_file(connection), timeout_s=30) as client:
-            capabilities = client.hello().capabilities or []
-            assert "edit_start_request" in capabilities, f"the backend server offers only {capabilities}"
-        subprocess.run([python, "-c", RANDOM_ALEXNET, str(torch_home)], check=True, timeout=300)
-        yield connection
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
 
 def textured_surroundings(scene: bpy.types.Scene) -> bpy.types.Object:
     """A ground plane under the objects and a grey sky. Over a black void a small NeRF explains dim objects with
@@ -125,39 +71,6 @@ def _configure(scene: bpy.types.Scene) -> None:
     settings.ddim_steps, settings.memory_mode, settings.preview_rate = 3, "in2n-tiny", 20.0
     settings.preview_max_side = 48
     settings.engine_overrides = json.dumps(TINY_OVERRIDES)
-
-
-def test_render_edit_preview_import_with_real_jobs(addon: ModuleType, scene: bpy.types.Scene, real_backend: Path) -> None:
-    objects = source_objects(scene) + [textured_surroundings(scene)]
-    _configure(scene)
-    _connect(addon, scene, real_backend)
-    rt = addon.bpy_shell.runtime.get()
-    assert bpy.ops.in2n.generate_orbit() == {"FINISHED"}
-    assert bpy.ops.in2n.edit() == {"FINISHED"}
-    phases: set[str] = set()
-
-    def finished() -> bool:
-        if rt.state.job is not None and rt.state.job.phase:
-            phases.add(rt.state.job.phase)
-        return rt.state.job is not None and rt.state.job.finished
-
-    pump_until(addon, finished, timeout_s=780)
-    assert rt.state.job.state == "done", rt.state.job.error
-    assert {"reconstructing", "editing"} <= phases
-    assert rt.state.history, "no preview reached the add-on"
-    image = bpy.data.images[addon.bpy_shell.runtime.PREVIEW_IMAGE]
-    assert image.size[0] > 0 and float(np.std(addon.bpy_shell.runtime.preview_as_array())) > 0
-
-    assert bpy.ops.in2n.import_result() == {"FINISHED"}
-    pump_until(addon, lambda: bool(rt.imported), timeout_s=120)
-    imported = [obj for obj in rt.imported[-1].objects if obj.type == "MESH"]
-    assert imported
-    low, high = bounds(imported)
-    want_low, want_high = bounds(objects)
-    size = float(np.linalg.norm(want_high - want_low))
-    # same world frame: the reconstruction sits where the objects are (a tiny NeRF is rough, hence the tolerance)
-    assert np.linalg.norm((low + high) / 2 - (want_low + want_high) / 2) < 0.35 * size
-    assert 0.3 * size < float(np.linalg.norm(high - low)) < 3.0 * size
 
 
 def test_cancel_a_real_job_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, real_backend: Path) -> None:
