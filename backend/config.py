@@ -46,6 +46,12 @@ class NerfConfig:
     """Weight of the LPIPS loss."""
     use_l1: bool = True
     """L1 photometric loss as in in2n (nerfacto's own is MSE)."""
+    use_depth: bool = _REQUEST["use_depth"]
+    """Supervise with the scene's depth images when every view has one (nerfstudio's depth-nerfacto loss)."""
+    depth_loss_mult: float = bounded(1e-3, ge=0, le=1000)
+    """Weight of the depth loss (depth-nerfacto's default)."""
+    depth_sigma: float = bounded(0.01, gt=0, le=10)
+    """Uncertainty of the depth images in the NeRF's units (depth-nerfacto's DS-NeRF loss)."""
     hidden_dim: int = bounded(64, ge=1, le=4096)
     """Width of nerfacto's MLPs."""
     num_levels: int = bounded(16, ge=1, le=64)
@@ -102,6 +108,13 @@ class DatasetUpdateConfig:
     """Image (original view) classifier-free guidance weight."""
     seed: int = bounded(0, ge=0, le=2**32 - 1)
     """Seed of the view order and noise draws; a resumed job continues the same sequence."""
+    mask_dilation_px: int = bounded(2, ge=0, le=256)
+    """With an edit mask: it is grown by this many pixels before edited pixels are kept (IP2P spills a little)."""
+    mask_feather_px: int = bounded(3, ge=0, le=256)
+    """Then softened over this many pixels, so the edit blends into the original image."""
+    crop_to_mask: bool = True
+    """With an edit mask: the editor works on a crop around it (at its full working size) when the mask covers
+    less than half of the view, so a small object gets the editor's full resolution."""
 
 
 @dataclass
@@ -142,6 +155,16 @@ class OutputConfig:
     """Octree depth of the Poisson surface reconstruction of the mesh."""
     mesh_format: Literal["ply", "obj"] = "ply"
     """Mesh file format; both carry per-vertex colours."""
+    max_faces: int = bounded(0, ge=0, le=100_000_000)
+    """Decimate the mesh to at most this many triangles (open3d's quadric decimation; 0: as reconstructed)."""
+    textured_mesh: bool = False
+    """Also a UV-textured mesh (nerfstudio's texture export: xatlas unwrap, texture rendered from the NeRF), OBJ +
+    MTL + PNG in the input frame."""
+    texture_size: int = bounded(1024, ge=64, le=8192)
+    """Side of the texture image in pixels."""
+    region_min: list[float] | None = None
+    """With ``region_max``: export only inside this box of the input frame (the selected objects' bounds)."""
+    region_max: list[float] | None = None
     crop_to_scene_box: bool = True
     """Drop exported points outside the cameras' region (nerfstudio's [-1, 1] box), i.e. the far background."""
 
@@ -243,9 +266,26 @@ def validate_config(config: Any, path: str = "config") -> None:
         check_bounds(value, f.metadata, where)
     if isinstance(config, DatasetUpdateConfig) and config.t_min > config.t_max:
         raise ValidationError(f"t_min ({config.t_min}) is above t_max ({config.t_max})", field=f"{path}.t_min")
+    if isinstance(config, OutputConfig):
+        _check_region(config, path)
     device = getattr(config, "device", None)  # EditJobConfig.device and EditorConfig.device
     if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
         raise ValidationError(f"must be auto, cpu, mps, cuda or cuda:N, got {device[:40]!r}", field=f"{path}.device")
+
+
+def _check_region(config: OutputConfig, path: str) -> None:
+    corners = (config.region_min, config.region_max)
+    if corners == (None, None):
+        return
+    for name, corner in zip(("region_min", "region_max"), corners):
+        if not isinstance(corner, (list, tuple)) or len(corner) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in corner):
+            raise ValidationError("must be 3 finite numbers (with region_min and region_max both given)",
+                                  field=f"{path}.{name}")
+    assert config.region_min is not None and config.region_max is not None
+    if any(low > high for low, high in zip(config.region_min, config.region_max)):
+        raise ValidationError(f"{config.region_min} is above region_max {config.region_max}",
+                              field=f"{path}.region_min")
 
 
 def _check_type(hint: Any, value: Any, path: str) -> None:

@@ -35,8 +35,10 @@ class ExportResult:
     bounds_min: list[float]
     """Point cloud bounds in the input frame."""
     bounds_max: list[float]
+    textured_mesh: Path | None = None
+    """The UV-textured mesh (OBJ), when asked for."""
     extra_files: list[Path] = field(default_factory=list)
-    """Files the mesh refers to (a textured mesh's material and texture images)."""
+    """Files the textured mesh refers to (its material and texture image)."""
 
 
 def _colors_uint8(colors: np.ndarray) -> np.ndarray:
@@ -211,12 +213,8 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     ``on_progress`` receives :class:`ExportProgress` after every ray chunk; ``should_stop()`` ends the export with
     :class:`ExportCancelled`."""
     import open3d as o3d
-    from nerfstudio.data.scene_box import OrientedBox
 
-    crop = None
-    if config.crop_to_scene_box:
-        # nerfstudio scales the cameras into [-1, 1]; what lies outside is background far behind the scene.
-        crop = OrientedBox(R=torch.eye(3), T=torch.zeros(3), S=torch.full((3,), 2.0))
+    crop = crop_box(transform, config)
     images = pipeline.datamanager.image_batch["image"]
     wanted = points_wanted(config.export_num_points, int(images.shape[0] * images.shape[1] * images.shape[2]))
     pipeline.eval()
@@ -239,6 +237,11 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     density = np.asarray(densities, dtype=np.float64)
     # ns-export's trimming of unsupported skin (open3d takes the array, its stubs say Sequence[bool])
     mesh.remove_vertices_by_mask(density < np.quantile(density, 0.1))  # type: ignore[arg-type]
+    if config.region_min is not None and crop is not None:  # Poisson's closed skin reaches past the region
+        outside = ~crop.within(torch.from_numpy(np.asarray(mesh.vertices)).float()).numpy()
+        mesh.remove_vertices_by_mask(outside)  # type: ignore[arg-type]
+    if config.max_faces and len(mesh.triangles) > config.max_faces:
+        mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=config.max_faces)
 
     points = transform.points_to_input(points_ns)
     normals = transform.normals_to_input(normals_ns)
@@ -250,5 +253,28 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     mesh_colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(mesh_vertices, 0.5)
     mesh_path = out_dir / f"mesh.{config.mesh_format}"
     write_mesh(mesh_path, mesh_vertices, mesh_faces, mesh_colors)
+    textured: Path | None = None
+    extra_files: list[Path] = []
+    if config.textured_mesh and len(mesh.triangles):
+        from backend.textured_mesh import export_textured
+
+        textured, extra_files = export_textured(pipeline, mesh, transform, out_dir / "textured", config.texture_size)
     return ExportResult(cloud_path, mesh_path, len(points), len(mesh_vertices), len(mesh_faces),
-                        points.min(0).tolist(), points.max(0).tolist())
+                        points.min(0).tolist(), points.max(0).tolist(), textured, extra_files)
+
+
+def crop_box(transform: DataparserTransform, config: OutputConfig):  # -> OrientedBox | None
+    """Where exported points may lie, in nerfstudio's frame: the edit region (an axis-aligned box of the input
+    frame, rotated and scaled by the dataparser's transform), else nerfstudio's [-1, 1] box (what lies outside is
+    background far behind the scene), else anywhere."""
+    from nerfstudio.data.scene_box import OrientedBox
+
+    if config.region_min is not None and config.region_max is not None:
+        low, high = np.asarray(config.region_min, np.float64), np.asarray(config.region_max, np.float64)
+        center = transform.points_to_nerfstudio(((low + high) / 2)[None])[0]
+        return OrientedBox(R=torch.as_tensor(transform.rotation, dtype=torch.float32),
+                           T=torch.as_tensor(center, dtype=torch.float32),
+                           S=torch.as_tensor((high - low) * transform.scale, dtype=torch.float32))
+    if config.crop_to_scene_box:
+        return OrientedBox(R=torch.eye(3), T=torch.zeros(3), S=torch.full((3,), 2.0))
+    return None

@@ -26,7 +26,11 @@ from protocol.messages import AUX_FRAME_KEYS
 
 TARGET_KEY = AUX_FRAME_KEYS["target"]
 """Per-frame key of the simulated editor's ground-truth edited image (``target_file_path``)."""
-PATH_KEYS = ("mask_path", "depth_file_path", TARGET_KEY)
+DEPTH_KEY = AUX_FRAME_KEYS["depth"]
+"""Per-frame key of the view's depth image (nerfstudio's ``depth_file_path``: 16-bit millimetres)."""
+EDIT_MASK_KEY = AUX_FRAME_KEYS["edit_mask"]
+"""Per-frame key of where the edit may act (``edit_mask_path``; not nerfstudio's ``mask_path``)."""
+PATH_KEYS = ("mask_path", DEPTH_KEY, EDIT_MASK_KEY, TARGET_KEY)
 """Per-frame keys holding file paths relative to the capture folder (made absolute for the dataparser)."""
 
 
@@ -63,6 +67,10 @@ class SceneFrame(PinholeCamera):
     target_path: Path | None = None
     """Absolute path of the view's ground-truth edited image (frame key ``target_file_path``), which only the
     SIMULATED editor reads; None for real captures."""
+    depth_path: Path | None = None
+    """The view's depth image (``depth_file_path``), e.g. Blender's Z pass; None for most real captures."""
+    edit_mask_path: Path | None = None
+    """Where the edit may act in this view (``edit_mask_path``: the selected objects), or None (everywhere)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,11 @@ class Scene:
         """Every view has a ground-truth edited image (what the simulated editor needs)."""
         return all(frame.target_path is not None for frame in self.frames)
 
+    @property
+    def has_depth(self) -> bool:
+        """Every view has a depth image (what depth supervision needs)."""
+        return all(frame.depth_path is not None for frame in self.frames)
+
 
 def load_scene(root: Path | str) -> Scene:
     """Read and check the capture at ``root`` and decode every image it names once."""
@@ -103,29 +116,28 @@ def load_scene(root: Path | str) -> Scene:
         k = frame.intrinsics
         image_path = (folder / frame.file_path).resolve()
         _check_image(image_path, k.w, k.h, f"frames[{index}].file_path")
-        target_path = None
-        if TARGET_KEY in frame.extra:
-            if not isinstance(frame.extra[TARGET_KEY], str):
-                raise SceneError(f"frames[{index}].{TARGET_KEY}", "must be a string")
-            target_path = (folder / frame.extra[TARGET_KEY]).resolve()
-            _check_image(target_path, k.w, k.h, f"frames[{index}].{TARGET_KEY}")
+        paths = {key: _frame_image(folder, frame.extra, key, k.w, k.h, f"frames[{index}].{key}")
+                 for key in (TARGET_KEY, DEPTH_KEY, EDIT_MASK_KEY)}
         frames.append(SceneFrame(c2w=np.asarray(frame.transform_matrix, dtype=np.float64), fl_x=k.fl_x, fl_y=k.fl_y,
                                  cx=k.cx, cy=k.cy, width=k.w, height=k.h, image_path=image_path,
-                                 target_path=target_path))
+                                 target_path=paths[TARGET_KEY], depth_path=paths[DEPTH_KEY],
+                                 edit_mask_path=paths[EDIT_MASK_KEY]))
     sizes = {(frame.width, frame.height) for frame in frames}
     if len(sizes) > 1:
         raise SceneError("w/h", f"all frames must share one image size, found {sorted(sizes)}")
     return Scene(folder, tuple(frames), capture)
 
 
-def write_dataparser_input(scene: Scene, folder: Path) -> Path:
+def write_dataparser_input(scene: Scene, folder: Path, *, use_depth: bool = True) -> Path:
     """``folder/transforms.json``: the training views as nerfstudio's dataparser reads them, with absolute image
     paths into the capture (nothing is copied). No ``applied_transform``: the cameras' frame is the input frame
-    that results are exported in. Returns ``folder``."""
+    that results are exported in. Depth images only when every view has one and ``use_depth`` (nerfstudio takes
+    all or none). Returns ``folder``."""
     frames = []
+    keys = [key for key in PATH_KEYS if key != DEPTH_KEY or (use_depth and scene.has_depth)]
     for frame in scene.capture.train_frames:
         extra: dict[str, Any] = {key: value for key, value in frame.extra.items() if key not in PATH_KEYS}
-        extra.update({key: str((scene.root / frame.extra[key]).resolve()) for key in PATH_KEYS
+        extra.update({key: str((scene.root / frame.extra[key]).resolve()) for key in keys
                       if isinstance(frame.extra.get(key), str)})
         frames.append(capture_format.CaptureFrame(str((scene.root / frame.file_path).resolve()), frame.intrinsics,
                                                   frame.transform_matrix, extra))
@@ -161,6 +173,17 @@ def export_in_layout(scene: Scene, edited: dict[str, Path], folder: Path) -> Pat
             with Image.open(source_image) as image:
                 image.convert("RGB").save(target)
     return folder
+
+
+def _frame_image(folder: Path, extra: dict[str, Any], key: str, width: int, height: int, field: str) -> Path | None:
+    """The absolute path of a frame's auxiliary image ``key``, checked to be an image of the view's size."""
+    if key not in extra:
+        return None
+    if not isinstance(extra[key], str):
+        raise SceneError(field, "must be a string")
+    path = (folder / extra[key]).resolve()
+    _check_image(path, width, height, field)
+    return path
 
 
 def _check_image(path: Path, width: int, height: int, field: str) -> None:

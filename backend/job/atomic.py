@@ -45,9 +45,15 @@ def write_json(path: Path | str, value: Any) -> None:
 
 
 def write_png(path: Path | str, image: np.ndarray, compress_level: int = 6) -> None:
-    """``H W 3`` uint8 (or float in [0, 1]) image as PNG (``compress_level`` 0-9: zlib effort, lossless either way)."""
+    """``H W 3`` uint8 (or float in [0, 1]) image as PNG (``compress_level`` 0-9: zlib effort, lossless either way);
+    ``H W`` uint8 or uint16 as a grey PNG of that depth (masks, millimetre depth)."""
     from PIL import Image
 
+    if image.ndim == 2 and image.dtype in (np.uint8, np.uint16):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
+        write_bytes(path, buffer.getvalue())
+        return
     if image.dtype != np.uint8:
         image = np.clip(np.asarray(image, dtype=np.float64) * 255 + 0.5, 0, 255).astype(np.uint8)
     buffer = io.BytesIO()

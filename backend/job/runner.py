@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 from backend.config import EditJobConfig, validate_config
 from backend.editing.memory import resolve_device
@@ -22,6 +24,7 @@ from backend.job.snapshots import SnapshotExport, SnapshotRecord, SnapshotStore
 from backend.job.types import EngineSettings, JobCallbacks, JobResult, Progress
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform
+from backend.nerf.local_edit import soft_mask
 from backend.nerf.setup import build_pipeline
 from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene, SceneError, export_in_layout, write_dataparser_input
@@ -78,8 +81,10 @@ class JobRun:
         device = resolve_device(config.device)
         self.callbacks.on_log(f"building nerfacto on {device} for {self.scene.num_views} views")
         # nerfstudio reads one transforms.json of the training views, whatever layout the user brought
-        pipeline, optimizers = build_pipeline(config, write_dataparser_input(self.scene, self.jobs.root / "input"),
-                                              device)
+        input_dir = write_dataparser_input(self.scene, self.jobs.root / "input", use_depth=config.nerf.use_depth)
+        pipeline, optimizers = build_pipeline(config, input_dir, device)
+        if config.nerf.use_depth and self.scene.has_depth:
+            self.callbacks.on_log(f"depth supervision: every view has a depth image (weight {config.nerf.depth_loss_mult})")
         self.trainer = NerfTrainer(pipeline, optimizers, mixed_precision=config.nerf.mixed_precision)
         self.transform = DataparserTransform.of_pipeline(pipeline)
         atomic.write_json(self.jobs.transforms, self.transform.to_json())
@@ -93,7 +98,7 @@ class JobRun:
         instruction = editor.encode_instruction(config.prompt)
         schedule = EditSchedule(config.update, len(self.image_names), editor.num_train_timesteps,
                                 edits_done=self.state.edits_done)
-        self.updater = DatasetUpdater(schedule, editor, instruction)
+        self.updater = DatasetUpdater(schedule, editor, instruction, self._edit_masks())
 
         if self.state.edit_start_step is None:
             self.callbacks.on_state("reconstructing", f"{config.nerf.reconstruction_steps} steps")
@@ -132,6 +137,21 @@ class JobRun:
         self.callbacks.on_state("done", str(self.jobs.manifest))
         result: JobResult = self._result("done")
         return result
+
+    def _edit_masks(self) -> dict[int, torch.Tensor]:
+        """View (dataparser index) -> soft edit mask, for the views whose frame names one (``edit_mask_path``)."""
+        by_name = {str(frame.image_path.relative_to(self.scene.root)): frame for frame in self.scene.frames}
+        update, masks = self.config.update, {}
+        for view, name in enumerate(self.image_names):
+            frame = by_name.get(name)
+            if frame is not None and frame.edit_mask_path is not None:
+                pixels = np.asarray(Image.open(frame.edit_mask_path).convert("L"), dtype=np.float32) / 255.0
+                masks[view] = soft_mask(torch.from_numpy(pixels), update.mask_dilation_px, update.mask_feather_px)
+        if masks:
+            covered = np.mean([float((mask > 0).float().mean()) for mask in masks.values()])
+            self.callbacks.on_log(f"local edits: {len(masks)} of {len(self.image_names)} views have an edit mask "
+                                  f"({covered:.0%} of their pixels on average); outside it the original stays")
+        return masks
 
     def _check_patch_fits(self, config: EditJobConfig) -> None:
         """LPIPS compares square patches of ``patch_size`` pixels (AlexNet needs 32): smaller images are a bad scene
@@ -280,7 +300,8 @@ class JobRun:
             "edits_done": self.state.edits_done,
             "point_cloud": in_snapshot(exported.point_cloud) if exported else None,
             "mesh": in_snapshot(exported.mesh) if exported else None,
-            "mesh_files": [in_snapshot(name) for name in exported.extra_files] if exported else [],
+            "textured_mesh": in_snapshot(exported.textured_mesh) if exported else None,
+            "textured_mesh_files": [in_snapshot(name) for name in exported.extra_files] if exported else [],
             "num_points": exported.num_points if exported else 0,
             "num_mesh_vertices": exported.num_vertices if exported else 0,
             "num_mesh_faces": exported.num_faces if exported else 0,

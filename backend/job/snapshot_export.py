@@ -29,6 +29,8 @@ def export_into(pipeline, transform: DataparserTransform, store: SnapshotStore, 
                             point_cloud=result.point_cloud.relative_to(folder).as_posix(),
                             num_points=result.num_points, num_vertices=result.num_vertices,
                             num_faces=result.num_faces, bounds_min=result.bounds_min, bounds_max=result.bounds_max,
+                            textured_mesh=(result.textured_mesh.relative_to(folder).as_posix()
+                                           if result.textured_mesh is not None else None),
                             extra_files=[path.relative_to(folder).as_posix() for path in result.extra_files])
     store.write_export(step, export)
     return export

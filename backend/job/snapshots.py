@@ -56,8 +56,10 @@ class SnapshotExport:
     num_faces: int = 0
     bounds_min: list[float] | None = None
     bounds_max: list[float] | None = None
+    textured_mesh: str | None = None
+    """The UV-textured mesh (OBJ), when the job asked for one."""
     extra_files: list[str] = field(default_factory=list)
-    """Files the mesh needs beside it (a textured mesh's material and texture)."""
+    """Files the textured mesh needs beside it (its material and texture)."""
 
 
 class SnapshotStore:

@@ -8,11 +8,14 @@ effect. A separate copy of the original images is kept: they are the editor's im
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.data.datasets.depth_dataset import DepthDataset
 from torch import Tensor
 
 
@@ -21,12 +24,19 @@ class EditableDataManagerConfig(VanillaDataManagerConfig):
     """VanillaDataManager over a replaceable, fully cached image set."""
 
     _target: type = field(default_factory=lambda: EditableDataManager)
+    load_depth: bool = False
+    """Load every view's depth image too (nerfstudio's DepthDataset); only when every view has one: without them
+    DepthDataset would estimate depth with a downloaded network."""
 
 
 class EditableDataManager(VanillaDataManager):
     """Samples training rays from every view's *current* image (edited or not)."""
 
     config: EditableDataManagerConfig
+
+    @cached_property
+    def dataset_type(self) -> type[InputDataset]:
+        return DepthDataset if self.config.load_depth else InputDataset
 
     def setup_train(self) -> None:
         super().setup_train()

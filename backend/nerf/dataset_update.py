@@ -21,6 +21,7 @@ from torch import Tensor
 
 from backend.config import DatasetUpdateConfig
 from backend.editing.base import ImageEditor
+from backend.nerf.local_edit import edit_locally
 
 if TYPE_CHECKING:
     from backend.nerf.trainer import NerfTrainer
@@ -83,13 +84,17 @@ class EditSchedule:
 
 
 class DatasetUpdater:
-    """Performs the edits: render -> editor -> replace the dataset image."""
+    """Performs the edits: render -> editor -> replace the dataset image (inside the view's edit mask only, when the
+    scene has one: :mod:`backend.nerf.local_edit`)."""
 
-    def __init__(self, schedule: EditSchedule, editor: ImageEditor, instruction: object) -> None:
+    def __init__(self, schedule: EditSchedule, editor: ImageEditor, instruction: object,
+                 masks: dict[int, Tensor] | None = None) -> None:
         self.schedule = schedule
         self.editor = editor
         self.instruction = instruction
         """What ``editor.encode_instruction(prompt)`` returned: computed once per job."""
+        self.masks = masks or {}
+        """View -> ``H W`` soft edit mask in [0, 1] (dilated and feathered); views without one are edited whole."""
 
     def edit_next(self, trainer: NerfTrainer) -> list[EditRecord]:
         """Edit the next ``images_per_edit`` views in the fixed order."""
@@ -104,19 +109,28 @@ class DatasetUpdater:
         rendered = time.perf_counter()
         datamanager = trainer.datamanager
         original = datamanager.original_image(view).to(render.device)
-        edited = self.editor.edit(
-            render.permute(2, 0, 1)[None],
-            original.permute(2, 0, 1)[None],
-            self.instruction,
-            timestep=timestep,
-            guidance_scale=config.guidance_scale,
-            image_guidance_scale=config.image_guidance_scale,
-            ddim_steps=config.ddim_steps,
-            generator=self.schedule.generator_for(edit_index),
-        )
-        if edited.shape[-2:] != render.shape[:2]:
-            edited = torch.nn.functional.interpolate(edited.float(), size=render.shape[:2], mode="bilinear")
-        image = edited[0].permute(1, 2, 0).float().clamp(0, 1).cpu()
+        mask = self.masks.get(view)
+
+        def edit(render_crop: Tensor, original_crop: Tensor) -> Tensor:
+            """``h w 3`` -> ``h w 3``: one InstructPix2Pix edit (noise, original as condition, instruction)."""
+            edited = self.editor.edit(
+                render_crop.permute(2, 0, 1)[None],
+                original_crop.permute(2, 0, 1)[None],
+                self.instruction,
+                timestep=timestep,
+                guidance_scale=config.guidance_scale,
+                image_guidance_scale=config.image_guidance_scale,
+                ddim_steps=config.ddim_steps,
+                generator=self.schedule.generator_for(edit_index),
+            )
+            if edited.shape[-2:] != render_crop.shape[:2]:
+                edited = torch.nn.functional.interpolate(edited.float(), size=render_crop.shape[:2], mode="bilinear")
+            return edited[0].permute(1, 2, 0).float().clamp(0, 1)
+
+        if mask is None:
+            image = edit(render, original).cpu()
+        else:
+            image = edit_locally(edit, render, original, mask.to(render.device), crop=config.crop_to_mask).cpu()
         finished = time.perf_counter()
         datamanager.set_image(view, image)
         self.schedule.edits_done = edit_index + 1

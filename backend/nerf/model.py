@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
-from nerfstudio.model_components.losses import L1Loss, MSELoss
+from nerfstudio.model_components.losses import DepthLossType, L1Loss, MSELoss, depth_loss
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor, nn
 
@@ -89,6 +91,10 @@ class In2nNerfactoModelConfig(NerfactoModelConfig):
     """Side of the ray patches the datamanager samples (must match it)."""
     lpips_loss_mult: float = 1.0
     """Weight of the LPIPS loss."""
+    depth_loss_mult: float = 0.0
+    """Weight of depth-nerfacto's DS-NeRF depth loss on batches with depth images (0: off)."""
+    depth_sigma: float = 0.01
+    """Uncertainty of the depth images in the NeRF's units."""
 
 
 class In2nNerfactoModel(NerfactoModel):
@@ -103,6 +109,25 @@ class In2nNerfactoModel(NerfactoModel):
             with _nerfacto_without_lpips_metric():
                 super().populate_modules()
         self.rgb_loss = L1Loss() if self.config.use_l1 else MSELoss()  # type: ignore[assignment]  # same interface
+
+    def get_outputs(self, ray_bundle: RayBundle | Cameras) -> dict[str, Any]:
+        outputs = super().get_outputs(ray_bundle)  # type: ignore[arg-type]  # nerfacto takes ray bundles only
+        if isinstance(ray_bundle, RayBundle) and ray_bundle.metadata and "directions_norm" in ray_bundle.metadata:
+            # z-depth images -> distances along the rays
+            outputs["directions_norm"] = ray_bundle.metadata["directions_norm"]
+        return outputs
+
+    def depth_loss(self, outputs: dict[str, Any], depth: Tensor) -> Tensor:
+        """depth-nerfacto's DS-NeRF loss (nerfstudio's ``depth_loss``) against z-depth images, averaged over the
+        proposal levels as it does; pixels without depth (0) do not count."""
+        sigma = torch.tensor([self.config.depth_sigma], device=self.device)
+        total = torch.zeros((), device=self.device)
+        for weights, samples in zip(outputs["weights_list"], outputs["ray_samples_list"]):
+            total = total + depth_loss(weights=weights, ray_samples=samples, termination_depth=depth,
+                                       predicted_depth=outputs["expected_depth"], sigma=sigma,
+                                       directions_norm=outputs["directions_norm"], is_euclidean=False,
+                                       depth_loss_type=DepthLossType.DS_NERF)
+        return total / len(outputs["weights_list"])
 
     def lpips_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
         """LPIPS between ``N*P*P 3`` ray colours taken as ``N`` patches of ``P x P`` (the datamanager's order)."""
@@ -125,6 +150,9 @@ class In2nNerfactoModel(NerfactoModel):
                 pred_image=outputs["rgb"], pred_accumulation=outputs["accumulation"],
                 gt_image=batch["image"].to(self.device))
             loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.lpips_loss(predicted, target[..., :3])
+        if self.training and self.config.depth_loss_mult > 0 and "depth_image" in batch:
+            loss_dict["depth_loss"] = self.config.depth_loss_mult * self.depth_loss(
+                outputs, batch["depth_image"].to(self.device))
         return loss_dict
 
     def update_to_step(self, step: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +33,9 @@ def _implementation(config: EditJobConfig, device: str) -> str:
     return "tcnn"
 
 
-def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str) -> VanillaPipelineConfig:
-    """nerfstudio's config objects for this job (the same objects ``ns-train`` would build)."""
+def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str, *, depth: bool = False) -> VanillaPipelineConfig:
+    """nerfstudio's config objects for this job (the same objects ``ns-train`` would build). ``depth``: the scene's
+    transforms.json names a depth image for every view, and the job supervises with them."""
     nerf = config.nerf
     patch_size = config.effective_patch_size()
     implementation = _implementation(config, device)
@@ -47,6 +49,7 @@ def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str) -> Vani
         train_num_rays_per_batch=max(nerf.rays_per_batch, patch_size * patch_size),
         eval_num_rays_per_batch=nerf.rays_per_batch,
         patch_size=patch_size,
+        load_depth=depth,
     )
     proposal_args = [
         {"hidden_dim": 16, "log2_hashmap_size": nerf.proposal_log2_hashmap_size, "num_levels": 5,
@@ -72,6 +75,8 @@ def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str) -> Vani
         use_l1=nerf.use_l1,
         patch_size=patch_size,
         lpips_loss_mult=nerf.lpips_loss_mult,
+        depth_loss_mult=nerf.depth_loss_mult if depth else 0.0,
+        depth_sigma=nerf.depth_sigma,
     )
     return VanillaPipelineConfig(datamanager=datamanager, model=model)
 
@@ -115,6 +120,12 @@ def quiet_nerfstudio_console() -> Iterator[None]:
             console.quiet = quiet
 
 
+def names_depth_for_every_view(scene_dir: Path) -> bool:
+    """The dataparser input (``transforms.json``) names a depth image for each of its views."""
+    frames = json.loads((Path(scene_dir) / "transforms.json").read_text()).get("frames", [])
+    return bool(frames) and all("depth_file_path" in frame for frame in frames)
+
+
 def build_pipeline(config: EditJobConfig, scene_dir: Path, device: str) -> tuple[VanillaPipeline, Optimizers]:
     """Load the scene into nerfstudio and build the model; raises LpipsWeightsMissing before any heavy work."""
     if config.effective_use_lpips():
@@ -124,8 +135,9 @@ def build_pipeline(config: EditJobConfig, scene_dir: Path, device: str) -> tuple
     # fully transparent in one order and fine in another).
     random.seed(config.nerf.seed)
     torch.manual_seed(config.nerf.seed)
+    depth = config.nerf.use_depth and config.nerf.depth_loss_mult > 0 and names_depth_for_every_view(scene_dir)
     with quiet_nerfstudio_console():
-        pipeline = pipeline_config(config, scene_dir, device).setup(device=device, test_mode="val")
+        pipeline = pipeline_config(config, scene_dir, device, depth=depth).setup(device=device, test_mode="val")
     assert isinstance(pipeline, VanillaPipeline)
     optimizers = Optimizers(optimizer_config(config), pipeline.get_param_groups())
     return pipeline, optimizers

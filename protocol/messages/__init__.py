@@ -23,8 +23,10 @@ from .edit import (
     Condition,
     EditEstimateReply,
     EditEstimateRequest,
+    EditRegion,
     EditStartReply,
     EditStartRequest,
+    GeometrySettings,
     JobContinueReply,
     JobContinueRequest,
     JobSnapshot,
@@ -49,6 +51,7 @@ from .results import ResultFetchReply, ResultFetchRequest, ResultListReply, Resu
 from .scene import (
     AUX_FOLDERS,
     AUX_FRAME_KEYS,
+    DEPTH_UNIT_SCALE,
     DTYPE_SIZES,
     AuxImage,
     AuxRole,
@@ -86,7 +89,8 @@ from .snapshots import (
 )
 
 __all__ = [
-    "Condition", "EditEstimateReply", "EditEstimateRequest", "InstructionPreviewEvent", "InstructionPreviewReply",
+    "DEPTH_UNIT_SCALE", "EditRegion", "GeometrySettings", "Condition", "EditEstimateReply", "EditEstimateRequest",
+    "InstructionPreviewEvent", "InstructionPreviewReply",
     "InstructionPreviewRequest", "JobContinueReply", "JobContinueRequest", "NerfSnapshotDeleteReply",
     "NerfSnapshotDeleteRequest", "NerfSnapshotEvent", "NerfSnapshotExportEvent", "NerfSnapshotExportReply",
     "NerfSnapshotExportRequest", "NerfSnapshotInfo", "NerfSnapshotListReply", "NerfSnapshotListRequest",

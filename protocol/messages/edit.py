@@ -75,6 +75,31 @@ class StartFrom:
 
 
 @dataclass(frozen=True)
+class EditRegion:
+    """Where the edit happens, in the scene's (input) frame: the selected objects' world-space bounds, a margin
+    included. The exported geometry is cropped to it (protocol 2.0)."""
+
+    bounds_min: list[float] = field(metadata=limit(min_len=3, max_len=3))
+    bounds_max: list[float] = field(metadata=limit(min_len=3, max_len=3))
+
+    def validate(self, path: str) -> None:
+        if any(low > high for low, high in zip(self.bounds_min, self.bounds_max)):
+            raise ValidationError(f"bounds_min {self.bounds_min} is above bounds_max {self.bounds_max}",
+                                  field=f"{path}.bounds_min")
+
+
+@dataclass(frozen=True)
+class GeometrySettings:
+    """The exported geometry (protocol 2.0)."""
+
+    textured: bool = False
+    """Also a UV-textured mesh (OBJ + MTL + PNG, xatlas unwrap, texture rendered from the NeRF), which renders like
+    the NeRF in Eevee / Cycles."""
+    max_faces: int = bounded(0, ge=0, le=100_000_000)
+    """Decimate the mesh to at most this many triangles (0: as reconstructed)."""
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named set of edit settings, the same for the panel, the CLI (``--preset``) and the server."""
 
@@ -137,6 +162,11 @@ class EditStartRequest:
     seed: int = bounded(0, ge=0, le=2**32 - 1)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
     start_from: StartFrom | None = None
+    use_depth: bool = True
+    """Supervise the NeRF with the scene's depth images where every view has one (uploaded ``depth`` images)."""
+    edit_region: EditRegion | None = None
+    """The selected objects' bounds: the geometry is exported inside them only."""
+    geometry: GeometrySettings = field(default_factory=GeometrySettings)
     preset: str | None = bounded(None, max_len=64)
     """A ``PRESETS`` name: the server builds the NeRF and editor at that preset's size (the schedule is this
     request's own; a client sets it from the preset too)."""

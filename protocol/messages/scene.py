@@ -106,14 +106,24 @@ class ImageInfo:
         return count
 
 
-AuxRole = Literal["target"]
-"""What an auxiliary image of a view is. ``target``: the ground-truth edited image of that view, used only by the
-SIMULATED editor (demos and benchmarks without model weights); real editors never see it. Stored beside the scene's
-images as ``targets/<image>.png`` and named per frame by ``target_file_path``."""
-AUX_FOLDERS: dict[str, str] = {"target": "targets"}
+AuxRole = Literal["target", "depth", "edit_mask"]
+"""What an auxiliary image of a view is:
+
+* ``target``: the ground-truth edited image of that view, used only by the SIMULATED editor (demos and benchmarks
+  without model weights); real editors never see it. Stored as ``targets/<image>.png`` (``target_file_path``).
+* ``depth``: the view's depth along the camera's axis (z-depth) in scene units, ``float32 [h, w]``, 0 where nothing
+  was hit (protocol 2.0). Stored as nerfstudio does: 16-bit PNG in millimetres (``depth_file_path``).
+* ``edit_mask``: where the edit may act (the selected objects), ``uint8 [h, w]``, 255 inside (protocol 2.0). Stored
+  as ``edit_masks/<image>.png`` (``edit_mask_path``). Not nerfstudio's ``mask_path``, which leaves pixels out of
+  training: the whole image still trains the NeRF; outside the mask each edited image keeps the original pixels.
+"""
+AUX_FOLDERS: dict[str, str] = {"target": "targets", "depth": "depth", "edit_mask": "edit_masks"}
 """Folder of each auxiliary role in a stored scene."""
-AUX_FRAME_KEYS: dict[str, str] = {"target": "target_file_path"}
+AUX_FRAME_KEYS: dict[str, str] = {"target": "target_file_path", "depth": "depth_file_path",
+                                  "edit_mask": "edit_mask_path"}
 """transforms.json frame key naming each auxiliary role's file (relative to the scene folder)."""
+DEPTH_UNIT_SCALE = 1e-3
+"""Depth PNGs hold millimetres (nerfstudio's ``depth_unit_scale_factor`` default)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,13 @@ class SceneBeginRequest:
                 raise ValidationError(f"camera {aux.camera_index} already has a {aux.role!r} image", field=where)
             seen.add((aux.camera_index, aux.role))
             camera = self.cameras[aux.camera_index]
+            single = len(aux.image.shape) == 2 or aux.image.shape[2] == 1
+            if aux.role == "depth" and (aux.image.dtype not in ("float32", "float16", "uint16") or not single):
+                raise ValidationError(f"a depth image is one float32 (metres) or uint16 (millimetres) channel, got "
+                                      f"{aux.image.dtype} {aux.image.shape}", field=f"{where}.image")
+            if aux.role == "edit_mask" and (aux.image.dtype != "uint8" or not single):
+                raise ValidationError(f"an edit mask is one uint8 channel, got {aux.image.dtype} {aux.image.shape}",
+                                      field=f"{where}.image")
             if aux.image.shape[:2] != [camera.h, camera.w]:
                 raise ValidationError(f"shape {aux.image.shape[:2]} does not match camera {aux.camera_index} "
                                       f"(h, w) = ({camera.h}, {camera.w})", field=f"{where}.image.shape")

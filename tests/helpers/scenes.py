@@ -77,6 +77,14 @@ def render_spheres(
     spheres: tuple[Sphere, ...], background: tuple[float, float, float] = (0.95, 0.95, 0.92),
 ) -> np.ndarray:
     """Ray-cast ``spheres`` with simple diffuse shading; returns ``H W 3`` uint8."""
+    return ray_cast(c2w, width, height, focal, center, scale, spheres, background)[0]
+
+
+def ray_cast(
+    c2w: np.ndarray, width: int, height: int, focal: float, center: np.ndarray, scale: float,
+    spheres: tuple[Sphere, ...], background: tuple[float, float, float] = (0.95, 0.95, 0.92),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image H W 3 uint8, z-depth H W float (0: background), sphere index H W int (-1: background))``."""
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     dirs_cam = np.stack([(u - width / 2) / focal, -(v - height / 2) / focal, -np.ones_like(u)], axis=-1)
     dirs = dirs_cam @ c2w[:3, :3].T
@@ -84,9 +92,11 @@ def render_spheres(
     origin = c2w[:3, 3]
     image = np.broadcast_to(np.array(background), dirs.shape).copy()
     nearest = np.full(dirs.shape[:2], np.inf)
+    which = np.full(dirs.shape[:2], -1)
+    forward = -c2w[:3, 2]
     light = np.array([0.4, -0.3, 0.85])
     light /= np.linalg.norm(light)
-    for sphere in spheres:
+    for index, sphere in enumerate(spheres):
         sphere_center = center + scale * np.array(sphere.center)
         offset = origin - sphere_center
         b = dirs @ offset
@@ -100,7 +110,9 @@ def render_spheres(
         shade = 0.35 + 0.65 * np.clip(normals @ light, 0, 1)
         image[closer] = (np.array(sphere.color) * shade[..., None])[closer]
         nearest[closer] = depth[closer]
-    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+        which[closer] = index
+    z_depth = np.where(np.isfinite(nearest), np.where(np.isfinite(nearest), nearest, 0.0) * (dirs @ forward), 0.0)
+    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), z_depth, which
 
 
 def make_tiny_scene(
@@ -113,11 +125,15 @@ def make_tiny_scene(
     camera_distance: float = 1.3,
     spheres: tuple[Sphere, ...] = DEFAULT_SPHERES,
     target_spheres: tuple[Sphere, ...] | None = None,
+    depth: bool = False,
+    edit_mask_of: int | None = None,
 ) -> TinyScene:
     """Write a nerfstudio scene (``transforms.json`` + ``images/frame_XXXXX.png``) to ``path`` and describe it.
 
     ``target_spheres``: also render the scene as these spheres into ``targets/frame_XXXXX.png``, named by each
-    frame's ``target_file_path`` (the simulated editor's ground-truth edit)."""
+    frame's ``target_file_path`` (the simulated editor's ground-truth edit). ``depth``: each view's z-depth as a
+    16-bit millimetre PNG (``depth_file_path``, as nerfstudio reads them). ``edit_mask_of``: the pixels of that
+    sphere as each view's edit mask (``edit_mask_path``, 255 inside)."""
     from PIL import Image  # the backend environment's; the rest of this module also serves Blender's tests
 
     path = Path(path)
@@ -130,10 +146,19 @@ def make_tiny_scene(
         elevation = np.deg2rad(20 + 25 * (index % 3) / 2)
         direction = np.array([np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation), np.sin(elevation)])
         c2w = look_at(center_array + scale * camera_distance * direction, center_array)
-        image = render_spheres(c2w, size, size, focal, center_array, scale, spheres)
+        image, z_depth, which = ray_cast(c2w, size, size, focal, center_array, scale, spheres)
         name = f"images/frame_{index:05d}.png"
         Image.fromarray(image).save(path / name)
         frames.append({"file_path": name, "transform_matrix": c2w.tolist()})
+        if depth:
+            (path / "depth").mkdir(exist_ok=True)
+            Image.fromarray(np.rint(z_depth * 1000).astype(np.uint16)).save(path / name.replace("images/", "depth/"))
+            frames[-1]["depth_file_path"] = name.replace("images/", "depth/")
+        if edit_mask_of is not None:
+            (path / "edit_masks").mkdir(exist_ok=True)
+            mask = np.where(which == edit_mask_of, 255, 0).astype(np.uint8)
+            Image.fromarray(mask).save(path / name.replace("images/", "edit_masks/"))
+            frames[-1]["edit_mask_path"] = name.replace("images/", "edit_masks/")
         if target_spheres is not None:
             (path / "targets").mkdir(exist_ok=True)
             target = render_spheres(c2w, size, size, focal, center_array, scale, target_spheres)

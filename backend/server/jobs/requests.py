@@ -41,6 +41,11 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: St
     config.output.export_geometry = bool({"mesh", "pointcloud"} & set(request.outputs))
     config.output.snapshot_every = request.snapshots.every_n_steps
     config.output.snapshot_views = request.snapshots.views
+    config.output.textured_mesh, config.output.max_faces = request.geometry.textured, request.geometry.max_faces
+    if request.edit_region is not None:
+        config.output.region_min = list(request.edit_region.bounds_min)
+        config.output.region_max = list(request.edit_region.bounds_max)
+    config.nerf.use_depth = request.use_depth
     config = merge(config, request.engine_overrides, field)
     validate_config(config, field)  # types, ranges, finite numbers: before the job is queued
     check_editor_source(config.editor.source, service, f"{field}.editor.source")

@@ -17,7 +17,7 @@ from .store import camera_index_of
 
 ArtifactKind = Literal["mesh", "pointcloud", "image", "transforms", "other"]
 Listing = dict[str, tuple[Path, ArtifactKind, dict[str, object]]]
-MEDIA_TYPES = {".png": "image/png", ".ply": "application/x-ply", ".obj": "model/obj"}
+MEDIA_TYPES = {".png": "image/png", ".ply": "application/x-ply", ".obj": "model/obj", ".mtl": "model/mtl"}
 
 
 class ArtifactIndex:
@@ -112,8 +112,10 @@ def _final_results(work_dir: Path) -> Listing:
     if manifest.get("mesh"):
         path = work_dir / manifest["mesh"]
         files[f"mesh{path.suffix}"] = (path, "mesh", {"frame": "input"})
-        for extra in manifest.get("mesh_files", []):
-            files[Path(extra).name] = (work_dir / extra, "other", {"part_of": f"mesh{path.suffix}"})
+    if manifest.get("textured_mesh"):
+        files["textured/mesh.obj"] = (work_dir / manifest["textured_mesh"], "mesh", {"frame": "input", "textured": True})
+        for extra in manifest.get("textured_mesh_files", []):
+            files[f"textured/{Path(extra).name}"] = (work_dir / extra, "other", {"part_of": "textured/mesh.obj"})
     if manifest.get("point_cloud"):
         files["point_cloud.ply"] = (work_dir / manifest["point_cloud"], "pointcloud", {"frame": "input"})
     for image_name, relative in sorted(manifest.get("edited_images", {}).items()):
@@ -142,9 +144,13 @@ def _snapshot_files(work_dir: Path) -> Listing:
         if export.mesh:
             files[f"{prefix}/{export.mesh}"] = (folder / export.mesh, "mesh",
                                                 {"snapshot_step": record.step, "frame": "input"})
+        if export.textured_mesh:
+            textured = f"{prefix}/{export.textured_mesh}"
+            files[textured] = (folder / export.textured_mesh, "mesh",
+                               {"snapshot_step": record.step, "frame": "input", "textured": True})
             for extra in export.extra_files:
-                files[f"{prefix}/{extra}"] = (folder / extra, "other",
-                                              {"snapshot_step": record.step, "part_of": f"{prefix}/{export.mesh}"})
+                files[f"{prefix}/{extra}"] = (folder / extra, "other", {"snapshot_step": record.step,
+                                                                        "part_of": textured})
         if export.point_cloud:
             files[f"{prefix}/{export.point_cloud}"] = (folder / export.point_cloud, "pointcloud",
                                                        {"snapshot_step": record.step, "frame": "input"})

@@ -115,7 +115,7 @@ class JobStore:
         for index, (aux, buffer) in enumerate(zip(begin.aux_images, buffers[len(begin.images):])):
             pixels = decode_image(aux.image, buffer, f"aux_images[{index}].image")
             name = aux_name(aux.role, aux.camera_index)
-            atomic.write_png(folder / name, to_uint8_rgb(pixels)[..., :3], compress_level=1)
+            atomic.write_png(folder / name, aux_pixels(aux.role, pixels), compress_level=1)
             frames[aux.camera_index].extra[m.AUX_FRAME_KEYS[aux.role]] = name
         atomic.write_json(folder / "scene.json", {"scene_name": begin.scene_name, "metadata": begin.metadata,
                                                   "upload_id": begin.upload_id})
@@ -178,6 +178,21 @@ class JobStore:
         encoded = encode(request)
         assert isinstance(encoded, dict)
         return encoded
+
+
+def aux_pixels(role: str, pixels: np.ndarray) -> np.ndarray:
+    """An auxiliary image as it is stored: a target as RGB, a depth image as nerfstudio reads one (16-bit PNG of
+    millimetres, 0 where unknown: beyond 65.5 m, negative or not finite), an edit mask as 0 / 255."""
+    if role == "depth":
+        if pixels.dtype == np.uint16:
+            return np.ascontiguousarray(pixels.reshape(pixels.shape[:2]))
+        metres = np.nan_to_num(pixels.reshape(pixels.shape[:2]).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        millimetres = np.rint(metres / m.DEPTH_UNIT_SCALE)
+        millimetres[(millimetres <= 0) | (millimetres > 65535)] = 0
+        return millimetres.astype(np.uint16)
+    if role == "edit_mask":
+        return np.where(pixels.reshape(pixels.shape[:2]) > 127, 255, 0).astype(np.uint8)
+    return to_uint8_rgb(pixels)[..., :3]
 
 
 def to_uint8_rgb(pixels: np.ndarray) -> np.ndarray:

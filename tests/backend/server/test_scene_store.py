@@ -33,3 +33,50 @@ def test_targets_uploaded_with_a_scene_are_stored_beside_its_images_and_named_pe
         assert path is not None and path.parent.name == "targets"
         assert np.array_equal(np.asarray(Image.open(path)), target[..., :3])
     assert np.array_equal(np.asarray(Image.open(loaded.frames[0].image_path)), scene.images[0])
+
+
+def test_depth_and_edit_masks_are_stored_as_nerfstudio_reads_them_and_encoded_photos_decode(tmp_path) -> None:
+    """Blender's depth (metres, float32) becomes a 16-bit millimetre PNG (``depth_file_path``, 0 where nothing was
+    hit or beyond 65.5 m), an edit mask an 8-bit PNG (``edit_mask_path``); a PNG-encoded photo is decoded and
+    checked against its declared size."""
+    import io
+
+    import pytest
+
+    cameras = [protocol.messages.Camera(fl_x=20.0, fl_y=20.0, cx=8, cy=6, w=16, h=12,
+                                        transform_matrix=np.eye(4).tolist())] * 2
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    encoded = io.BytesIO()
+    Image.fromarray(photo).save(encoded, format="PNG")
+    images = [RawImage.from_encoded(encoded.getvalue(), "png", [12, 16, 3]), RawImage.from_array(photo)]
+    depth = rng.uniform(0.5, 20.0, (12, 16)).astype(np.float32)
+    depth[0, 0], depth[0, 1], depth[0, 2] = 0.0, np.inf, 70.0  # no hit, no hit, too far for millimetre PNGs
+    mask = np.zeros((12, 16), np.uint8)
+    mask[3:8, 4:9] = 255
+    aux = [protocol.AuxUpload(0, "depth", RawImage.from_array(depth)),
+           protocol.AuxUpload(0, "edit_mask", RawImage.from_array(mask))]
+    begin = begin_request("up", cameras, images, "s", aux)
+    store = JobStore(tmp_path / "jobs")
+    scene_id = store.write_scene(begin, [image.data for image in images] + [item.image.data for item in aux])
+
+    loaded = load_scene(store.scene_dir(scene_id))
+    frame = loaded.frames[0]
+    assert np.array_equal(np.asarray(Image.open(frame.image_path)), photo)
+    assert frame.depth_path is not None and frame.edit_mask_path is not None and not loaded.has_depth
+    stored = np.asarray(Image.open(frame.depth_path))
+    assert stored.dtype == np.uint16
+    assert list(stored[0, :3]) == [0, 0, 0]
+    assert np.abs(stored[1:].astype(float) / 1000 - depth[1:]).max() <= 0.0005 + 1e-6
+    assert np.array_equal(np.asarray(Image.open(frame.edit_mask_path)), mask)
+
+    wrong = protocol.AuxUpload(1, "edit_mask", RawImage.from_array(depth))
+    with pytest.raises(protocol.ValidationError) as info:
+        begin_request("up2", cameras, images, "s", [wrong])
+    assert info.value.field == "content.aux_images[0].image" and "uint8" in str(info.value)
+    lying = [RawImage.from_encoded(encoded.getvalue(), "png", [24, 16, 3]), images[1]]
+    cameras_24 = [protocol.messages.Camera(fl_x=20.0, fl_y=20.0, cx=8, cy=12, w=16, h=24,
+                                           transform_matrix=np.eye(4).tolist()), cameras[1]]
+    with pytest.raises(protocol.ValidationError) as size:
+        store.write_scene(begin_request("up3", cameras_24, lying, "s"), [image.data for image in lying])
+    assert size.value.field == "images[0].shape" and "16x12" in str(size.value)
