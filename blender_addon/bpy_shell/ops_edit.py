@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import bpy
 
 from ..core import worker_api as api
 from ..core.protocol_link import protocol
+from . import aux_pass, capture, render, runtime
 from . import cameras as cams
-from . import capture, render, runtime
 from .render_session import RenderSession
 from .tasks import Task
 
@@ -23,8 +24,9 @@ def _connected_runtime() -> runtime.Runtime | None:
     return rt if rt is not None and rt.state.connection == "connected" else None
 
 
-def edit_request(settings: bpy.types.PropertyGroup) -> m.EditStartRequest:
-    """The edit settings as a protocol request (scene_id is filled in after the upload)."""
+def edit_request(settings: bpy.types.PropertyGroup, region: m.EditRegion | None = None) -> m.EditStartRequest:
+    """The edit settings as a protocol request (scene_id is filled in after the upload; ``region``: the selected
+    objects' bounds, for "selected objects only")."""
     overrides = json.loads(settings.engine_overrides) if settings.engine_overrides.strip() else {}
     if not isinstance(overrides, dict):
         raise protocol.ValidationError("must be a JSON object", field="engine_overrides")
@@ -39,25 +41,43 @@ def edit_request(settings: bpy.types.PropertyGroup) -> m.EditStartRequest:
         preview=m.PreviewSettings(enabled=True, max_rate_hz=settings.preview_rate, max_side=settings.preview_max_side),
         outputs=outputs, seed=settings.seed,
         snapshots=m.SnapshotSettings(every_n_steps=settings.snapshot_every, views=settings.snapshot_views),
+        use_depth=settings.use_depth, edit_region=region,
+        geometry=m.GeometrySettings(textured=settings.textured_mesh, max_faces=settings.max_faces),
         preset=settings.preset, engine_overrides=overrides,
     )
     # validate here (the protocol's rules; the server's own follow before anything renders)
     return protocol.schema.decode(m.EditStartRequest, protocol.schema.encode(request))
 
 
+def selection(context: bpy.types.Context) -> list[bpy.types.Object]:
+    """The objects "selected objects only" edits: selected, with geometry."""
+    return [obj for obj in context.selected_objects if obj.type not in ("CAMERA", "LIGHT", "EMPTY", "LIGHT_PROBE")]
+
+
 def edit_task(context: bpy.types.Context, interactive: bool) -> Task:
-    """What Edit does: the server checks the settings, the views render one per step, the worker uploads."""
+    """What Edit does: the server checks the settings, the views render one per step (with their depth and the
+    selected objects' mask when asked), the worker uploads."""
     scene, settings = context.scene, context.scene.in2n
     objects = cams.collection_cameras(settings.camera_collection)
-    request = edit_request(settings)
+    selected = selection(context) if settings.edit_scope == "SELECTED" else []
+    if settings.edit_scope == "SELECTED" and not selected:
+        raise cams.CameraError("'Selected objects only': select the objects to edit first")
+    if selected and settings.source == "CAPTURE":
+        raise cams.CameraError("'Selected objects only' needs views rendered from Blender (Source: Render from "
+                               "Blender): a capture's photos have no object masks")
+    region = m.EditRegion(*aux_pass.region(selected, settings.region_margin)) if selected else None
+    request = edit_request(settings, region)
     rt = runtime.get()
-    metadata = {"blend_file": bpy.data.filepath, "source": settings.source}
+    metadata = {"blend_file": bpy.data.filepath, "source": settings.source,
+                "selected_objects": [obj.name for obj in selected]}
 
-    def start(cameras: list[m.Camera], files: list[Path], targets: list[api.AuxFile]) -> None:
+    def start(cameras: list[m.Camera], files: list[Path], aux: list[Any]) -> None:
         scene[runtime.UPLOADED_CAMERAS] = json.dumps([obj.name for obj in objects])
-        rt.submit(api.StartEdit(cameras, list(files), request, scene_name=scene.name, metadata=metadata, aux=targets))
+        scene[runtime.EDITED_OBJECTS] = json.dumps([obj.name for obj in selected])
+        rt.submit(api.StartEdit(cameras, list(files), request, scene_name=scene.name, metadata=metadata, aux=aux))
+        roles = sorted({item.role for item in aux})
         runtime.report(rt, runtime.ss.Report("INFO", f"Uploading {len(files)} views" + (
-            f" and {len(targets)} simulated-editor targets" if targets else "") + "..."))
+            f" with their {', '.join(roles)} images" if roles else "") + "..."))
 
     if settings.source == "CAPTURE":  # the imported capture's folder (a COLMAP model's is above sparse/0)
         folder = capture.capture_folder_of(objects) or Path(bpy.path.abspath(settings.capture_path)).parent
@@ -67,11 +87,24 @@ def edit_task(context: bpy.types.Context, interactive: bool) -> Task:
         return Task("Edit", lambda task: start(cameras, photos, targets), validate=estimate)
     size = (settings.resolution_x, settings.resolution_y)
     targets = render.target_files(objects, [size] * len(objects), None)  # a bad one stops Edit before rendering
-    shots = render.render_shots(objects, runtime.scratch_dir("renders", scene.name))
+    folder = runtime.scratch_dir("renders", scene.name)
+    shots = render.render_shots(objects, folder)
+    knowledge: dict[int, aux_pass.ViewKnowledge] = {}
+    if settings.use_depth or selected:  # each view's depth and mask, rendered right after it
+        shots = [shot for index, color in enumerate(shots) for shot in (color, render.knowledge_shot(
+            scene, color, selected, lambda path, index=index: knowledge.__setitem__(index, aux_pass.read(path))))]
     session = RenderSession(scene, shots, size[0], size[1], settings.render_samples, interactive=interactive)
 
     def submit(task: Task) -> None:
-        start(*render.rendered_views(scene, shots, size), targets)
+        color = [shot for shot in shots if shot.collect is None]
+        cameras, files = render.rendered_views(scene, color, size)
+        aux: list[Any] = list(targets)
+        for index, view in sorted(knowledge.items()):
+            if settings.use_depth:
+                aux.append(protocol.AuxUpload(index, "depth", protocol.RawImage.from_array(view.depth)))
+            if selected:
+                aux.append(protocol.AuxUpload(index, "edit_mask", protocol.RawImage.from_array(view.mask)))
+        start(cameras, files, aux)
 
     return Task("Edit", submit, render=session, validate=api.Estimate(request, len(objects), *size))
 

@@ -109,6 +109,13 @@ class IN2N_PT_edit(_Base, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(settings, "preview_rate")
         row.prop(settings, "preview_max_side")
+        box = layout.box()
+        box.prop(settings, "edit_scope", expand=True)
+        if settings.edit_scope == "SELECTED":
+            row = box.row(align=True)
+            row.prop(settings, "region_margin")
+            row.prop(settings, "hide_originals", toggle=True)
+        box.prop(settings, "use_depth")
         estimate = rt.state.steering.estimate if rt is not None else None
         row = layout.row(align=True)
         row.operator("in2n.estimate", icon="TIME")
@@ -220,6 +227,9 @@ class IN2N_PT_result(_Base, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(settings, "import_mesh", toggle=True)
         row.prop(settings, "import_pointcloud", toggle=True)
+        row = layout.row(align=True)
+        row.prop(settings, "textured_mesh", toggle=True)
+        row.prop(settings, "max_faces")
         layout.prop(settings, "import_textures")
         layout.operator("in2n.import_result", icon="IMPORT")
 

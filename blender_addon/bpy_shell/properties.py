@@ -108,6 +108,28 @@ class IN2N_SceneSettings(bpy.types.PropertyGroup):
     engine_overrides: StringProperty(  # type: ignore[valid-type]
         name="Engine overrides", description="Advanced: JSON object of backend engine settings")
 
+    # --- what Blender knows (rendered views only)
+    edit_scope: EnumProperty(  # type: ignore[valid-type]
+        name="Edit", items=[("ALL", "Whole scene", "The editor may change everything in view"),
+                            ("SELECTED", "Selected objects only",
+                             "Each view's mask of the selected objects keeps the edit on them; the geometry comes "
+                             "back inside their bounds only")], default="ALL")
+    use_depth: BoolProperty(  # type: ignore[valid-type]
+        name="Depth from Blender", default=REQUEST["use_depth"],
+        description="Render each view's depth too and supervise the NeRF with it (fewer steps, fewer floaters)")
+    region_margin: FloatProperty(  # type: ignore[valid-type]
+        name="Margin", default=0.1, min=0.0, max=2.0, subtype="FACTOR",
+        description="Room around the selected objects' bounds the geometry may use, as a fraction of their size")
+    hide_originals: BoolProperty(  # type: ignore[valid-type]
+        name="Hide originals", default=False,
+        description="After importing the edit of the selected objects, hide the originals (viewport and render)")
+    textured_mesh: BoolProperty(  # type: ignore[valid-type]
+        name="Textured mesh", default=m.GeometrySettings().textured,
+        description="A UV-textured mesh (renders like the NeRF in Eevee / Cycles) instead of vertex colours")
+    max_faces: IntProperty(  # type: ignore[valid-type]
+        name="Max faces", default=m.GeometrySettings().max_faces, min=0,
+        description="Decimate the mesh to at most this many triangles (0: as reconstructed)")
+
     # --- try it in 2D first
     trial_guidance_scales: StringProperty(  # type: ignore[valid-type]
         name="Text scales", default=scales_text(INSTRUCTION_PREVIEW.guidance_scales),

@@ -4,6 +4,7 @@ uploads the files as they are; nothing is decoded on Blender's main thread."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
@@ -11,6 +12,7 @@ import bpy
 from ..core import worker_api as api
 from ..core.protocol_link import capture as capture_format
 from ..core.protocol_link import protocol
+from . import aux_pass
 from . import cameras as cams
 from .render_session import Shot
 
@@ -28,6 +30,13 @@ def image_size(path: Path, what: str) -> tuple[int, int]:
 def render_shots(camera_objects: list[bpy.types.Object], folder: Path) -> list[Shot]:
     """One PNG render per camera, named by its upload index (``frame_00003.png``)."""
     return [Shot(obj, (folder / f"frame_{index:05d}.png").resolve()) for index, obj in enumerate(camera_objects)]
+
+
+def knowledge_shot(scene: bpy.types.Scene, color: Shot, selected: list[bpy.types.Object],
+                   collect: Callable[[Path], None]) -> Shot:
+    """The depth and mask pass of ``color``'s camera (``frame_00003.knowledge.exr``)."""
+    return Shot(color.camera, color.path.with_suffix(".knowledge.exr"), prepare=aux_pass.prepare(scene, selected),
+                image_format=aux_pass.EXR_FORMAT, collect=collect)
 
 
 def rendered_views(scene: bpy.types.Scene, shots: list[Shot], size: tuple[int, int]) -> tuple[list[m.Camera], list[Path]]:

@@ -34,6 +34,8 @@ class Shot:
     """Changes the scene for this render; returns what undoes it."""
     image_format: tuple[Any, Any, Any] = ("PNG", "RGB", "8")
     """file_format, color_mode, color_depth of this render."""
+    collect: Callable[[Path], None] | None = None
+    """Reads what was rendered, right after the render (e.g. the depth and mask pass)."""
 
 
 @dataclass
@@ -140,8 +142,13 @@ class RenderSession:
         finally:
             self._render_s = time.perf_counter() - rendering
             self._restore_shot()
+        self._finish_shot(shot)
+
+    def _finish_shot(self, shot: Shot) -> None:
         if not shot.path.is_file():
             raise RuntimeError(f"Blender wrote no image for camera '{shot.camera.name}' ({shot.path})")
+        if shot.collect is not None:
+            shot.collect(shot.path)
         self.done += 1
 
     def _restore_shot(self) -> None:
@@ -152,7 +159,10 @@ class RenderSession:
     def _render_ended(self, *args: Any) -> None:  # render_complete handler (interactive)
         self._restore_shot()
         self._rendering = False
-        self.done += 1
+        try:
+            self._finish_shot(self.shots[self.done])
+        except Exception as exc:  # ends the session at its next step, with the reason
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def _render_cancelled(self, *args: Any) -> None:  # render_cancel handler: Esc in the render window
         self._restore_shot()

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 PREVIEW_IMAGE = images.PREVIEW_IMAGE
 UPLOADED_CAMERAS = "in2n_uploaded_cameras"
 """Scene custom property: names of the cameras of the last upload, in upload order (results refer to indices)."""
+EDITED_OBJECTS = "in2n_edited_objects"
+"""Scene custom property: the objects the last edit was limited to ("selected objects only"), by name."""
 INTERVAL_S = 0.1
 
 
@@ -191,6 +193,12 @@ def import_results(runtime: Runtime, scene: bpy.types.Scene, action: ss.ImportRe
         uploaded = [bpy.data.objects[n] for n in json.loads(scene.get(UPLOADED_CAMERAS, "[]")) if n in bpy.data.objects]
         changed = results.apply_edited_images(uploaded, edited, action.camera_index)
         report(runtime, ss.Report("INFO", f"Edited photos on {changed} image plane(s)"))
+    if settings.hide_originals:  # the edit of the selected objects replaces them in the scene
+        for name in json.loads(scene.get(EDITED_OBJECTS, "[]")):
+            original = bpy.data.objects.get(name)
+            if original is not None:
+                original.hide_set(True)
+                original.hide_render = True
     push_undo(f"Import {collection.name}")
     report(runtime, ss.Report("INFO", f"Imported {len(collection.objects)} object(s) into '{collection.name}'"))
 

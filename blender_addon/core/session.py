@@ -276,7 +276,11 @@ class SessionState:
         kinds = {artifact.name: artifact.kind for artifact in notice.artifacts}
         camera_index = {a.name: int(a.metadata["camera_index"]) for a in notice.artifacts
                         if isinstance(a.metadata.get("camera_index"), int)}
-        return [ImportResults(notice.job_id, dict(notice.files), kinds, camera_index, notice.snapshot_step)]
+        files = dict(notice.files)
+        if any(a.metadata.get("textured") for a in notice.artifacts):  # it renders like the NeRF: not both meshes
+            files = {name: path for name, path in files.items() if kinds.get(name) != "mesh" or any(
+                a.name == name and a.metadata.get("textured") for a in notice.artifacts)}
+        return [ImportResults(notice.job_id, files, kinds, camera_index, notice.snapshot_step)]
 
     def _on_answered(self, notice: api.Answered) -> list[Action]:
         content, steering = notice.content, self.steering

@@ -298,3 +298,59 @@ def test_connect_by_address(addon: ModuleType, scene: bpy.types.Scene) -> None:
         assert addon.bpy_shell.runtime.get().state.url == f"tcp://127.0.0.1:{backend.info.port}"
     finally:
         backend.stop()
+
+
+def test_selected_objects_only_uploads_depth_masks_and_the_region_and_hides_the_originals(
+        addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
+    """What Blender knows goes with each view: its z-depth (exact, from a second render with a material override)
+    and the selected objects' mask; the request names their bounds; Import hides the originals on request; the
+    scene's render settings come back as they were."""
+    objects, backend = edit_scene
+    cube, sphere = objects
+    connect(addon)
+    rt = addon.bpy_shell.runtime.get()
+    assert bpy.ops.in2n.generate_orbit() == {"FINISHED"}  # around both objects
+    cameras = addon.bpy_shell.cameras.collection_cameras(scene.in2n.camera_collection)
+    for obj in scene.objects:
+        obj.select_set(obj == sphere)
+    settings = scene.in2n
+    settings.edit_scope, settings.use_depth, settings.region_margin, settings.hide_originals = "SELECTED", True, 0.1, True
+    layer = bpy.context.view_layer
+    before = (layer.material_override, scene.render.film_transparent, scene.render.engine, cube.pass_index,
+              sphere.pass_index, scene.cycles.use_denoising)
+    assert bpy.ops.in2n.edit() == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "done", timeout_s=180)
+    assert (layer.material_override, scene.render.film_transparent, scene.render.engine, cube.pass_index,
+            sphere.pass_index, scene.cycles.use_denoising) == before
+
+    scene_id, (begin, images) = next(iter(backend.scenes.items()))
+    roles = [(aux.camera_index, aux.role) for aux in begin.aux_images]
+    assert roles == [(i, role) for i in range(8) for role in ("depth", "edit_mask")]
+    aux = backend.aux[scene_id]
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    for index in (0, 3):
+        depth, mask = aux[2 * index].reshape(24, 32), aux[2 * index + 1].reshape(24, 32)
+        assert depth.dtype == np.float32 and mask.dtype == np.uint8
+        assert 0 < (mask > 0).mean() < 0.6  # the sphere, not the cube or the background
+        # z-depth at the mask's centre is where Blender's own ray cast hits the sphere
+        rows, columns = np.nonzero(mask)
+        v, u = int(np.median(rows)), int(np.median(columns))
+        camera = cameras[index]
+        k = addon.bpy_shell.cameras.camera_intrinsics(camera, scene, (32, 24))
+        c2w = np.array(camera.matrix_world)
+        direction = c2w[:3, :3] @ np.array([(u + 0.5 - k.cx) / k.fl_x, -(v + 0.5 - k.cy) / k.fl_y, -1.0])
+        hit, location, *_ = scene.ray_cast(depsgraph, c2w[:3, 3], direction / np.linalg.norm(direction))
+        assert hit
+        expected = float(-(np.linalg.inv(c2w) @ np.append(np.array(location), 1.0))[2])
+        assert depth[v, u] == pytest.approx(expected, rel=1e-3)
+        assert depth[mask == 0].max() > 0  # the cube and the ground have depth too, outside the mask
+    request = backend.jobs[rt.state.job.job_id].request
+    low, high = bounds([sphere])
+    grow = 0.1 * np.linalg.norm(high - low)
+    np.testing.assert_allclose(request.edit_region.bounds_min, low - grow, atol=1e-4)
+    np.testing.assert_allclose(request.edit_region.bounds_max, high + grow, atol=1e-4)
+    assert request.use_depth
+
+    assert bpy.ops.in2n.import_result() == {"FINISHED"}
+    pump_until(addon, lambda: bool(rt.imported))
+    assert sphere.hide_get() and sphere.hide_render and not cube.hide_get()  # the edited object's original hides
