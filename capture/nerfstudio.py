@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+try:
+    from ..protocol.files import atomic_write  # type: ignore[import-not-found,unused-ignore]  # vendored beside it
+except ImportError:  # a repository checkout: the top-level package
+    from protocol.files import atomic_write
 from .model import Capture, CaptureError, CaptureFrame, Intrinsics
 
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
@@ -126,17 +129,7 @@ def _intrinsics_dict(intrinsics: Intrinsics) -> dict[str, Any]:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON so that a reader sees the old file or the whole new one, never half of it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+    return Path(atomic_write(path, json.dumps(data, indent=2).encode("utf-8")))
 
 
 def write_transforms(path: str | os.PathLike[str], capture: Capture) -> Path:

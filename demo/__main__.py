@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> DemoConfig:
     parser.add_argument("--samples", type=int, help="Cycles samples of the training renders")
     parser.add_argument("--reconstruction-steps", type=int, help="nerfacto steps before editing")
     parser.add_argument("--total-steps", "--edit-steps", type=int, help="Iterative Dataset Update steps")
+    parser.add_argument("--scope", choices=("selected", "scene"), default=defaults.scope,
+                        help="selected: edit the sphere alone (its mask and depth from Blender) and import it in place "
+                             "of the original; scene: edit and import the whole scene (default: %(default)s)")
     parser.add_argument("--turntable-frames", type=int, default=defaults.turntable_frames)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="Cycles threads (0: automatic)")
@@ -61,7 +64,7 @@ def parse_args(argv: list[str] | None) -> DemoConfig:
                       views=args.views, size=args.size, samples=args.samples,
                       reconstruction_steps=args.reconstruction_steps, total_steps=args.total_steps,
                       turntable_frames=args.turntable_frames, seed=args.seed, threads=args.threads,
-                      job_timeout_s=args.job_timeout)
+                      job_timeout_s=args.job_timeout, scope=args.scope)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,20 +80,21 @@ def render_all(cameras: Sequence[bpy.types.Object], folder: Path, size: int) -> 
 
 @contextlib.contextmanager
 def only_visible(objects: Sequence[bpy.types.Object], samples: int) -> Iterator[None]:
-    """Render only ``objects`` (the rest of the scene's geometry hidden from renders) with ``samples``; restores."""
+    """Render exactly ``objects`` (shown even if hidden from renders, the rest of the scene's geometry hidden) with
+    ``samples``; restores."""
     scene = bpy.context.scene
     keep = set(objects)
-    hidden = [obj for obj in scene.objects
-              if obj.type in ("MESH", "CURVES", "POINTCLOUD") and obj not in keep and not obj.hide_render]
+    geometry = [obj for obj in scene.objects if obj.type in ("MESH", "CURVES", "POINTCLOUD")]
+    saved = {obj.name: obj.hide_render for obj in geometry}
     saved_samples = scene.cycles.samples
     try:
-        for obj in hidden:
-            obj.hide_render = True
+        for obj in geometry:
+            obj.hide_render = obj not in keep
         scene.cycles.samples = samples
         yield
     finally:
-        for obj in hidden:
-            obj.hide_render = False
+        for obj in geometry:
+            obj.hide_render = saved[obj.name]
         scene.cycles.samples = saved_samples
 
 

@@ -86,7 +86,12 @@ class DemoConfig:
     total_steps: int | None = None
     """Override of the preset's Iterative DU steps."""
     simulated_object: str = "Sphere"
-    """The object the simulated editor's targets show as blue glass (the default instruction's meaning)."""
+    """The object the instruction is about: the simulated editor's targets show it as blue glass (the default
+    instruction's meaning), and "selected objects only" edits it alone."""
+    scope: str = "selected"
+    """``selected``: the add-on's "selected objects only" (the sphere is selected; its mask keeps the edit on it, the
+    geometry comes back inside its bounds and replaces it in the scene); ``scene``: the whole scene is edited and
+    comes back as one mesh."""
     sheet_views: int = 4
     """Views shown in the before/after contact sheet."""
     turntable_frames: int = 12

@@ -7,6 +7,7 @@ demo never talks to the backend by itself. The pictures with text (contact sheet
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -93,6 +94,13 @@ def configure_panel(scene: bpy.types.Scene, collection: bpy.types.Collection, pr
     settings.reconstruction_steps, settings.total_steps = preset.reconstruction_steps, preset.total_steps
     settings.edit_every_n_steps, settings.ddim_steps = preset.edit_every_n_steps, preset.ddim_steps
     settings.memory_mode, settings.seed = preset.memory_mode, config.seed
+    settings.use_depth = True  # what Blender knows: each view's exact depth supervises the NeRF
+    if config.scope == "selected":  # the user selects the object the instruction is about
+        settings.edit_scope, settings.hide_originals, settings.region_margin = "SELECTED", True, 0.15
+        for obj in scene.objects:
+            obj.select_set(obj.name == config.simulated_object)
+    else:
+        settings.edit_scope = "ALL"
     settings.preview_rate, settings.preview_max_side = 2.0, max(64, min(preset.size, 256))
     settings.import_mesh = settings.import_pointcloud = settings.import_textures = True
     settings.engine_overrides = json.dumps(overrides)
@@ -269,8 +277,18 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
     uploaded = json.loads(bpy.context.scene.get(edit.driver.runtime.UPLOADED_CAMERAS, "[]"))
     edited = edited_images(edit.recorder, uploaded, out / "edited")
     shown = views.result_objects(edit.result)
+    if config.scope == "selected":  # the user's own scene, the edited object in place of its original
+        shown += [obj for name, obj in edit.built.objects.items() if name != config.simulated_object]
     sheet_cameras = sheet_views(edit.cameras, set(edited), config.sheet_views)
-    with views.only_visible(shown, preset.samples), views.near_clip(sheet_cameras, views.RESULT_NEAR_CLIP):
+
+    def clipped(cameras: list[bpy.types.Object]) -> Any:
+        # a whole-scene NeRF has floaters right in front of the training cameras; the selected object's geometry
+        # comes back inside its own bounds only, so nothing needs hiding there
+        if config.scope == "selected":
+            return contextlib.nullcontext()
+        return views.near_clip(cameras, views.RESULT_NEAR_CLIP)
+
+    with views.only_visible(shown, preset.samples), clipped(sheet_cameras):
         result_views = views.render_all(sheet_cameras, out / "result_views", preset.size)
     _, turntable = views.turntable_cameras(edit.built, config.turntable_frames)
     with views.only_visible(list(edit.built.objects.values()), config.turntable_samples):
@@ -279,7 +297,7 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
         if edit.targets:  # held-out views of the intended edit: what the imported result is scored against
             with views.intended_edit(config.simulated_object):
                 target_frames = views.render_all(turntable, out / "turntable" / "target", config.turntable_size)
-    with views.only_visible(shown, config.turntable_samples), views.near_clip(turntable, views.RESULT_NEAR_CLIP):
+    with views.only_visible(shown, config.turntable_samples), clipped(turntable):
         after_frames = views.render_all(turntable, out / "turntable" / "result", config.turntable_size)
     laps.lap("render_outputs")
     blend = views.save_blend(out / "demo.blend")
@@ -320,7 +338,8 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
                        [obj for name, obj in edit.built.objects.items() if name != "Ground"])},
         "edited_views": sorted(edited),
         "scores": scores,
-        "display": {"result_near_clip_m": views.RESULT_NEAR_CLIP},
+        "display": {"scope": config.scope,
+                    "result_near_clip_m": views.RESULT_NEAR_CLIP if config.scope == "scene" else None},
         "outputs": {"blend": str(blend), "scene": str(out / "scene" / "transforms.json"), "edited": str(out / "edited"),
                     **pictures, "progress": str(out / "progress.json")},
     }
@@ -363,8 +382,11 @@ def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[s
         "warning": not edit.choice.real,
         "sheet_columns": [title for _, title in columns],
         "sheet_keys": [key for key, _ in columns],
-        "note": f"imported result rendered with the near clip at {views.RESULT_NEAR_CLIP} m (hides floaters in front "
-                "of the cameras)",
+        "note": (f"selected objects only: the {config.simulated_object} was edited (its mask and depth from Blender) "
+                 "and imported in place of the original; the rest is the scene's own objects"
+                 if config.scope == "selected" else
+                 f"imported result rendered with the near clip at {views.RESULT_NEAR_CLIP} m (hides floaters in front "
+                 "of the cameras)"),
         "sheet": [{"label": camera.name, "original": f"scene/images/{camera.name}.png",
                    "target": rel(edit.targets.get(camera.name)), "edited": rel(edited.get(camera.name)),
                    "single": f"{SINGLE_EDITS}/{camera.name}.png" if simulated else None,

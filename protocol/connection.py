@@ -12,12 +12,12 @@ import json
 import os
 import secrets
 import stat
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConnectionFileError
+from .files import atomic_write
 from .signing import SIGNATURE_SCHEME
 from .version import PROTOCOL_VERSION
 
@@ -125,20 +125,7 @@ def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
 
 def write_connection_file(path: str | os.PathLike[str], info: ConnectionInfo) -> Path:
     """Write ``info`` atomically with mode 0600: a reader never sees a half-written file or a readable key."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(info.to_json(), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o600)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(path, json.dumps(info.to_json(), indent=2).encode("utf-8"), mode=0o600)
 
 
 def read_connection_file(path: str | os.PathLike[str], *, require_private: bool = True) -> ConnectionInfo:

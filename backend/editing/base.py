@@ -19,6 +19,8 @@ class ImageEditor(Protocol):
 
     #: Length of the diffusion schedule that ``timestep`` indexes (1000 for Stable Diffusion / InstructPix2Pix).
     num_train_timesteps: int
+    #: Optional (default True): whether it can edit a crop of a view (local edits give small objects a crop at the
+    #: editor's full working size); an editor that must see whole views sets it False.
 
     def encode_instruction(self, instruction: str) -> Any:
         """Pre-compute whatever the instruction conditions on (text embeddings); called once per job."""

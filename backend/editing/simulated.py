@@ -109,6 +109,8 @@ class SimulatedInstructEditor:
     """
 
     num_train_timesteps: int = 1000
+    edits_crops: bool = False
+    """It recognises whole training views only: local edits give it the whole view (its mask still applies)."""
 
     def __init__(self, originals: Tensor, targets: Tensor, config: SimulationConfig | None = None) -> None:
         if originals.ndim != 4 or originals.shape[1] != 3 or originals.shape != targets.shape:

@@ -16,6 +16,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from protocol.files import atomic_write
+
 
 @contextlib.contextmanager
 def atomic_output(path: Path | str) -> Iterator[BinaryIO]:
@@ -36,8 +38,7 @@ def atomic_output(path: Path | str) -> Iterator[BinaryIO]:
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
-    with atomic_output(path) as stream:
-        stream.write(data)
+    atomic_write(path, data)
 
 
 def write_json(path: Path | str, value: Any) -> None:

@@ -130,7 +130,8 @@ class DatasetUpdater:
         if mask is None:
             image = edit(render, original).cpu()
         else:
-            image = edit_locally(edit, render, original, mask.to(render.device), crop=config.crop_to_mask).cpu()
+            crop = config.crop_to_mask and getattr(self.editor, "edits_crops", True)
+            image = edit_locally(edit, render, original, mask.to(render.device), crop=crop).cpu()
         finished = time.perf_counter()
         datamanager.set_image(view, image)
         self.schedule.edits_done = edit_index + 1

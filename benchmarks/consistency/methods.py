@@ -119,8 +119,9 @@ def write_one_shot_scene(editor: SimulatedInstructEditor, original_dir: Path, ou
 
 
 @torch.no_grad()
-def render_heldout(run: MethodRun, heldout_dir: Path) -> list[np.ndarray]:
-    """``H W 3`` float renders of the held-out cameras from ``run``'s newest checkpoint."""
+def render_heldout(run: MethodRun, heldout_dir: Path, checkpoint: Path | None = None) -> list[np.ndarray]:
+    """``H W 3`` float renders of the held-out cameras from ``run``'s newest checkpoint (or ``checkpoint``, e.g. one
+    of its snapshots)."""
     from backend.editing.memory import resolve_device
     from backend.job.jobdir import JobDir
     from backend.nerf.frames import DataparserTransform, make_camera
@@ -129,9 +130,9 @@ def render_heldout(run: MethodRun, heldout_dir: Path) -> list[np.ndarray]:
 
     stored = EditJobConfig.from_dict(json.loads((run.job_dir / "config.json").read_text()))
     device = resolve_device(stored.device)
-    pipeline, optimizers = build_pipeline(stored, run.scene_dir, device)
+    pipeline, optimizers = build_pipeline(stored, run.job_dir / "input", device)  # what the job trained on
     trainer = NerfTrainer(pipeline, optimizers, mixed_precision=stored.nerf.mixed_precision)
-    checkpoints = JobDir(run.job_dir).list_checkpoints()
+    checkpoints = [checkpoint] if checkpoint is not None else JobDir(run.job_dir).list_checkpoints()
     if not checkpoints:
         raise RuntimeError(f"{run.name}: no checkpoint in {run.job_dir}")
     trainer.load_checkpoint(checkpoints[-1], weights_only=True)

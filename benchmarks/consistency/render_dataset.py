@@ -2,6 +2,7 @@
 training cameras and held-out cameras. Deterministic (fixed scene, cameras and Cycles seed). Prints one JSON object.
 
     python -m benchmarks.consistency.render_dataset --out DATA --train-views 32 --heldout-views 8 --size 128
+    python -m benchmarks.consistency.render_dataset --out DATA ... --knowledge   # + depth, masks, ground-truth mesh
 
 The "edit" recolours one object (default: the yellow sphere becomes blue). Held-out cameras sit between the
 training cameras in azimuth and elevation, so they test the 3D scene, not memorised views. The layout is described
@@ -49,6 +50,44 @@ def render_split(cameras, folder: Path, size: int) -> float:
     return time.perf_counter() - started
 
 
+def write_knowledge(cameras, folder: Path, size: int, edit_object: str, out: Path) -> float:
+    """What Blender knows, as the add-on sends it: each training view's z-depth (16-bit millimetre PNG,
+    ``depth_file_path``) and the edited object's mask (``edit_mask_path``), with the add-on's own depth-and-mask pass;
+    and the scene's meshes in world space (``ground_truth.ply``, for floaters and Chamfer distances)."""
+    import bpy
+    import numpy as np
+
+    from benchmarks.consistency.png import write_grey_png
+    from blender_addon.bpy_shell import aux_pass
+    from demo.procedural_scene import render_camera
+
+    started = time.perf_counter()
+    scene = bpy.context.scene
+    restore = aux_pass.prepare(scene, [scene.objects[edit_object]])()
+    image_settings = scene.render.image_settings
+    saved = (image_settings.file_format, image_settings.color_mode, image_settings.color_depth)
+    transforms = json.loads((folder / TRANSFORMS_FILE).read_text())
+    try:
+        image_settings.file_format, image_settings.color_mode, image_settings.color_depth = aux_pass.EXR_FORMAT
+        for camera, frame in zip(cameras, transforms["frames"]):
+            exr = render_camera(camera, folder / "knowledge" / f"{camera.name}.exr", size, size)
+            view = aux_pass.read(exr)
+            for key, sub_folder, pixels in (
+                    ("depth_file_path", "depth", np.rint(np.clip(view.depth, 0, 65.535) * 1000).astype(np.uint16)),
+                    ("edit_mask_path", "edit_masks", view.mask)):
+                write_grey_png(folder / sub_folder / f"{camera.name}.png", pixels)
+                frame[key] = f"{sub_folder}/{camera.name}.png"
+    finally:
+        image_settings.file_format, image_settings.color_mode, image_settings.color_depth = saved
+        restore()
+    (folder / TRANSFORMS_FILE).write_text(json.dumps(transforms, indent=2))
+    for obj in scene.objects:
+        obj.select_set(obj.type == "MESH")
+    bpy.ops.wm.ply_export(filepath=str(out / "ground_truth.ply"), export_selected_objects=True,
+                          apply_modifiers=True, forward_axis="Y", up_axis="Z", ascii_format=False)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (created)")
@@ -60,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edit-object", default="Sphere", help="object the edit recolours")
     parser.add_argument("--edit-color", type=parse_color, default=(0.1, 0.25, 0.9), help="its new colour (linear RGB)")
     parser.add_argument("--threads", type=int, default=0, help="Cycles CPU threads (0: automatic)")
+    parser.add_argument("--knowledge", action="store_true",
+                        help="also each training view's depth and the edited object's mask (the add-on's pass), and "
+                             "the ground-truth mesh (benchmarks.consistency.blender_aware)")
     args = parser.parse_args(argv)
     if args.train_views < 3 or args.heldout_views < 1 or args.size < 16:
         parser.error("need --train-views >= 3, --heldout-views >= 1 and --size >= 16")
@@ -83,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds = {"original": render_split(train, out / "original", args.size),
                "heldout_original": render_split(heldout, out / "heldout_original", args.size)}
+    if args.knowledge:
+        seconds["knowledge"] = write_knowledge(train, out / "original", args.size, args.edit_object, out)
     original_color = next(spec.color for spec in built.spec.objects if spec.name == args.edit_object)
     recolor_object(args.edit_object, args.edit_color)
     seconds["edited_gt"] = render_split(train, out / "edited_gt", args.size)

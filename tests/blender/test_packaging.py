@@ -34,6 +34,10 @@ def test_zips_validate_and_carry_the_right_wheels(built_zips: list[dict[str, Any
         assert {f"wheels/{w}" for w in wheels} <= names
         platforms = {("win" if "win_amd64" in w else "mac" if "macosx" in w else "linux") for w in wheels}
         assert platforms == {"win", "mac", "linux"}
+        # the manifest names exactly the platforms its wheels serve (macOS wheels are universal2: both chips)
+        served = {"win": {"windows-x64"}, "linux": {"linux-x64"}, "mac": {"macos-arm64", "macos-x64"}}
+        assert set(manifest["platforms"]) == set().union(*(served[p] for p in platforms))
+        assert all("universal2" in w for w in wheels if "macosx" in w)
         assert manifest["permissions"]["network"]
         if "blender4.2" in str(built["zip"]):
             assert all("-cp311-cp311-" in w for w in wheels)

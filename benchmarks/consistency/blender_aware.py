@@ -1,0 +1,210 @@
+"""What Blender's knowledge buys (issue 13), on the consistency dataset rendered with ``--knowledge``: each training
+view's exact depth and the edited object's mask, and the scene's ground-truth mesh. Prints one JSON object.
+
+    python -m benchmarks.consistency.render_dataset --out DATA --train-views 16 --heldout-views 4 --size 64 --knowledge
+    python -m benchmarks.consistency.blender_aware --data DATA --steps 900 --edit-steps 600
+
+* **depth**: the original scene reconstructed with and without depth supervision (depth-nerfacto's loss), with
+  snapshots along the way: held-out PSNR against the steps, the steps each needs to reach the no-depth run's final
+  PSNR, and, for the exported geometry, the share of points farther than ``--floater-distance`` from the
+  ground-truth surfaces (floaters) and the Chamfer distance of the mesh to the ground-truth mesh.
+* **masks**: Iterative Dataset Update with the SIMULATED editor (an SDEdit-like blend toward Blender's render of the
+  edit, with per-view inconsistencies: not InstructPix2Pix) from the same reconstruction, with and without the
+  edited object's masks: how far the held-out PSNR of the unedited region drifts from the reconstruction's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig  # noqa: E402
+from backend.editing.simulated import SimulatedInstructEditor  # noqa: E402
+from backend.job.snapshot_export import export_stored_snapshot  # noqa: E402
+from backend.job.snapshots import SnapshotStore  # noqa: E402
+from benchmarks.consistency import metrics  # noqa: E402
+from benchmarks.consistency.images import read_capture_images  # noqa: E402
+from benchmarks.consistency.methods import MethodRun, render_heldout, run_job  # noqa: E402
+from benchmarks.consistency.run import nerf_config  # noqa: E402
+
+TARGET_DRIFT_DB = 0.3
+TARGET_STEP_RATIO = 1 / 3
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class KeepOriginal:
+    """Not an editor: returns each view's original image, so an 'editing' phase is plain reconstruction with the
+    engine's snapshots along the way (the depth experiment's learning curve)."""
+
+    num_train_timesteps = 1000
+
+    def encode_instruction(self, instruction: str) -> str:
+        return instruction
+
+    def edit(self, render: torch.Tensor, original: torch.Tensor, instruction: Any, **kwargs: Any) -> torch.Tensor:
+        return original.clone()
+
+
+def strip(capture: Path, out: Path, keys: tuple[str, ...]) -> Path:
+    """A copy of ``capture``'s transforms.json without the per-frame ``keys`` (images stay where they are)."""
+    out.mkdir(parents=True, exist_ok=True)
+    transforms = json.loads((capture / "transforms.json").read_text())
+    for frame in transforms["frames"]:
+        for key in keys:
+            frame.pop(key, None)
+        for key in ("file_path", "depth_file_path", "edit_mask_path"):
+            if key in frame:
+                frame[key] = str((capture / frame[key]).resolve())
+    (out / "transforms.json").write_text(json.dumps(transforms, indent=2))
+    return out
+
+
+def curve(run: MethodRun, heldout: Path, originals: list[np.ndarray]) -> list[tuple[int, float]]:
+    """(NeRF step, held-out PSNR vs the original scene) of every snapshot of ``run``."""
+    store = SnapshotStore(run.job_dir / "snapshots")
+    points = []
+    for step in store.steps():
+        renders = render_heldout(run, heldout, store.model(step))
+        points.append((step, float(np.mean([metrics.psnr(r, o) for r, o in zip(renders, originals)]))))
+    return points
+
+
+def steps_to(points: list[tuple[int, float]], psnr: float) -> int | None:
+    """The first snapshot step reaching ``psnr`` (None: never)."""
+    return next((step for step, value in points if value >= psnr), None)
+
+
+def geometry_scores(run: MethodRun, truth: np.ndarray, floater_m: float) -> dict[str, float]:
+    """Floaters (share of exported points farther than ``floater_m`` from the ground truth) and the symmetric
+    Chamfer distance between the exported mesh's surface and the ground-truth surface (metres)."""
+    import trimesh
+    from plyfile import PlyData
+    from scipy.spatial import cKDTree
+
+    store = SnapshotStore(run.job_dir / "snapshots")
+    step = store.steps()[-1]
+    export = export_stored_snapshot(run.job_dir, step, "cpu", threading.Event(), lambda progress: None)
+    cloud = PlyData.read(str(store.folder(step) / export.point_cloud))["vertex"]
+    points = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1).astype(np.float64)
+    mesh = trimesh.load(store.folder(step) / export.mesh, process=False)
+    surface = np.asarray(mesh.sample(len(truth), seed=0), dtype=np.float64) if len(mesh.faces) else points
+    truth_tree, surface_tree = cKDTree(truth), cKDTree(surface)
+    to_truth = truth_tree.query(points)[0]
+    chamfer = 0.5 * (float(truth_tree.query(surface)[0].mean()) + float(surface_tree.query(truth)[0].mean()))
+    return {"points": int(len(points)), "floater_fraction": float(np.mean(to_truth > floater_m)),
+            "median_point_error_m": float(np.median(to_truth)), "chamfer_m": chamfer,
+            "mesh_faces": int(len(mesh.faces))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="dataset rendered with render_dataset --knowledge")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "in2n-blender-aware")
+    parser.add_argument("--steps", type=int, default=900, help="reconstruction steps (the depth experiment's)")
+    parser.add_argument("--every", type=int, default=100, help="a snapshot (held-out PSNR) every this many steps")
+    parser.add_argument("--edit-steps", type=int, default=600, help="Iterative DU steps of the mask experiment")
+    parser.add_argument("--edit-rate", type=int, default=5, help="DU: edit one view every this many steps")
+    parser.add_argument("--floater-distance", type=float, default=0.05, help="metres from the ground truth")
+    parser.add_argument("--preset", choices=("gpu", "cpu"), default="cpu")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.quick, args.rays = False, None  # what benchmarks.consistency.run.nerf_config reads
+    started = time.perf_counter()
+    data, out = args.data.resolve(), args.out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    if not (data / "ground_truth.ply").is_file():
+        parser.error(f"--data {data}: no ground_truth.ply; render it with render_dataset --knowledge")
+    heldout_original = [metrics.to_float(i) for i in read_capture_images(data / "heldout_original").values()]
+    heldout_edited = [metrics.to_float(i) for i in read_capture_images(data / "heldout_edited").values()]
+    unedited = [~metrics.edited_region_mask(o, e) for o, e in zip(heldout_original, heldout_edited)]
+    import trimesh
+
+    truth = np.asarray(trimesh.load(data / "ground_truth.ply", process=False).sample(60000, seed=0), np.float64)
+
+    def config(steps: int, use_depth: bool, edit_steps: int, edit_rate: int, every: int) -> EditJobConfig:
+        nerf = replace(nerf_config(args, 0), use_depth=use_depth)
+        return EditJobConfig(prompt="make the yellow sphere blue (SIMULATED editor)", memory_mode="in2n-tiny",
+                             device=args.device, nerf=replace(nerf, reconstruction_steps=steps),
+                             update=DatasetUpdateConfig(total_steps=edit_steps, edit_every_n_steps=edit_rate,
+                                                        seed=args.seed),
+                             output=OutputConfig(checkpoint_every=10**9, keep_checkpoints=1, snapshot_every=every,
+                                                 snapshot_views=1, export_num_points=60000, poisson_depth=8))
+
+    # depth: reconstruction as an 'editing' phase that keeps the originals, a snapshot every --every steps
+    scene_depth = strip(data / "original", out / "scene_depth", ("edit_mask_path",))
+    scene_plain = strip(data / "original", out / "scene_plain", ("edit_mask_path", "depth_file_path"))
+    runs = {}
+    for name, scene, use_depth in (("no_depth", scene_plain, False), ("depth", scene_depth, True)):
+        runs[name] = run_job(name, config(0, use_depth, args.steps, args.steps + 1, args.every), KeepOriginal(),
+                             scene, out / "jobs" / name, log)
+    curves = {name: curve(run, data / "heldout_original", heldout_original) for name, run in runs.items()}
+    final = curves["no_depth"][-1][1]
+    steps_needed = {name: steps_to(points, final) for name, points in curves.items()}
+    geometry = {name: geometry_scores(run, truth, args.floater_distance) for name, run in runs.items()}
+
+    # masks: DU (simulated editor) from the no-depth reconstruction, with and without the edited object's masks
+    originals = list(read_capture_images(data / "original").values())
+    targets = list(read_capture_images(data / "edited_gt").values())
+    start = SnapshotStore(runs["no_depth"].job_dir / "snapshots")
+    start_model = start.model(start.steps()[-1])
+    reference = render_heldout(runs["no_depth"], data / "heldout_original", start_model)
+    reference_unedited = float(np.mean([metrics.psnr(r, o, m) for r, o, m in
+                                        zip(reference, heldout_original, unedited)]))
+    masked_scene = strip(data / "original", out / "scene_masks", ("depth_file_path",))
+    du = {}
+    for name, scene in (("du_without_masks", scene_plain), ("du_with_masks", masked_scene)):
+        editor = SimulatedInstructEditor.from_images(originals, targets)
+        run = run_job(name, config(0, False, args.edit_steps, args.edit_rate, 0), editor, scene,
+                      out / "jobs" / name, log, start_checkpoint=start_model)
+        renders = render_heldout(run, data / "heldout_original")
+        du[name] = {
+            "psnr_vs_edit": float(np.mean([metrics.psnr(r, t) for r, t in zip(renders, heldout_edited)])),
+            "psnr_unedited_region": float(np.mean([metrics.psnr(r, o, m) for r, o, m in
+                                                   zip(renders, heldout_original, unedited)])),
+            "psnr_edited_region_vs_edit": float(np.mean([metrics.psnr(r, t, ~m) for r, t, m in
+                                                         zip(renders, heldout_edited, unedited)])),
+        }
+        du[name]["unedited_drift_db"] = reference_unedited - du[name]["psnr_unedited_region"]
+
+    results = {
+        "benchmark": "consistency/blender_aware",
+        "dataset": json.loads((data / "dataset.json").read_text()),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("data", "out")} | {"data": str(data)},
+        "simulated_editor": "SIMULATED (SDEdit-like blend toward Blender's render of the edit; not InstructPix2Pix)",
+        "depth": {"heldout_psnr_by_step": curves, "no_depth_final_psnr": final, "steps_to_that_psnr": steps_needed,
+                  "geometry": geometry},
+        "masks": {"reconstruction_unedited_psnr": reference_unedited, **du},
+        "targets": {
+            "masked_unedited_drift_within_0_3db": abs(du["du_with_masks"]["unedited_drift_db"]) <= TARGET_DRIFT_DB,
+            "depth_reaches_it_in_a_third_of_the_steps": steps_needed["depth"] is not None and steps_needed["no_depth"]
+            is not None and steps_needed["depth"] <= TARGET_STEP_RATIO * steps_needed["no_depth"],
+        },
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
