@@ -8,6 +8,7 @@ Job directory layout (every file is written atomically; the input scene is never
 
     JOBDIR/
       config.json                  EditJobConfig the job runs with (a resumed job re-uses it)
+      config.yml                   nerfstudio's TrainerConfig of the job's NeRF: ns-viewer / ns-export --load-config
       state.json                   JobState: status, phase, step, edits done, newest checkpoint
       input/transforms.json        the training views as nerfstudio's dataparser reads them
       dataparser_transforms.json   nerfstudio's input -> NeRF frame transform (``p_ns = s (R p + t)``)

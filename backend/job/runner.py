@@ -25,6 +25,7 @@ from backend.job.types import EngineSettings, JobCallbacks, JobResult, Progress
 from backend.nerf.dataset_update import DatasetUpdater, EditRecord, EditSchedule
 from backend.nerf.frames import DataparserTransform
 from backend.nerf.local_edit import soft_mask
+from backend.nerf.nerfstudio_config import write_nerfstudio_config
 from backend.nerf.setup import build_pipeline
 from backend.nerf.trainer import NerfTrainer
 from backend.scene import Scene, SceneError, export_in_layout, write_dataparser_input
@@ -86,6 +87,7 @@ class JobRun:
         if config.nerf.use_depth and self.scene.has_depth:
             self.callbacks.on_log(f"depth supervision: every view has a depth image (weight {config.nerf.depth_loss_mult})")
         self.trainer = NerfTrainer(pipeline, optimizers, mixed_precision=config.nerf.mixed_precision)
+        write_nerfstudio_config(pipeline.config, self.jobs.root)  # ns-viewer / ns-export open the job
         self.transform = DataparserTransform.of_pipeline(pipeline)
         atomic.write_json(self.jobs.transforms, self.transform.to_json())
         outputs = self.trainer.datamanager.train_dataparser_outputs

@@ -30,6 +30,15 @@ CHECKPOINT_SAFE_GLOBALS = [np._core.multiarray.scalar, np.dtype,  # type: ignore
                            *{type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")}]
 
 
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers, through dicts, lists and tuples."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class NerfTrainer:
     """Owns the pipeline, its optimisers and the global step counter."""
 
@@ -110,14 +119,17 @@ class NerfTrainer:
     # -- checkpoints ---------------------------------------------------------------------------------------------
 
     def checkpoint_state(self) -> dict[str, Any]:
+        """nerfstudio's checkpoint layout, holding only tensors and plain Python values (the schedulers' numpy
+        scalars become floats), so that ``torch.load``'s weights-only default reads it: nerfstudio's own tools load
+        checkpoints that way under torch >= 2.6."""
         frozen = tuple("_model." + prefix for prefix in self.model.frozen_state_prefixes())
-        return {
+        return plain({
             "step": self.step,
             "pipeline": {k: v for k, v in self.pipeline.state_dict().items() if not k.startswith(frozen)},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
-        }
+        })
 
     def save_checkpoint(self, path: Path, *, weights_only: bool = False) -> None:
         """``weights_only``: the NeRF without optimiser state (a snapshot: a third of the size, and all that

@@ -105,13 +105,25 @@ def geometry_scores(run: MethodRun, truth: np.ndarray, floater_m: float) -> dict
     cloud = PlyData.read(str(store.folder(step) / export.point_cloud))["vertex"]
     points = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1).astype(np.float64)
     mesh = trimesh.load(store.folder(step) / export.mesh, process=False)
-    surface = np.asarray(mesh.sample(len(truth), seed=0), dtype=np.float64) if len(mesh.faces) else points
+    surface = surface_points(store.folder(step) / export.mesh, len(truth)) if len(mesh.faces) else points
     truth_tree, surface_tree = cKDTree(truth), cKDTree(surface)
     to_truth = truth_tree.query(points)[0]
     chamfer = 0.5 * (float(truth_tree.query(surface)[0].mean()) + float(surface_tree.query(truth)[0].mean()))
     return {"points": int(len(points)), "floater_fraction": float(np.mean(to_truth > floater_m)),
             "median_point_error_m": float(np.median(to_truth)), "chamfer_m": chamfer,
             "mesh_faces": int(len(mesh.faces))}
+
+
+def surface_points(path: Path, count: int) -> np.ndarray:
+    """``count`` points spread over a PLY mesh's surface (plyfile reads Blender's PLY, with its quads)."""
+    import trimesh
+    from plyfile import PlyData
+
+    ply = PlyData.read(str(path))
+    vertices = np.stack([ply["vertex"][axis] for axis in "xyz"], 1).astype(np.float64)
+    triangles = [(face[0], face[i], face[i + 1]) for face in ply["face"]["vertex_indices"] for i in range(1, len(face) - 1)]
+    mesh = trimesh.Trimesh(vertices=vertices, faces=np.asarray(triangles), process=False)
+    return np.asarray(mesh.sample(count, seed=0), dtype=np.float64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout_original = [metrics.to_float(i) for i in read_capture_images(data / "heldout_original").values()]
     heldout_edited = [metrics.to_float(i) for i in read_capture_images(data / "heldout_edited").values()]
     unedited = [~metrics.edited_region_mask(o, e) for o, e in zip(heldout_original, heldout_edited)]
-    import trimesh
-
-    truth = np.asarray(trimesh.load(data / "ground_truth.ply", process=False).sample(60000, seed=0), np.float64)
+    truth = surface_points(data / "ground_truth.ply", 60000)
 
     def config(steps: int, use_depth: bool, edit_steps: int, edit_rate: int, every: int) -> EditJobConfig:
         nerf = replace(nerf_config(args, 0), use_depth=use_depth)
