@@ -64,6 +64,9 @@ class SceneFrame(PinholeCamera):
 
     image_path: Path = Path()
     """Absolute path of the image."""
+    name: str = ""
+    """The image's name inside the job (edited images, snapshots) and in exported captures: its ``file_path``
+    when that is inside the capture folder (:attr:`capture.CaptureFrame.image_name`)."""
     target_path: Path | None = None
     """Absolute path of the view's ground-truth edited image (frame key ``target_file_path``), which only the
     SIMULATED editor reads; None for real captures."""
@@ -119,7 +122,7 @@ def load_scene(root: Path | str) -> Scene:
         paths = {key: _frame_image(folder, frame.extra, key, k.w, k.h, f"frames[{index}].{key}")
                  for key in (TARGET_KEY, DEPTH_KEY, EDIT_MASK_KEY)}
         frames.append(SceneFrame(c2w=np.asarray(frame.transform_matrix, dtype=np.float64), fl_x=k.fl_x, fl_y=k.fl_y,
-                                 cx=k.cx, cy=k.cy, width=k.w, height=k.h, image_path=image_path,
+                                 cx=k.cx, cy=k.cy, width=k.w, height=k.h, image_path=image_path, name=frame.image_name,
                                  target_path=paths[TARGET_KEY], depth_path=paths[DEPTH_KEY],
                                  edit_mask_path=paths[EDIT_MASK_KEY]))
     sizes = {(frame.width, frame.height) for frame in frames}
@@ -163,16 +166,35 @@ def export_in_layout(scene: Scene, edited: dict[str, Path], folder: Path) -> Pat
             shutil.copyfile(path, folder / path.name)
     else:
         shutil.copyfile(source, folder / source.name)
+    external = {frame.file_path: frame.image_name for frame in scene.capture.frames
+                if frame.image_name != Path(frame.file_path).as_posix()}
+    if external and scene.layout != "colmap":
+        _point_at_copies(folder, external)
     for frame in scene.capture.frames:
-        target = folder / frame.file_path
+        target = folder / frame.image_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        source_image = edited.get(Path(frame.file_path).as_posix(), scene.root / frame.file_path)
+        source_image = edited.get(frame.image_name, scene.root / frame.file_path)
         if source_image.suffix.lower() == target.suffix.lower():
             shutil.copyfile(source_image, target)
         else:  # an edited PNG where the capture has a JPEG: same name, the capture's format
             with Image.open(source_image) as image:
                 image.convert("RGB").save(target)
     return folder
+
+
+def _point_at_copies(folder: Path, external: dict[str, str]) -> None:
+    """Rewrite the copied camera files' ``file_path``s that point outside the capture (absolute or ``../``) to the
+    copies under ``external/``; NeRF-synthetic's extensionless paths match the file they stand for."""
+    for path in sorted(folder.glob("transforms*.json")):
+        data = capture_format.load_json(path)
+        for entry in data.get("frames", []) if isinstance(data, dict) else []:
+            written = entry.get("file_path") if isinstance(entry, dict) else None
+            match = next((name for file_path, name in external.items()
+                          if isinstance(written, str) and (file_path == written or
+                                                           Path(file_path).with_suffix("") == Path(written))), None)
+            if match is not None:
+                entry["file_path"] = match
+        capture_format.write_json_atomic(path, data)
 
 
 def _frame_image(folder: Path, extra: dict[str, Any], key: str, width: int, height: int, field: str) -> Path | None:

@@ -6,8 +6,10 @@ are in pixels with the origin at the top-left corner of the image (nerfstudio's 
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 
@@ -49,6 +51,19 @@ class CaptureFrame:
     back."""
     split: str = "train"
     """``train`` (edited), or ``val`` / ``test`` (held-out views of layouts that have splits)."""
+
+    @property
+    def image_name(self) -> str:
+        """Where a copy of this image goes inside a job or an exported capture: ``file_path`` when it stays inside
+        the capture folder, else ``external/<hash>-<file name>`` (absolute and ``../`` paths, which nerfstudio
+        allows), so that a copy never lands outside its folder or on the original."""
+        posix = self.file_path.replace("\\", "/")
+        inside = not (PurePosixPath(posix).is_absolute() or PureWindowsPath(self.file_path).is_absolute())
+        normal = posixpath.normpath(posix)
+        if inside and normal != ".." and not normal.startswith("../"):
+            return normal
+        digest = hashlib.sha1(self.file_path.encode()).hexdigest()[:8]
+        return f"external/{digest}-{PurePosixPath(posix).name}"
 
 
 @dataclass

@@ -91,7 +91,8 @@ class JobRun:
         self.transform = DataparserTransform.of_pipeline(pipeline)
         atomic.write_json(self.jobs.transforms, self.transform.to_json())
         outputs = self.trainer.datamanager.train_dataparser_outputs
-        self.image_names = [str(Path(p).resolve().relative_to(self.scene.root)) for p in outputs.image_filenames]
+        names = {frame.image_path: frame.name for frame in self.scene.frames}
+        self.image_names = [names[Path(p).resolve()] for p in outputs.image_filenames]
         self.between_steps = BetweenSteps(self.engine, self.trainer, self.transform, self.snapshots, config,
                                           self.callbacks)
         JobRestore(self.jobs, config, self.trainer, self.image_names, self.state, self.callbacks.on_log).restore()
@@ -142,7 +143,7 @@ class JobRun:
 
     def _edit_masks(self) -> dict[int, torch.Tensor]:
         """View (dataparser index) -> soft edit mask, for the views whose frame names one (``edit_mask_path``)."""
-        by_name = {str(frame.image_path.relative_to(self.scene.root)): frame for frame in self.scene.frames}
+        by_name = {frame.name: frame for frame in self.scene.frames}
         update, masks = self.config.update, {}
         for view, name in enumerate(self.image_names):
             frame = by_name.get(name)

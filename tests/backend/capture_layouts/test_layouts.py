@@ -152,3 +152,39 @@ def test_the_cli_edits_each_layout_end_to_end_and_exports_it_back(tmp_path, layo
                if np.asarray(Image.open(job / "edited_capture" / name).convert("RGB")).tobytes()
                != np.asarray(Image.open(tmp_path / "data" / name).convert("RGB")).tobytes()]
     assert sorted(changed) == sorted(manifest["edited_images"])  # the edited views carry their edits
+
+
+@pytest.mark.slow
+def test_images_outside_the_capture_folder_are_edited_and_exported_without_touching_the_originals(tmp_path) -> None:
+    """nerfstudio allows absolute and ``../`` image paths: the job trains on them, and the exported capture holds
+    copies under ``external/`` that its camera file points at, never a write onto the user's originals."""
+    layouts.write_instant_ngp(tmp_path / "data")
+    transforms_path = tmp_path / "data" / "transforms.json"
+    transforms = json.loads(transforms_path.read_text())
+    (tmp_path / "elsewhere").mkdir()
+    for index, frame in enumerate(transforms["frames"]):
+        if index % 2 == 0:  # half the photos live in a sibling folder, named two ways
+            moved = tmp_path / "elsewhere" / Path(frame["file_path"]).name
+            (tmp_path / "data" / frame["file_path"]).rename(moved)
+            frame["file_path"] = str(moved) if index % 4 == 0 else f"../elsewhere/{moved.name}"
+    transforms_path.write_text(json.dumps(transforms))
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*.jpg")}
+    job = tmp_path / "job"
+    completed = subprocess.run(
+        [sys.executable, "-m", "backend", "edit", "--data", str(tmp_path / "data"), "--prompt", "make it blue",
+         "--output", str(job), "--editor", "tiny", "--tiny-nerf", "--reconstruction-steps", "20", "--steps", "8",
+         "--edit-every-n-steps", "2", "--ddim-steps", "2", "--no-lpips", "--device", "cpu", "--no-geometry",
+         "--quiet"], capture_output=True, text=True, timeout=280, cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert {path: path.read_bytes() for path in before} == before  # no original was written over
+    exported_folder = job / json.loads((job / "manifest.json").read_text())["edited_capture"]["folder"]
+    assert exported_folder.resolve().is_relative_to(job.resolve())
+    exported = capture.read_capture(exported_folder)
+    paths = [frame.file_path for frame in exported.frames]
+    assert sum(path.startswith("external/") for path in paths) == len(paths) // 2
+    for frame in exported.frames:
+        copy = exported_folder / frame.file_path
+        assert copy.is_file() and copy.resolve().is_relative_to(exported_folder.resolve())
+    changed = [frame for frame in exported.frames if frame.file_path.startswith("external/")
+               and (exported_folder / frame.file_path).read_bytes() not in before.values()]
+    assert changed  # the moved photos were edited too, and their edits are the copies
