@@ -333,9 +333,10 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
         "result": {"collection": edit.result.name,
                    "objects": {o.name: {"kind": o.get("in2n_kind", ""), "vertices": len(o.data.vertices),
                                         "faces": len(o.data.polygons)} for o in edit.result.objects},
-                   "world_bounds": views.world_bounds(shown),
+                   "world_bounds": views.world_bounds(views.result_objects(edit.result)),
                    "source_world_bounds": views.world_bounds(
-                       [obj for name, obj in edit.built.objects.items() if name != "Ground"])},
+                       [obj for name, obj in edit.built.objects.items()
+                        if (name == config.simulated_object if config.scope == "selected" else name != "Ground")])},
         "edited_views": sorted(edited),
         "scores": scores,
         "display": {"scope": config.scope,

@@ -88,9 +88,8 @@ class IN2N_OT_continue_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        rt = runtime.peek()
-        if rt is None or rt.state.connection != "connected" or not rt.state.can("job_continue_request"):
-            cls.poll_message_set("Connect to a backend that continues jobs")
+        rt = runtime.connected_to_a_backend_that(cls, "job_continue_request", "continues jobs")
+        if rt is None:
             return False
         job = rt.state.job
         if job is None or not job.finished:

@@ -50,13 +50,9 @@ class IN2N_OT_preview_instruction(ModalTask, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        rt = runtime.peek()
+        rt = runtime.connected_to_a_backend_that(cls, "instruction_preview_request", "previews instructions")
         settings = context.scene.in2n
-        if rt is None or rt.state.connection != "connected":
-            cls.poll_message_set("Connect to a backend first")
-            return False
-        if not rt.state.can("instruction_preview_request"):
-            cls.poll_message_set("This backend cannot preview instructions (update it)")
+        if rt is None:
             return False
         if rt.task is not None and rt.task.running:
             cls.poll_message_set(f"{rt.task.name} is still running")
@@ -137,9 +133,7 @@ class IN2N_OT_estimate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        rt = runtime.peek()
-        if rt is None or rt.state.connection != "connected" or not rt.state.can("edit_estimate_request"):
-            cls.poll_message_set("Connect to a backend that estimates jobs")
+        if runtime.connected_to_a_backend_that(cls, "edit_estimate_request", "estimates jobs") is None:
             return False
         return bool(cams.collection_cameras(context.scene.in2n.camera_collection))
 

@@ -91,6 +91,16 @@ def peek() -> Runtime | None:
     return _RUNTIME
 
 
+def connected_to_a_backend_that(operator: type[bpy.types.Operator], request_type: str, does: str) -> Runtime | None:
+    """For an operator's ``poll``: the runtime when a connected backend answers ``request_type``, else None with
+    the reason in the operator's tooltip ("Connect to a backend that <does>")."""
+    rt = _RUNTIME
+    if rt is None or rt.state.connection != "connected" or not rt.state.can(request_type):
+        operator.poll_message_set(f"Connect to a backend that {does}")
+        return None
+    return rt
+
+
 def shutdown() -> None:
     """Stop the worker (unregister). A local backend keeps running: its jobs survive Blender closing."""
     global _RUNTIME
