@@ -143,26 +143,34 @@ def sample_surface_points(pipeline, num_points: int, crop, *, rays_per_chunk: in
                           on_progress=lambda progress: None, seed: int = 0):
     """Depth-along-ray points of opaque rays, as nerfstudio's ``generate_point_cloud`` computes them.
 
-    Rays are drawn uniformly over the training cameras' pixels in chunks of ``rays_per_chunk`` (the eval chunk
-    size, not the training batch), until ``num_points`` points are found or the budget of ``RAYS_PER_POINT`` rays a
+    Rays are drawn uniformly over the training cameras' pixels that can see ``crop`` (:func:`pixels_seeing_box`)
+    in chunks of ``rays_per_chunk`` (the eval chunk size, not the training batch), until ``num_points`` points are found or the budget of ``RAYS_PER_POINT`` rays a
     point is spent. nerfstudio's loop runs until it has enough points, which never ends on a mostly transparent
     NeRF; this one raises :class:`ExportError` after ``PROBE_RAYS`` when fewer than ``MIN_OPAQUE_FRACTION`` of the
     rays were opaque, and returns early when ``should_stop()``. Returns ``(points, colours, view directions)`` as
     ``N 3`` tensors in nerfstudio's frame.
     """
     datamanager = pipeline.datamanager
-    num_cameras, height, width = datamanager.image_batch["image"].shape[:3]
+    num_rows, height, width = datamanager.image_batch["image"].shape[:3]
     cameras = datamanager.image_batch["image_idx"].long()
     device = datamanager.device
     generator = torch.Generator().manual_seed(seed)
+    boxes = torch.tensor([[0, height, 0, width]]).repeat(num_rows, 1)
+    if crop is not None:  # rays only from the pixels that can see the box: a small selected object gets them all
+        boxes = pixels_seeing_box(datamanager.train_dataset.cameras, crop, height, width)[cameras.cpu()]
+    areas = ((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).double()
+    if not bool((areas > 0).any()):
+        raise ExportError("no training camera sees the export region: nothing of it was photographed")
     budget = RAYS_PER_POINT * num_points
     points, colors, directions = [], [], []
     found = done = 0
     while done < budget and found < num_points and not should_stop():
         count = min(rays_per_chunk, budget - done)
-        indices = torch.stack([cameras[torch.randint(num_cameras, (count,), generator=generator)],
-                               torch.randint(height, (count,), generator=generator),
-                               torch.randint(width, (count,), generator=generator)], dim=-1)
+        rows = torch.multinomial(areas, count, replacement=True, generator=generator)
+        box = boxes[rows]
+        y = box[:, 0] + (torch.rand(count, generator=generator) * (box[:, 1] - box[:, 0])).long()
+        x = box[:, 2] + (torch.rand(count, generator=generator) * (box[:, 3] - box[:, 2])).long()
+        indices = torch.stack([cameras[rows], y, x], dim=-1)
         ray_bundle = datamanager.train_ray_generator(indices.to(device))
         outputs = pipeline.model(ray_bundle)
         rgba = pipeline.model.get_rgba_image(outputs, "rgb")
@@ -186,6 +194,28 @@ def sample_surface_points(pipeline, num_points: int, crop, *, rays_per_chunk: in
     if not points:
         return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
     return torch.cat(points)[:num_points], torch.cat(colors)[:num_points], torch.cat(directions)[:num_points]
+
+
+def pixels_seeing_box(cameras, box, height: int, width: int, margin_px: int = 2) -> torch.Tensor:
+    """``[num_cameras, 4]`` pixel rectangles ``(y0, y1, x0, x1)``, end exclusive: where each camera's rays can meet
+    the oriented ``box`` (the projection of its 8 corners, nerfstudio's pinhole convention, grown by ``margin_px``);
+    the whole image when the camera stands inside or beside the box (a corner behind it). A ray from outside the
+    rectangle misses the box, so nothing the crop would keep is lost."""
+    signs = torch.tensor([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (-0.5, 0.5)])
+    corners = box.T.float() + (signs * box.S.float()) @ box.R.float().T
+    c2w = cameras.camera_to_worlds.float().cpu()
+    local = torch.einsum("nji,nkj->nki", c2w[:, :3, :3], corners[None] - c2w[:, None, :3, 3])  # R^T (p - t)
+    depth = -local[..., 2]
+    in_front = (depth > 1e-6).all(dim=1)
+    depth = depth.clamp_min(1e-6)
+    x = cameras.cx.float().cpu() + cameras.fx.float().cpu() * local[..., 0] / depth
+    y = cameras.cy.float().cpu() - cameras.fy.float().cpu() * local[..., 1] / depth
+    boxes = torch.stack([(y.min(1).values.floor() - margin_px).clamp(0, height),
+                         (y.max(1).values.ceil() + margin_px).clamp(0, height),
+                         (x.min(1).values.floor() - margin_px).clamp(0, width),
+                         (x.max(1).values.ceil() + margin_px).clamp(0, width)], dim=-1).long()
+    boxes[~in_front] = torch.tensor([0, height, 0, width])
+    return boxes
 
 
 def point_cloud_with_normals(points: torch.Tensor, colors: torch.Tensor, directions: torch.Tensor,

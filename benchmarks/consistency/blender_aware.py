@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig  # noqa: E402
+from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, OutputConfig  # noqa: E402
 from backend.editing.simulated import SimulatedInstructEditor  # noqa: E402
 from backend.job.snapshot_export import export_stored_snapshot  # noqa: E402
 from backend.job.snapshots import SnapshotStore  # noqa: E402
@@ -126,6 +126,45 @@ def surface_points(path: Path, count: int) -> np.ndarray:
     return np.asarray(mesh.sample(count, seed=0), dtype=np.float64)
 
 
+def mask_experiment(args: argparse.Namespace, data: Path, out: Path, start_run: MethodRun, scene_plain: Path,
+                    heldout_original: list[np.ndarray], heldout_edited: list[np.ndarray], unedited: list[np.ndarray],
+                    config: Any) -> dict[str, Any]:
+    """DU (simulated editor) from the no-depth reconstruction, with and without the edited object's masks, and the
+    same number of steps of plain training (the originals kept) as the reference for the unedited region: DU also
+    trains the NeRF longer, which alone changes that region's PSNR."""
+    originals = list(read_capture_images(data / "original").values())
+    targets = list(read_capture_images(data / "edited_gt").values())
+    start = SnapshotStore(start_run.job_dir / "snapshots")
+    start_model = start.model(start.steps()[-1])
+
+    def unedited_psnr(renders: list[np.ndarray]) -> float:
+        return float(np.mean([metrics.psnr(r, o, m) for r, o, m in zip(renders, heldout_original, unedited)]))
+
+    reconstruction = unedited_psnr(render_heldout(start_run, data / "heldout_original", start_model))
+    continued = run_job("continued_reconstruction", config(0, False, args.edit_steps, args.edit_steps + 1, 0),
+                        KeepOriginal(), scene_plain, out / "jobs" / "continued_reconstruction", log,
+                        start_checkpoint=start_model)
+    reference = unedited_psnr(render_heldout(continued, data / "heldout_original"))
+    masked_scene = strip(data / "original", out / "scene_masks", ("depth_file_path",))
+    results: dict[str, Any] = {"reconstruction_unedited_psnr": reconstruction,
+                               "continued_reconstruction_unedited_psnr": reference}
+    for name, scene in (("du_without_masks", scene_plain), ("du_with_masks", masked_scene)):
+        editor = SimulatedInstructEditor.from_images(originals, targets)
+        run = run_job(name, config(0, False, args.edit_steps, args.edit_rate, 0), editor, scene,
+                      out / "jobs" / name, log, start_checkpoint=start_model)
+        renders = render_heldout(run, data / "heldout_original")
+        results[name] = {
+            "psnr_vs_edit": float(np.mean([metrics.psnr(r, t) for r, t in zip(renders, heldout_edited)])),
+            "psnr_unedited_region": unedited_psnr(renders),
+            "psnr_edited_region_vs_edit": float(np.mean([metrics.psnr(r, t, ~m) for r, t, m in
+                                                         zip(renders, heldout_edited, unedited)])),
+        }
+        # drift: how much the edit cost the unedited region, against training as long on the originals
+        results[name]["unedited_drift_db"] = reference - results[name]["psnr_unedited_region"]
+        results[name]["vs_reconstruction_db"] = results[name]["psnr_unedited_region"] - reconstruction
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="dataset rendered with render_dataset --knowledge")
@@ -138,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=("gpu", "cpu"), default="cpu")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--depth-loss-mult", type=float, default=NerfConfig().depth_loss_mult,
+                        help="weight of the depth loss in the depth run (default: the product's, %(default)g)")
+    parser.add_argument("--parts", default="depth,masks", help="which experiments: depth, masks or both")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
     args.quick, args.rays = False, None  # what benchmarks.consistency.run.nerf_config reads
     started = time.perf_counter()
     data, out = args.data.resolve(), args.out.resolve()
@@ -151,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = surface_points(data / "ground_truth.ply", 60000)
 
     def config(steps: int, use_depth: bool, edit_steps: int, edit_rate: int, every: int) -> EditJobConfig:
-        nerf = replace(nerf_config(args, 0), use_depth=use_depth)
+        nerf = replace(nerf_config(args, 0), use_depth=use_depth, depth_loss_mult=args.depth_loss_mult)
         return EditJobConfig(prompt="make the yellow sphere blue (SIMULATED editor)", memory_mode="in2n-tiny",
                              device=args.device, nerf=replace(nerf, reconstruction_steps=steps),
                              update=DatasetUpdateConfig(total_steps=edit_steps, edit_every_n_steps=edit_rate,
@@ -164,49 +207,39 @@ def main(argv: list[str] | None = None) -> int:
     scene_plain = strip(data / "original", out / "scene_plain", ("edit_mask_path", "depth_file_path"))
     runs = {}
     for name, scene, use_depth in (("no_depth", scene_plain, False), ("depth", scene_depth, True)):
+        if name == "depth" and "depth" not in parts:
+            continue
         runs[name] = run_job(name, config(0, use_depth, args.steps, args.steps + 1, args.every), KeepOriginal(),
                              scene, out / "jobs" / name, log)
-    curves = {name: curve(run, data / "heldout_original", heldout_original) for name, run in runs.items()}
-    final = curves["no_depth"][-1][1]
-    steps_needed = {name: steps_to(points, final) for name, points in curves.items()}
-    geometry = {name: geometry_scores(run, truth, args.floater_distance) for name, run in runs.items()}
+    results: dict[str, Any] = {}
+    if "depth" in parts:
+        curves = {name: curve(run, data / "heldout_original", heldout_original) for name, run in runs.items()}
+        final = curves["no_depth"][-1][1]
+        results["depth"] = {
+            "depth_loss_mult": args.depth_loss_mult, "heldout_psnr_by_step": curves, "no_depth_final_psnr": final,
+            "steps_to_that_psnr": {name: steps_to(points, final) for name, points in curves.items()},
+            # for each no-depth snapshot: the first depth snapshot at least as good (None: never)
+            "depth_step_matching_no_depth_step": {step: steps_to(curves["depth"], psnr)
+                                                  for step, psnr in curves["no_depth"]},
+            "geometry": {name: geometry_scores(run, truth, args.floater_distance) for name, run in runs.items()}}
 
-    # masks: DU (simulated editor) from the no-depth reconstruction, with and without the edited object's masks
-    originals = list(read_capture_images(data / "original").values())
-    targets = list(read_capture_images(data / "edited_gt").values())
-    start = SnapshotStore(runs["no_depth"].job_dir / "snapshots")
-    start_model = start.model(start.steps()[-1])
-    reference = render_heldout(runs["no_depth"], data / "heldout_original", start_model)
-    reference_unedited = float(np.mean([metrics.psnr(r, o, m) for r, o, m in
-                                        zip(reference, heldout_original, unedited)]))
-    masked_scene = strip(data / "original", out / "scene_masks", ("depth_file_path",))
-    du = {}
-    for name, scene in (("du_without_masks", scene_plain), ("du_with_masks", masked_scene)):
-        editor = SimulatedInstructEditor.from_images(originals, targets)
-        run = run_job(name, config(0, False, args.edit_steps, args.edit_rate, 0), editor, scene,
-                      out / "jobs" / name, log, start_checkpoint=start_model)
-        renders = render_heldout(run, data / "heldout_original")
-        du[name] = {
-            "psnr_vs_edit": float(np.mean([metrics.psnr(r, t) for r, t in zip(renders, heldout_edited)])),
-            "psnr_unedited_region": float(np.mean([metrics.psnr(r, o, m) for r, o, m in
-                                                   zip(renders, heldout_original, unedited)])),
-            "psnr_edited_region_vs_edit": float(np.mean([metrics.psnr(r, t, ~m) for r, t, m in
-                                                         zip(renders, heldout_edited, unedited)])),
-        }
-        du[name]["unedited_drift_db"] = reference_unedited - du[name]["psnr_unedited_region"]
+    if "masks" in parts:
+        results["masks"] = mask_experiment(args, data, out, runs["no_depth"], scene_plain, heldout_original,
+                                           heldout_edited, unedited, config)
 
+    steps_needed = results.get("depth", {}).get("steps_to_that_psnr", {})
     results = {
         "benchmark": "consistency/blender_aware",
         "dataset": json.loads((data / "dataset.json").read_text()),
         "settings": {k: v for k, v in vars(args).items() if k not in ("data", "out")} | {"data": str(data)},
         "simulated_editor": "SIMULATED (SDEdit-like blend toward Blender's render of the edit; not InstructPix2Pix)",
-        "depth": {"heldout_psnr_by_step": curves, "no_depth_final_psnr": final, "steps_to_that_psnr": steps_needed,
-                  "geometry": geometry},
-        "masks": {"reconstruction_unedited_psnr": reference_unedited, **du},
+        **results,
         "targets": {
-            "masked_unedited_drift_within_0_3db": abs(du["du_with_masks"]["unedited_drift_db"]) <= TARGET_DRIFT_DB,
-            "depth_reaches_it_in_a_third_of_the_steps": steps_needed["depth"] is not None and steps_needed["no_depth"]
-            is not None and steps_needed["depth"] <= TARGET_STEP_RATIO * steps_needed["no_depth"],
+            "masked_unedited_drift_within_0_3db": "masks" in results and abs(
+                results["masks"]["du_with_masks"]["unedited_drift_db"]) <= TARGET_DRIFT_DB,
+            "depth_reaches_it_in_a_third_of_the_steps": steps_needed.get("depth") is not None
+            and steps_needed.get("no_depth") is not None
+            and steps_needed["depth"] <= TARGET_STEP_RATIO * steps_needed["no_depth"],
         },
         "wall_seconds": round(time.perf_counter() - started, 1),
     }

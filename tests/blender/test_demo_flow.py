@@ -103,12 +103,19 @@ def test_demo_writes_every_output_from_the_addons_own_flow(addon: ModuleType, sc
     sky = result_view[0, 0].astype(int)
     assert (np.abs(result_view.astype(int) - sky).max(-1) > 30).mean() > 0.05
 
-    # the simulated editor's targets: Blender's renders of the sphere as blue glass, uploaded with the views
+    # with the views: the simulated editor's targets (Blender's renders of the sphere as blue glass), and for the
+    # selected sphere each view's depth and mask
     scene_id, (begin, uploaded) = next(iter(scripted.scenes.items()))
-    assert [aux.camera_index for aux in begin.aux_images] == list(range(VIEWS))
+    positions: dict[str, dict[int, int]] = {}
+    for position, aux in enumerate(begin.aux_images):
+        positions.setdefault(aux.role, {})[aux.camera_index] = position
+    assert {role: sorted(cameras) for role, cameras in positions.items()} == {
+        role: list(range(VIEWS)) for role in ("target", "depth", "edit_mask")}
     for index, name in enumerate(names):
         target = read_png(out / "scene" / "targets" / f"{name}.png")
-        assert np.array_equal(scripted.aux[scene_id][index], target)
+        assert np.array_equal(scripted.aux[scene_id][positions["target"][index]], target)
+        mask = scripted.aux[scene_id][positions["edit_mask"][index]]
+        assert 0.005 < (mask > 127).mean() < 0.5  # the sphere, not the view
         changed = np.abs(target.astype(int) - uploaded[index].astype(int)).max(-1) > 40
         assert 0.005 < changed.mean() < 0.5  # the sphere changed, the rest of the view did not
         assert (target[changed][:, 2].astype(int) > target[changed][:, 0]).mean() > 0.5  # towards blue

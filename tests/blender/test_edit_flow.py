@@ -166,9 +166,13 @@ def test_simulated_editor_targets_travel_with_the_rendered_views(addon: ModuleTy
     assert bpy.ops.in2n.edit() == {"FINISHED"}
     pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "done", timeout_s=120)
     scene_id, (begin, _) = next(iter(backend.scenes.items()))
-    assert [(aux.camera_index, aux.role) for aux in begin.aux_images] == [(1, "target"), (5, "target")]
-    for uploaded, index in zip(backend.aux[scene_id], targets):
-        assert np.array_equal(uploaded, targets[index])
+    uploaded_targets = [(aux.camera_index, image) for aux, image in zip(begin.aux_images, backend.aux[scene_id])
+                        if aux.role == "target"]
+    assert [camera for camera, _ in uploaded_targets] == [1, 5]
+    for camera, image in uploaded_targets:
+        assert np.array_equal(image, targets[camera])
+    # depth from Blender is on by default: every view's depth travels too
+    assert sorted(aux.camera_index for aux in begin.aux_images if aux.role == "depth") == list(range(len(cameras)))
 
 
 def test_cancel_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
