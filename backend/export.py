@@ -144,11 +144,11 @@ def sample_surface_points(pipeline, num_points: int, crop, *, rays_per_chunk: in
     """Depth-along-ray points of opaque rays, as nerfstudio's ``generate_point_cloud`` computes them.
 
     Rays are drawn uniformly over the training cameras' pixels that can see ``crop`` (:func:`pixels_seeing_box`)
-    in chunks of ``rays_per_chunk`` (the eval chunk size, not the training batch), until ``num_points`` points are found or the budget of ``RAYS_PER_POINT`` rays a
-    point is spent. nerfstudio's loop runs until it has enough points, which never ends on a mostly transparent
-    NeRF; this one raises :class:`ExportError` after ``PROBE_RAYS`` when fewer than ``MIN_OPAQUE_FRACTION`` of the
-    rays were opaque, and returns early when ``should_stop()``. Returns ``(points, colours, view directions)`` as
-    ``N 3`` tensors in nerfstudio's frame.
+    in chunks of ``rays_per_chunk`` (the eval chunk size, not the training batch), until ``num_points`` points are
+    found or the budget of ``RAYS_PER_POINT`` rays a point is spent. nerfstudio's loop runs until it has enough
+    points, which never ends on a mostly transparent NeRF; this one raises :class:`ExportError` after ``PROBE_RAYS``
+    when fewer than ``MIN_OPAQUE_FRACTION`` of the rays were opaque, and returns early when ``should_stop()``.
+    Returns ``(points, colours, view directions)`` as ``N 3`` tensors in nerfstudio's frame.
     """
     datamanager = pipeline.datamanager
     num_rows, height, width = datamanager.image_batch["image"].shape[:3]
