@@ -58,7 +58,8 @@ SYSTEM_LIBRARIES = {
 
 
 def log(message: str) -> None:
-    print(f"[build] {message}", flush=True)
+    # stderr, so that `$(python3 build.py env-path NAME)` captures only the interpreter
+    print(f"[build] {message}", file=sys.stderr, flush=True)
 
 
 def env_root() -> Path:
@@ -234,7 +235,8 @@ def command_setup(args: argparse.Namespace) -> int:
 
 
 def command_env_path(args: argparse.Namespace) -> int:
-    print(ensure_env(args.name))
+    # the same set-up as test and demo (system libraries too), so the printed interpreter can run everything
+    print(setup([args.name])[args.name])
     return 0
 
 
