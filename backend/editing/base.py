@@ -13,6 +13,10 @@ import torch
 from torch import Tensor
 
 
+class EditStopped(Exception):
+    """An edit stopped between two of its DDIM steps because its editor's ``should_stop()`` said so."""
+
+
 @runtime_checkable
 class ImageEditor(Protocol):
     """Edits renders of a scene, conditioned on the original images and an instruction."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
+from backend.editing.base import EditStopped
 from backend.editing.components import IP2PComponents
 from backend.editing.memory import EditorPlacement, place_components
 from backend.editing.sizes import working_size
@@ -95,6 +97,9 @@ class InstructPix2PixEditor:
         vae_scale_factor = 2 ** (len(components.vae.config["block_out_channels"]) - 1)
         self.size_multiple = max(8, vae_scale_factor)
         """Working sizes are multiples of this (Stable Diffusion: 8, the VAE's down-sampling)."""
+        self.should_stop: Callable[[], bool] = lambda: False
+        """Asked before every DDIM step; when it answers True, :meth:`edit` raises :class:`EditStopped` (whoever
+        holds the editor sets it: a stopping server must not wait for an edit of up to 1000 steps)."""
 
     @property
     def device(self) -> torch.device:
@@ -161,6 +166,8 @@ class InstructPix2PixEditor:
         latents = scheduler.add_noise(latents, noise, start)  # type: ignore[arg-type]  # an int tensor, as it asks
         with self._autocast():
             for t in timesteps:
+                if self.should_stop():
+                    raise EditStopped(f"stopped before DDIM step {t}")
                 model_input = torch.cat([torch.cat([latents] * 3), image_condition], dim=1)
                 noise_text, noise_image, noise_uncond = unet(model_input, t, encoder_hidden_states=prompt_embeds,
                                                              return_dict=False)[0].float().chunk(3)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class PreviewStopped(Exception):
+    """The server stopped while a preview grid was being edited."""
+
+
 def simulated(config: Any) -> bool:
     return bool(config.editor.source == "simulated")
 
@@ -54,12 +58,24 @@ class InstructionPreviews:
         self.jobs = jobs
         self._queue: queue.Queue[PreviewTask | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="in2n-previews", daemon=True)
+        self._closing = threading.Event()
 
     def start(self) -> None:
         self.jobs.server.register("instruction_preview_request", self._preview)
         self._thread.start()
 
     def close(self, timeout_s: float = 30.0) -> None:
+        """Stop at once: the queued previews are dropped and the running one stops after its current cell (a
+        server told to stop must not first work through every grid it was asked for)."""
+        self._closing.set()
+        dropped = 0
+        while True:
+            try:
+                dropped += self._queue.get_nowait() is not None
+            except queue.Empty:
+                break
+        if dropped:
+            log.info("stopping: %d queued instruction previews dropped", dropped)
         self._queue.put(None)
         self._thread.join(timeout_s)
 
@@ -89,7 +105,7 @@ class InstructionPreviews:
     def _work(self) -> None:
         while True:
             task = self._queue.get()
-            if task is None:
+            if task is None or self._closing.is_set():
                 return
             if simulated(task.config) and task.target is not None:  # a simulated editor of this one view
                 from backend.editing.simulated import SimulatedInstructEditor
@@ -125,13 +141,24 @@ class InstructionPreviews:
                 image=m.ImageInfo(dtype="uint8", shape=list(pixels.shape)), columns=columns, rows=rows,
                 elapsed_s=time.monotonic() - started), pixels)
 
+        # the editor is this thread's while borrowed (or the job's, between its steps): a stopping server
+        # interrupts the edit between two DDIM steps (editors without the hook are fast: the simulated one)
+        previous_should_stop = getattr(editor, "should_stop", None)
+        if previous_should_stop is not None:
+            editor.should_stop = lambda: self._closing.is_set() or previous_should_stop()
         try:
             cells = edit_cells(editor, task.image, request.instruction, columns, rows, ddim_steps=request.ddim_steps,
-                               noise_level=request.noise_level, seed=request.seed, on_cell=on_cell)
+                               noise_level=request.noise_level, seed=request.seed, on_cell=on_cell,
+                               should_stop=self._closing.is_set)
+            if len(cells) < request.cells:
+                raise PreviewStopped("the server is stopping")
             grid = np.ascontiguousarray(grid_image(cells, len(columns)))
         except Exception as error:
             self._failed(task, error)
             return
+        finally:
+            if previous_should_stop is not None:
+                editor.should_stop = previous_should_stop
         scale = cell_scale(task.image.shape[1])
         self._send(task, m.InstructionPreviewEvent(
             preview_id=task.preview_id, kind="grid", count=request.cells,

@@ -4,6 +4,7 @@ deleted; a cancelled job's snapshot imports; a stopped job continues; a chained 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -217,3 +218,35 @@ def test_instruction_preview_streams_a_labelled_grid_of_scales(backend, scene):
         assert np.array_equal(image[top:top + layout.cell_height - layout.label_height:scale,
                                     left:left + layout.cell_width:scale], pixels)
         assert image[row * layout.cell_height:top, left:left + layout.cell_width].std() > 10  # a label is drawn
+
+
+def test_a_stopping_server_drops_queued_previews_and_stops_the_running_one(scene, tmp_path):
+    """SIGTERM while grids of 1000-step edits are queued (minutes each on a CPU): the server drops the queued ones,
+    interrupts the running edit between two DDIM steps and exits cleanly. It used to work on until its 30 s join
+    timeout and then abort (torch still running in the preview thread at interpreter exit)."""
+    backend = start_backend(tmp_path / "backend")
+    view = np.ascontiguousarray(scene.images[0])
+    request = m.InstructionPreviewRequest(instruction="make it blue", image=m.ImageInfo("uint8", list(view.shape)),
+                                          guidance_scales=[5.0, 7.5, 10.0], image_guidance_scales=[1.2, 1.5, 1.8],
+                                          ddim_steps=1000, engine_overrides={"editor": {"source": "tiny"},
+                                                                             "device": "cpu"})
+    try:
+        with backend.client() as client:
+            for _ in range(4):
+                client.request(request, [view.tobytes()])
+        deadline = time.monotonic() + 300
+        while "editor 'tiny' ready" not in backend.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # into the first cell's DDIM steps
+        backend.process.terminate()
+        stopping = time.monotonic()
+        code = backend.process.wait(120)
+        stopped_s = time.monotonic() - stopping
+    finally:
+        backend.stop()
+    log = backend.log()
+    print(f"stopped {stopped_s:.1f} s after SIGTERM")
+    assert code == 0, log[-3000:]
+    assert "3 queued instruction previews dropped" in log, log[-3000:]
+    assert re.search(r"instruction preview \S+ failed: stopped before DDIM step", log), log[-3000:]
+    assert stopped_s < 30, log[-3000:]
