@@ -108,10 +108,15 @@ class Server:
 
 
 def send(sock: zmq.Socket[Any], session: protocol.Session, frames: list[bytes]) -> dict[str, Any] | None:
+    """The reply to ``frames`` (None: none within 5 s). Events on the same socket are skipped: a mutation that is
+    still a valid request (an accepted preview) streams its events in between the replies."""
     sock.send_multipart(frames)
-    if not sock.poll(5000):
-        return None
-    return session.deserialize(sock.recv_multipart()).content
+    deadline = time.monotonic() + 5
+    while sock.poll(max(0, int(1000 * (deadline - time.monotonic())))):
+        message = session.deserialize(sock.recv_multipart())
+        if message.msg_type.endswith("_reply"):
+            return message.content
+    return None
 
 
 def signed(session: protocol.Session, msg_type: str, content: bytes, buffers: list[bytes],
