@@ -241,10 +241,12 @@ class Server:
     def _close(self) -> None:
         self._run_calls()  # flush replies and events queued before the stop (e.g. the shutdown reply)
         for hook in self.on_shutdown:
+            started = time.monotonic()
             try:
                 hook()
             except Exception:
                 log.exception("shutdown hook failed")
+            log.debug("shutdown hook %s: %.2f s", getattr(hook, "__qualname__", hook), time.monotonic() - started)
         with self._wake_lock:
             for sock in (self._wake_push, self._wake_pull, self._socket):
                 if sock is not None:

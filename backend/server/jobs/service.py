@@ -167,7 +167,7 @@ class JobService:
                 self._run(self.records[job_id])
             except Exception as error:  # the service must outlive any job
                 log.exception("job %s crashed the runner", job_id)
-                self._set_state(self.records[job_id], "failed", str(error), (type(error).__name__, str(error)))
+                self._finish(self.records[job_id], "failed", str(error), (type(error).__name__, str(error)))
             finally:
                 with self._condition:
                     self.running = None
@@ -203,14 +203,22 @@ class JobService:
             message = f"{result.steps} NeRF steps, {result.edits_done} edits"
             if result.geometry_error:  # the edited images are results; say why the mesh / point cloud are missing
                 message += f"; no geometry exported: {result.geometry_error}"
-            self._set_state(record, "done", message)
+            self._finish(record, "done", message)
         elif result.status == "cancelled" and self._closing:
-            self._set_state(record, "queued", "interrupted by a server shutdown; resumes when the server starts again")
+            self._finish(record, "queued", "interrupted by a server shutdown; resumes when the server starts again")
         elif result.status == "cancelled":
-            self._set_state(record, "cancelled", f"stopped at step {result.steps}; checkpoint kept")
+            self._finish(record, "cancelled", f"stopped at step {result.steps}; checkpoint kept")
         else:
-            self._set_state(record, "failed", result.error or "", (result.error_kind or "Error", result.error or ""))
+            self._finish(record, "failed", result.error or "", (result.error_kind or "Error", result.error or ""))
         log.info("job %s %s", record.job_id, record.state)
+
+    def _finish(self, record: JobRecord, state: str, message: str, error: tuple[str, str] | None = None) -> None:
+        """The job's last state, announced only once it no longer runs: a client that continues it on seeing
+        ``done`` must not be told that it is still running."""
+        with self._condition:
+            if self.running == record.job_id:
+                self.running = None
+        self._set_state(record, state, message, error)
 
     def _hand_over(self, job_id: str, engine: EditEngine) -> None:
         """Work the ended job was given but did not serve: exports go to the export thread, 2D previews run now."""

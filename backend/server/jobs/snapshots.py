@@ -162,13 +162,15 @@ class SnapshotService:
             self._queue.put((job_id, task.step))
 
     def _work(self) -> None:
-        from backend.editing.memory import resolve_device
-        from backend.job.snapshot_export import export_stored_snapshot
-
         while True:
             item = self._queue.get()
             if item is None:
                 return
+            # torch and nerfstudio are imported on the first export, not when the thread starts: an idle server
+            # stopped by SIGTERM waited for that import (17 s on a busy CPU)
+            from backend.editing.memory import resolve_device
+            from backend.job.snapshot_export import export_stored_snapshot
+
             job_id, step = item
             with self._lock:
                 stop = self.exporting.setdefault((job_id, step), threading.Event())
