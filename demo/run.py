@@ -11,7 +11,6 @@ import contextlib
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,42 +25,11 @@ from demo import procedural_scene as ps
 from demo.addon_driver import AddonDriver, DemoError, install_addon, set_preferences
 from demo.config import DemoConfig, Preset, engine_overrides, resolve_preset
 from demo.editor_choice import SIMULATED_NOTE, EditorChoice, alexnet_weights_present, choose_editor
+from demo.progress import Laps, ProgressPrinter, say
 from demo.recorder import Recorder
 from protocol.messages import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def say(message: str) -> None:
-    print(f"[demo] {message}", flush=True)
-
-
-SHOWN_LOSSES = ("loss", "psnr", "lpips_loss")
-"""Progress lines show these (the loss plot has them all)."""
-
-
-class ProgressPrinter:
-    """One stdout line when the phase changes and at most every ``interval_s`` otherwise: the panel's own progress
-    text plus the latest losses."""
-
-    def __init__(self, state: Any, recorder: Recorder, interval_s: float = 3.0) -> None:
-        self.state, self.recorder, self.interval_s = state, recorder, interval_s
-        self._last_time, self._last_phase, self._last_text = 0.0, "", ""
-
-    def __call__(self) -> None:
-        text = self.state.progress_text()
-        job = self.state.job
-        phase = job.phase if job is not None else ""
-        now = time.monotonic()
-        if not text or text == self._last_text or (phase == self._last_phase and now - self._last_time < self.interval_s):
-            return
-        progress = self.recorder.record.progress
-        latest = progress[-1].losses if progress else {}
-        shown = [name for name in SHOWN_LOSSES if name in latest]
-        losses = ", ".join(f"{name} {latest[name]:.4g}" for name in shown)
-        edits = f", {progress[-1].images_edited} edits" if progress and progress[-1].images_edited else ""  # edits, not distinct views
-        say(f"{text}{edits}{' | ' + losses if losses else ''}")
-        self._last_time, self._last_phase, self._last_text = now, phase, text
 
 
 def backend_args(work: Path) -> str:
@@ -153,22 +121,6 @@ def run_report(backend_python: str, plan_path: Path) -> dict[str, Any]:
     if completed.returncode != 0:
         raise DemoError(f"drawing the report failed ({backend_python} -m demo.report):\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-class Laps:
-    """Wall time of each stage, in seconds."""
-
-    def __init__(self) -> None:
-        self.started = self._last = time.monotonic()
-        self.seconds: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.seconds[name] = round(now - self._last, 2)
-        self._last = now
-
-    def total(self) -> float:
-        return round(time.monotonic() - self.started, 2)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from blender_addon.core.camera_model import project
 from blender_addon.core.session import JobView, SessionState
 from demo import blender_views as views
 from demo import procedural_scene as ps
-from demo import run
+from demo import progress, run
 from demo.editor_choice import EditorChoice
 from demo.recorder import ProgressSample, Recorder
 from protocol import messages as m
@@ -109,7 +109,7 @@ def test_progress_printer_prints_phase_changes_and_throttles_the_rest(capsys: py
     state.job = JobView("job-1", "running", phase="reconstructing", step=1, total_steps=100)
     recorder = Recorder(m, None)
     recorder.record.progress.append(ProgressSample("reconstructing", 1, 100, 0.0, 0.0, {"loss": 0.123456}, 0, 0.0))
-    printer = run.ProgressPrinter(state, recorder, interval_s=3600)
+    printer = progress.ProgressPrinter(state, recorder, interval_s=3600)
     printer()
     state.job.step = 2
     printer()  # same phase within the interval: silent
