@@ -65,7 +65,7 @@ class InstructionPreviews:
         self._thread.start()
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Stop at once: the queued previews are dropped and the running one stops after its current cell (a
+        """Stop at once: the queued previews are dropped and the running one stops before its next DDIM step (a
         server told to stop must not first work through every grid it was asked for)."""
         self._closing.set()
         dropped = 0
