@@ -136,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "kept after reconstruction and at the end, 0 = only those (default: %(default)s)")
     output.add_argument("--snapshot-views", type=int, default=d_output.snapshot_views,
                         help="training views each snapshot renders (default: %(default)s)")
-    output.add_argument("--export-points", type=int, default=d_output.export_num_points,
-                        help="rays shot for the point cloud (default: %(default)s)")
+    output.add_argument("--export-points", type=int, default=None,
+                        help=f"points of the exported cloud (default: the preset's, else {d_output.export_num_points})")
+    output.add_argument("--bake-resolution", type=int, default=d_output.bake_resolution,
+                        help="side in pixels of the texture baked onto each of the capture's surfaces "
+                             "(surfaces.json, written by the add-on) (default: %(default)s)")
     output.add_argument("--mesh-format", choices=["ply", "obj"], default=d_output.mesh_format,
                         help="mesh file format (default: %(default)s)")
     output.add_argument("--no-geometry", action="store_true",
@@ -189,7 +192,9 @@ def config_from_args(args: argparse.Namespace) -> EditJobConfig:
                                             EditorConfig().max_side)),
         output=OutputConfig(checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every,
                             snapshot_views=args.snapshot_views,
-                            export_num_points=args.export_points, mesh_format=args.mesh_format,
+                            export_num_points=chosen(args.export_points, preset and preset.export_points,
+                                                     OutputConfig().export_num_points),
+                            bake_resolution=args.bake_resolution, mesh_format=args.mesh_format,
                             export_geometry=not args.no_geometry),
     )
 

@@ -162,6 +162,9 @@ class OutputConfig:
     MTL + PNG in the input frame."""
     texture_size: int = bounded(1024, ge=64, le=8192)
     """Side of the texture image in pixels."""
+    bake_resolution: int = bounded(1024, ge=64, le=8192)
+    """Side in pixels of the texture baked onto each of the scene's surfaces (the user's selected objects, when the
+    scene has them): the NeRF's renders projected onto them from the training cameras."""
     region_min: list[float] | None = None
     """With ``region_max``: export only inside this box of the input frame (the selected objects' bounds)."""
     region_max: list[float] | None = None

@@ -13,6 +13,7 @@ Blender's PLY importer reads as positions and a ``Col`` colour attribute; the me
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from backend.nerf.frames import DataparserTransform
 @dataclass
 class ExportResult:
     point_cloud: Path
-    mesh: Path
+    mesh: Path | None
+    """None when meshing failed (``mesh_error`` says why; the point cloud stands)."""
     num_points: int
     num_vertices: int
     num_faces: int
@@ -39,6 +41,20 @@ class ExportResult:
     """The UV-textured mesh (OBJ), when asked for."""
     extra_files: list[Path] = field(default_factory=list)
     """Files the textured mesh refers to (its material and texture image)."""
+    mesh_error: str | None = None
+    """Why there is no mesh, in words."""
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+OPEN3D_PREFIX = re.compile(r"\[Open3D (?:Error|WARNING|INFO)\]\s*(?:\(.*?\)\s*)?(?:\S+:\d+:\s*)?")
+
+
+def plain_error(error: BaseException, limit: int = 300) -> str:
+    """An exception's message for a person: no terminal colour codes, no C++ signature or source location (open3d
+    puts both into its errors), one line, at most ``limit`` characters."""
+    text = OPEN3D_PREFIX.sub("", ANSI_ESCAPE.sub("", str(error)))
+    text = " ".join(text.split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _colors_uint8(colors: np.ndarray) -> np.ndarray:
@@ -189,8 +205,7 @@ def sample_surface_points(pipeline, num_points: int, crop, *, rays_per_chunk: in
         if done >= min(PROBE_RAYS, budget) and found < MIN_OPAQUE_FRACTION * done:
             raise ExportError(f"only {found / done:.2%} of {done} rays shot at the NeRF ended on opaque content "
                               f"inside the scene (at least {MIN_OPAQUE_FRACTION:.0%} is needed to export geometry): "
-                              "the NeRF is still mostly transparent; train longer (more reconstruction steps) or set "
-                              "nerf.background_color to 'random'")
+                              "the NeRF is still mostly transparent: give it more Reconstruction steps")
     if not points:
         return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
     return torch.cat(points)[:num_points], torch.cat(colors)[:num_points], torch.cat(directions)[:num_points]
@@ -241,9 +256,7 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
                     on_progress=lambda progress: None) -> ExportResult:
     """Point cloud + Poisson mesh of ``pipeline``'s NeRF, written to ``out_dir`` in the input frame.
     ``on_progress`` receives :class:`ExportProgress` after every ray chunk; ``should_stop()`` ends the export with
-    :class:`ExportCancelled`."""
-    import open3d as o3d
-
+    :class:`ExportCancelled`. When meshing fails the point cloud is still written and ``mesh_error`` says why."""
     crop = crop_box(transform, config)
     images = pipeline.datamanager.image_batch["image"]
     wanted = points_wanted(config.export_num_points, int(images.shape[0] * images.shape[1] * images.shape[2]))
@@ -258,13 +271,41 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     if len(points) < 32:
         raise ExportError(f"the NeRF produced only {len(points)} opaque points inside the scene; train longer")
     cloud = point_cloud_with_normals(points, colors, directions, config.export_remove_outliers)
-    points_ns = np.asarray(cloud.points)
-    colors = np.asarray(cloud.colors)
-    normals_ns = np.asarray(cloud.normals)
+    points = transform.points_to_input(np.asarray(cloud.points))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cloud_path = out_dir / "point_cloud.ply"
+    # the point cloud is written first: whatever meshing does, the points found stay the user's
+    write_point_cloud_ply(cloud_path, points, np.asarray(cloud.colors), transform.normals_to_input(np.asarray(cloud.normals)))
+    result = ExportResult(cloud_path, None, len(points), 0, 0, points.min(0).tolist(), points.max(0).tolist())
+    try:
+        mesh = poisson_mesh(cloud, crop, config)
+        mesh_vertices = transform.points_to_input(np.asarray(mesh.vertices))
+        mesh_faces = np.asarray(mesh.triangles, dtype=np.int64)
+        mesh_colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(mesh_vertices, 0.5)
+        result.mesh = out_dir / f"mesh.{config.mesh_format}"
+        write_mesh(result.mesh, mesh_vertices, mesh_faces, mesh_colors)
+        result.num_vertices, result.num_faces = len(mesh_vertices), len(mesh_faces)
+        if config.textured_mesh and len(mesh.triangles):
+            from backend.textured_mesh import export_textured
 
-    # Poisson in nerfstudio's frame (as ns-export does), then map the vertices like the points.
+            result.textured_mesh, result.extra_files = export_textured(pipeline, mesh, transform, out_dir / "textured",
+                                                                       config.texture_size)
+    except (RuntimeError, ValueError, IndexError) as error:  # open3d's and xatlas's failures are RuntimeErrors
+        result.mesh_error = (f"no mesh: meshing the {len(points)} points failed ({plain_error(error)}); the point "
+                             "cloud is kept")
+    return result
+
+
+def poisson_mesh(cloud, crop, config: OutputConfig):  # -> o3d.geometry.TriangleMesh
+    """Poisson in nerfstudio's frame (as ns-export does), trimmed like ns-export, cropped to the region, decimated."""
+    import open3d as o3d
+
+    if not cloud.has_normals() or len(cloud.points) < 32:
+        raise ValueError(f"{len(cloud.points)} points with normals are too few to mesh")
     mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=config.poisson_depth)
     density = np.asarray(densities, dtype=np.float64)
+    if not len(density):
+        raise ValueError("Poisson reconstruction returned no surface")
     # ns-export's trimming of unsupported skin (open3d takes the array, its stubs say Sequence[bool])
     mesh.remove_vertices_by_mask(density < np.quantile(density, 0.1))  # type: ignore[arg-type]
     if config.region_min is not None and crop is not None:  # Poisson's closed skin reaches past the region
@@ -272,25 +313,7 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
         mesh.remove_vertices_by_mask(outside)  # type: ignore[arg-type]
     if config.max_faces and len(mesh.triangles) > config.max_faces:
         mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=config.max_faces)
-
-    points = transform.points_to_input(points_ns)
-    normals = transform.normals_to_input(normals_ns)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cloud_path = out_dir / "point_cloud.ply"
-    write_point_cloud_ply(cloud_path, points, colors, normals)
-    mesh_vertices = transform.points_to_input(np.asarray(mesh.vertices))
-    mesh_faces = np.asarray(mesh.triangles, dtype=np.int64)
-    mesh_colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(mesh_vertices, 0.5)
-    mesh_path = out_dir / f"mesh.{config.mesh_format}"
-    write_mesh(mesh_path, mesh_vertices, mesh_faces, mesh_colors)
-    textured: Path | None = None
-    extra_files: list[Path] = []
-    if config.textured_mesh and len(mesh.triangles):
-        from backend.textured_mesh import export_textured
-
-        textured, extra_files = export_textured(pipeline, mesh, transform, out_dir / "textured", config.texture_size)
-    return ExportResult(cloud_path, mesh_path, len(points), len(mesh_vertices), len(mesh_faces),
-                        points.min(0).tolist(), points.max(0).tolist(), textured, extra_files)
+    return mesh
 
 
 def crop_box(transform: DataparserTransform, config: OutputConfig):  # -> OrientedBox | None

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 import capture as capture_format
+from backend.surfaces import Surface, SurfaceError, read_surfaces, write_surfaces
 from protocol.messages import AUX_FRAME_KEYS
 
 TARGET_KEY = AUX_FRAME_KEYS["target"]
@@ -84,6 +85,9 @@ class Scene:
     """The training views (edited and trained on)."""
     capture: capture_format.Capture
     """The capture as read (all splits, the layout it came in), for writing results back in that layout."""
+    surfaces: tuple[Surface, ...] = ()
+    """The user's own surfaces the edit is baked onto (``surfaces.json`` beside the camera file; Blender's selected
+    objects), or none."""
 
     @property
     def num_views(self) -> int:
@@ -128,7 +132,11 @@ def load_scene(root: Path | str) -> Scene:
     sizes = {(frame.width, frame.height) for frame in frames}
     if len(sizes) > 1:
         raise SceneError("w/h", f"all frames must share one image size, found {sorted(sizes)}")
-    return Scene(folder, tuple(frames), capture)
+    try:
+        surfaces = read_surfaces(folder)
+    except SurfaceError as error:
+        raise SceneError(error.field, error.problem) from None
+    return Scene(folder, tuple(frames), capture, surfaces)
 
 
 def write_dataparser_input(scene: Scene, folder: Path, *, use_depth: bool = True) -> Path:
@@ -144,6 +152,7 @@ def write_dataparser_input(scene: Scene, folder: Path, *, use_depth: bool = True
                       if isinstance(frame.extra.get(key), str)})
         frames.append(capture_format.CaptureFrame(str((scene.root / frame.file_path).resolve()), frame.intrinsics,
                                                   frame.transform_matrix, extra))
+    write_surfaces(folder, scene.surfaces)  # a job's input holds what any of its snapshots is baked onto
     capture_format.write_transforms(folder / "transforms.json",
                                     capture_format.Capture(frames, camera_model=scene.capture.camera_model))
     return folder

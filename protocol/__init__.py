@@ -30,12 +30,12 @@ from .errors import (
     ValidationError,
     VersionMismatch,
 )
-from .upload import AuxUpload, RawImage, SceneAssembler, plan_chunks, scene_sha256
+from .upload import AuxUpload, MeshUpload, RawImage, SceneAssembler, plan_chunks, scene_sha256
 from .version import PROTOCOL_VERSION, negotiate
 from .wire import DELIMITER, Limits, Message, Session
 
 __all__ = [
-    "DELIMITER", "PROTOCOL_VERSION", "AuxUpload", "BadSignature", "Client", "ConnectionFileError", "ConnectionInfo", "Limits",
+    "DELIMITER", "PROTOCOL_VERSION", "AuxUpload", "BadSignature", "MeshUpload", "Client", "ConnectionFileError", "ConnectionInfo", "Limits",
     "MalformedMessage", "Message", "OversizedMessage", "ProtocolError", "RawImage", "Received", "RemoteError",
     "ReplayedMessage", "RequestTimeout", "SceneAssembler", "Session", "UnknownMessageType", "ValidationError",
     "VersionMismatch", "check_bind", "ensure_private_dir", "is_loopback", "messages", "negotiate", "new_key", "plan_chunks",

@@ -23,7 +23,7 @@ from . import messages as m
 from .connection import ConnectionInfo
 from .errors import BadSignature, ProtocolError, RequestTimeout, ValidationError
 from .signing import BufferLike
-from .upload import DEFAULT_CHUNK_BYTES, AuxUpload, RawImage, begin_request, plan_chunks, scene_sha256
+from .upload import DEFAULT_CHUNK_BYTES, AuxUpload, MeshUpload, RawImage, begin_request, plan_chunks, scene_sha256
 from .version import PROTOCOL_VERSION
 from .wire import Limits, Message, Session, new_id
 
@@ -265,6 +265,7 @@ class Client:
         images: Sequence[RawImage],
         *,
         aux: Sequence[AuxUpload] = (),
+        meshes: Sequence[MeshUpload] = (),
         upload_id: str | None = None,
         scene_name: str = "",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -272,13 +273,14 @@ class Client:
         progress: ProgressCallback | None = None,
         **metadata: Any,
     ) -> m.SceneEndReply:
-        """Upload cameras + images (+ ``aux`` images per view) in chunks (``window`` in flight); returns the
+        """Upload cameras + images (+ ``aux`` images per view, + ``meshes`` to bake onto) in chunks (``window`` in flight); returns the
         ``scene_end_reply`` (``scene_id``).
 
         ``progress(done_bytes, total_bytes)`` is called after each acknowledged chunk."""
         upload_id = upload_id or new_id()
-        begin = begin_request(upload_id, cameras, images, scene_name, aux, **metadata)
-        in_order = [*images, *(item.image for item in aux)]  # upload order: main images, then auxiliary ones
+        begin = begin_request(upload_id, cameras, images, scene_name, aux, meshes, **metadata)
+        # upload order: main images, auxiliary ones, then meshes
+        in_order: list[RawImage | MeshUpload] = [*images, *(item.image for item in aux), *meshes]
         reply = self.request(begin)
         assert isinstance(reply, m.SceneBeginReply)
         total, done = begin.total_bytes, 0

@@ -15,10 +15,12 @@ from .messages.scene import (
     AuxImage,
     AuxRole,
     ChunkPiece,
+    MESH_CORNER_FLOATS,
     ImageInfo,
     SceneBeginRequest,
     SceneChunkRequest,
     SceneEndRequest,
+    SurfaceMesh,
 )
 from .schema import encode
 from .signing import BufferLike
@@ -74,15 +76,39 @@ class AuxUpload:
     image: RawImage
 
 
-def scene_sha256(images: Sequence[RawImage | BufferLike]) -> str:
+@dataclass(frozen=True)
+class MeshUpload:
+    """A surface to upload with a scene (see :class:`protocol.messages.SurfaceMesh`): ``data`` holds
+    ``float32 [triangles, 3, 5]`` (``x y z u v`` per corner, little-endian)."""
+
+    name: str
+    data: memoryview
+    object_name: str = ""
+
+    @classmethod
+    def from_array(cls, name: str, corners: Any, object_name: str = "") -> MeshUpload:
+        """From a C-contiguous float32 numpy-like array of shape ``[triangles, 3, 5]`` (zero-copy)."""
+        shape = tuple(getattr(corners, "shape", ()))
+        if str(getattr(getattr(corners, "dtype", None), "name", "")) != "float32" or len(shape) != 3 \
+                or shape[1:] != (3, MESH_CORNER_FLOATS) or not getattr(corners.flags, "c_contiguous", False):
+            raise ValidationError(f"a mesh is a C-contiguous float32 [triangles, 3, 5] array, got "
+                                  f"{getattr(corners, 'dtype', type(corners))} {list(shape)}", field="meshes")
+        return cls(name, memoryview(corners).cast("B"), object_name)
+
+    @property
+    def info(self) -> SurfaceMesh:
+        return SurfaceMesh(self.name, self.data.nbytes // (3 * MESH_CORNER_FLOATS * 4), self.object_name)
+
+
+def scene_sha256(images: Sequence[RawImage | MeshUpload | BufferLike]) -> str:
     digest = hashlib.sha256()
     for image in images:
-        digest.update(image.data if isinstance(image, RawImage) else image)
+        digest.update(image.data if isinstance(image, (RawImage, MeshUpload)) else image)
     return digest.hexdigest()
 
 
 def plan_chunks(
-    images: Sequence[RawImage], upload_id: str, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    images: Sequence[RawImage | MeshUpload], upload_id: str, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[tuple[SceneChunkRequest, list[memoryview]]]:
     """Chunk requests of at most ``max_chunk_bytes`` each, as (content, zero-copy buffers) in upload order.
 
@@ -144,10 +170,10 @@ class _Ranges:
         return list(zip(self.starts, self.ends))
 
 
-Allocator = Callable[[int, ImageInfo], Any]
+Allocator = Callable[[int, "ImageInfo | SurfaceMesh"], Any]
 
 
-def _allocate_in_memory(index: int, info: ImageInfo) -> mmap.mmap:
+def _allocate_in_memory(index: int, info: ImageInfo | SurfaceMesh) -> mmap.mmap:
     """Anonymous memory the kernel fills with zero pages only as they are written: memory follows the bytes that
     arrived, not the size a begin request declared (a ``bytearray`` would zero-fill all of it at once)."""
     return mmap.mmap(-1, info.nbytes)
@@ -165,8 +191,8 @@ class SceneAssembler:
     def __init__(self, begin: SceneBeginRequest, allocate: Allocator = _allocate_in_memory) -> None:
         self.begin = begin
         self._allocate = allocate
-        self.infos = begin.all_images
-        """Layout of every image in upload order (main images, then auxiliary ones)."""
+        self.infos = begin.all_parts
+        """Layout of every part in upload order (main images, auxiliary ones, then meshes)."""
         self.images: list[Any] = [None] * len(self.infos)
         self._ranges = [_Ranges() for _ in self.infos]
         self.ended = False
@@ -239,9 +265,9 @@ class SceneAssembler:
 
 def begin_request(
     upload_id: str, cameras: Sequence[Any], images: Sequence[RawImage], scene_name: str = "",
-    aux: Sequence[AuxUpload] = (), **metadata: Any
+    aux: Sequence[AuxUpload] = (), meshes: Sequence[MeshUpload] = (), **metadata: Any
 ) -> SceneBeginRequest:
-    """A validated ``scene_begin_request`` for these cameras, images and auxiliary images."""
+    """A validated ``scene_begin_request`` for these cameras, images, auxiliary images and meshes."""
     request = SceneBeginRequest(
         upload_id=upload_id,
         cameras=list(cameras),
@@ -249,6 +275,7 @@ def begin_request(
         scene_name=scene_name,
         metadata=dict(metadata),
         aux_images=[AuxImage(camera_index=item.camera_index, role=item.role, image=item.image.info) for item in aux],
+        meshes=[mesh.info for mesh in meshes],
     )
     encode(request)  # raises ValidationError naming the field, as the server would
     return request

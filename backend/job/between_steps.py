@@ -54,7 +54,7 @@ class BetweenSteps:
         current_step = trainer.step
         try:
             trainer.load_checkpoint(self.snapshots.model(task.step), weights_only=True)
-            return export_into(trainer.pipeline, self.transform, self.snapshots, task.step, self.config, task.stop,
+            return export_into(trainer, self.transform, self.snapshots, task.step, self.config, task.stop,
                                task.on_progress)
         finally:  # the job's own NeRF, exactly as it was, whatever the export did
             model.load_trainable_state_dict(current)

@@ -118,22 +118,25 @@ class JobRun:
         final = self._snapshot("final")  # the end of the job is always one of the iterations the user can pick
 
         exported = None
-        if config.output.export_geometry:
+        if config.output.export_geometry or self.scene.surfaces:
             self.callbacks.on_state("exporting", str(self.snapshots.export_dir(final.step)))
             self.state.phase = "exporting"
             self.jobs.write_state(self.state)
             self._export_started = time.monotonic()
             try:
-                exported = export_into(pipeline, self.transform, self.snapshots, final.step, config, self.stop,
-                                       self._export_progress)
+                exported = export_into(self.trainer, self.transform, self.snapshots, final.step, config, self.stop,
+                                       self._export_progress, geometry=config.output.export_geometry)
             except ExportCancelled:
                 return self._stopped()
             except ExportError as error:
                 # The edits are the expensive part: the job keeps them (and says why there is no geometry).
-                self.geometry_error = str(error)
-                self.callbacks.on_log(f"warning: no geometry exported: {error}")
+                self.geometry_error = f"no geometry exported: {error}"
+            else:
+                self.geometry_error = exported.geometry_error
             if self.stop.is_set():
                 return self._stopped()
+            if self.geometry_error:
+                self.callbacks.on_log(f"warning: {self.geometry_error}")
         self._write_manifest(final.step, exported, self._export_capture())
         self.state.status, self.state.phase = "done", "done"
         self.jobs.write_state(self.state)
@@ -305,6 +308,8 @@ class JobRun:
             "mesh": in_snapshot(exported.mesh) if exported else None,
             "textured_mesh": in_snapshot(exported.textured_mesh) if exported else None,
             "textured_mesh_files": [in_snapshot(name) for name in exported.extra_files] if exported else [],
+            "baked": [{**record, "texture": in_snapshot(record["texture"])} for record in exported.baked]
+            if exported else [],
             "num_points": exported.num_points if exported else 0,
             "num_mesh_vertices": exported.num_vertices if exported else 0,
             "num_mesh_faces": exported.num_faces if exported else 0,

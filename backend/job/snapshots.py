@@ -20,7 +20,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from backend.job import atomic
 
@@ -45,6 +45,18 @@ class SnapshotRecord:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
+class BakedRecord(TypedDict):
+    """One baked texture of a snapshot's export."""
+
+    name: str
+    """The surface's name (the client's key: the Blender mesh its UVs belong to)."""
+    object_name: str
+    texture: str
+    """PNG, relative to the snapshot folder."""
+    coverage: float
+    """Fraction of the surface's texels a training camera saw (the rest were filled from their neighbours)."""
+
+
 @dataclass
 class SnapshotExport:
     """``export/export.json``: the exported geometry (paths relative to the snapshot folder)."""
@@ -60,6 +72,10 @@ class SnapshotExport:
     """The UV-textured mesh (OBJ), when the job asked for one."""
     extra_files: list[str] = field(default_factory=list)
     """Files the textured mesh needs beside it (its material and texture)."""
+    baked: list[BakedRecord] = field(default_factory=list)
+    """Textures baked onto the scene's surfaces (the user's selected objects)."""
+    geometry_error: str | None = None
+    """Why there is no mesh or point cloud, in words (what was exported besides stands)."""
 
 
 class SnapshotStore:

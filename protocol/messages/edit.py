@@ -97,6 +97,9 @@ class GeometrySettings:
     the NeRF in Eevee / Cycles."""
     max_faces: int = bounded(0, ge=0, le=100_000_000)
     """Decimate the mesh to at most this many triangles (0: as reconstructed)."""
+    bake_resolution: int = bounded(1024, ge=64, le=8192)
+    """Side in pixels of the texture baked onto each uploaded surface (``scene_begin_request.meshes``; protocol
+    2.1)."""
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,17 @@ class Preset:
     """``full``: nerfacto at its real settings; ``small``: a nerfacto small enough to train on a CPU in minutes."""
     editor_max_side: int
     """Longest side the editor works at."""
+    export_points: int
+    """Points of the exported cloud (the geometry export's ray budget follows it)."""
 
 
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", "the paper's schedule: full nerfacto, 30000 + 15000 steps, LPIPS (hours, on a GPU)",
-                    Schedule(), "in2n", "full", 512),
+                    Schedule(), "in2n", "full", 512, 1_000_000),
     "quick": Preset("quick", "a quick look on a CPU or a small GPU: a small nerfacto, 400 + 60 steps, no LPIPS "
                              "(minutes)",
                     Schedule(reconstruction_steps=400, total_steps=60, edit_every_n_steps=5, ddim_steps=10),
-                    "in2n-tiny", "small", 256),
+                    "in2n-tiny", "small", 256, 100_000),
 }
 """The presets, by name."""
 

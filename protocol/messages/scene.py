@@ -137,6 +137,35 @@ class AuxImage:
     """Layout of its bytes; ``shape[:2]`` must equal the camera's ``[h, w]``."""
 
 
+MAX_MESH_TRIANGLES = 2_000_000
+"""Most triangles one uploaded surface may have (80 bytes each: 160 MB)."""
+MAX_MESHES = 64
+"""Most surfaces one scene upload may carry."""
+MESH_CORNER_FLOATS = 5
+"""A mesh travels as ``float32 [triangles, 3, 5]``: per corner ``x, y, z`` (world space) and ``u, v``."""
+
+
+@dataclass(frozen=True)
+class SurfaceMesh:
+    """A selected object's surface, for baking the edit onto it (protocol 2.1): its triangles in world space after
+    modifiers, with the UV map the bake writes into, as ``float32 [triangles, 3, 5]`` (``x y z u v`` per corner).
+    Its bytes follow the auxiliary images in upload order."""
+
+    name: str = field(metadata=limit(min_len=1, max_len=256))
+    """What the result is called: the client's key for the object (e.g. the Blender mesh the UVs belong to)."""
+    triangles: int = field(metadata=limit(ge=1, le=MAX_MESH_TRIANGLES))
+    object_name: str = bounded("", max_len=256)
+    """The object as the user knows it (messages name it)."""
+
+    def validate(self, path: str) -> None:
+        if any(ch in self.name for ch in "/\\\0") or self.name.strip() in ("", ".", ".."):
+            raise ValidationError("must not contain '/', '\\' or NUL, nor be '.' or '..'", field=f"{path}.name")
+
+    @property
+    def nbytes(self) -> int:
+        return self.triangles * 3 * MESH_CORNER_FLOATS * 4
+
+
 @message("scene_begin_request", "request")
 @dataclass(frozen=True)
 class SceneBeginRequest:
@@ -151,9 +180,13 @@ class SceneBeginRequest:
     aux_images: list[AuxImage] = bounded([], max_len=10000)
     """Optional extra images per view (protocol 1.1); in chunk pieces, image ``len(images) + i`` is ``aux_images[i]``
     and the end request's SHA-256 covers them after the main images."""
+    meshes: list[SurfaceMesh] = bounded([], max_len=MAX_MESHES)
+    """The selected objects' surfaces, to bake the edit onto (protocol 2.1); their bytes come last, in this order."""
 
     def validate(self, path: str) -> None:
         check_id(self.upload_id, f"{path}.upload_id")
+        if len({mesh.name for mesh in self.meshes}) != len(self.meshes):
+            raise ValidationError("two meshes share a name", field=f"{path}.meshes")
         if len(self.images) != len(self.cameras):
             raise ValidationError(
                 f"image count ({len(self.images)}) != camera count ({len(self.cameras)})", field=f"{path}.images"
@@ -191,8 +224,14 @@ class SceneBeginRequest:
         return [*self.images, *(aux.image for aux in self.aux_images)]
 
     @property
+    def all_parts(self) -> list[ImageInfo | SurfaceMesh]:
+        """Everything whose bytes travel, in upload order (piece ``image_index`` counts over these): the images,
+        then the meshes."""
+        return [*self.all_images, *self.meshes]
+
+    @property
     def total_bytes(self) -> int:
-        return sum(image.nbytes for image in self.all_images)
+        return sum(part.nbytes for part in self.all_parts)
 
 
 @message("scene_begin_reply", "reply")

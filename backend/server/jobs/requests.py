@@ -42,6 +42,9 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: St
     config.output.snapshot_every = request.snapshots.every_n_steps
     config.output.snapshot_views = request.snapshots.views
     config.output.textured_mesh, config.output.max_faces = request.geometry.textured, request.geometry.max_faces
+    config.output.bake_resolution = request.geometry.bake_resolution
+    if preset is not None:
+        config.output.export_num_points = preset.export_points
     if request.edit_region is not None:
         config.output.region_min = list(request.edit_region.bounds_min)
         config.output.region_max = list(request.edit_region.bounds_max)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from backend.job.jobdir import JobDir
-from backend.job.snapshots import SnapshotStore
+from backend.job.snapshots import BakedRecord, SnapshotStore
 from protocol import ValidationError
 from protocol import messages as m
 
@@ -63,7 +63,7 @@ class ArtifactIndex:
         prefix = f"{SnapshotStore(JobDir(work_dir).snapshots).folder(step).relative_to(work_dir).as_posix()}/"
         infos = [info for info in self.artifacts(work_dir) if info.name.startswith(prefix)]
         return ([info for info in infos if info.metadata.get("view_camera_index") is not None],
-                [info for info in infos if info.kind in ("mesh", "pointcloud")])
+                [info for info in infos if info.kind in ("mesh", "pointcloud") or "baked_surface" in info.metadata])
 
     def artifacts(self, work_dir: Path) -> list[m.ArtifactInfo]:
         return [m.ArtifactInfo(name=name, kind=kind, size=path.stat().st_size, sha256=self.sha256(path),
@@ -118,6 +118,8 @@ def _final_results(work_dir: Path) -> Listing:
             files[f"textured/{Path(extra).name}"] = (work_dir / extra, "other", {"part_of": "textured/mesh.obj"})
     if manifest.get("point_cloud"):
         files["point_cloud.ply"] = (work_dir / manifest["point_cloud"], "pointcloud", {"frame": "input"})
+    for index, record in enumerate(manifest.get("baked", [])):
+        files[f"baked/{index:03d}.png"] = (work_dir / record["texture"], "image", baked_metadata(record))
     for image_name, relative in sorted(manifest.get("edited_images", {}).items()):
         index = camera_index_of(image_name)
         metadata: dict[str, object] = {} if index is None else {"camera_index": index}
@@ -154,4 +156,13 @@ def _snapshot_files(work_dir: Path) -> Listing:
         if export.point_cloud:
             files[f"{prefix}/{export.point_cloud}"] = (folder / export.point_cloud, "pointcloud",
                                                        {"snapshot_step": record.step, "frame": "input"})
+        for baked in export.baked:
+            files[f"{prefix}/{baked['texture']}"] = (folder / baked["texture"], "image",
+                                                     {"snapshot_step": record.step, **baked_metadata(baked)})
     return files
+
+
+def baked_metadata(record: BakedRecord) -> dict[str, object]:
+    """What a client needs to put a baked texture on its object: the surface it was baked onto (the name the
+    client uploaded it under), the object's name, and how much of it the cameras saw."""
+    return {"baked_surface": record["name"], "object_name": record["object_name"], "coverage": record["coverage"]}

@@ -202,7 +202,7 @@ class JobService:
             self.server.publish(record.job_id, m.JobResultEvent(job_id=record.job_id, artifacts=artifacts))
             message = f"{result.steps} NeRF steps, {result.edits_done} edits"
             if result.geometry_error:  # the edited images are results; say why the mesh / point cloud are missing
-                message += f"; no geometry exported: {result.geometry_error}"
+                message += f"; {result.geometry_error}"
             self._finish(record, "done", message)
         elif result.status == "cancelled" and self._closing:
             self._finish(record, "queued", "interrupted by a server shutdown; resumes when the server starts again")

@@ -15,8 +15,10 @@ import numpy as np
 
 import capture
 from backend.job import atomic
-from protocol import ensure_private_dir
+from backend.surfaces import Surface, SurfaceError, checked_surface, write_surfaces
+from protocol import ValidationError, ensure_private_dir
 from protocol import messages as m
+from protocol.messages.scene import MESH_CORNER_FLOATS
 from protocol.schema import decode, encode
 
 from .images import decode_image
@@ -117,6 +119,9 @@ class JobStore:
             name = aux_name(aux.role, aux.camera_index)
             atomic.write_png(folder / name, aux_pixels(aux.role, pixels), compress_level=1)
             frames[aux.camera_index].extra[m.AUX_FRAME_KEYS[aux.role]] = name
+        first_mesh = len(begin.all_images)
+        write_surfaces(folder, [uploaded_surface(mesh, buffer, f"meshes[{index}]") for index, (mesh, buffer)
+                                in enumerate(zip(begin.meshes, buffers[first_mesh:]))])
         atomic.write_json(folder / "scene.json", {"scene_name": begin.scene_name, "metadata": begin.metadata,
                                                   "upload_id": begin.upload_id})
         capture.write_transforms(folder / "transforms.json", capture.Capture(frames))  # last: marks a complete scene
@@ -178,6 +183,16 @@ class JobStore:
         encoded = encode(request)
         assert isinstance(encoded, dict)
         return encoded
+
+
+def uploaded_surface(mesh: m.SurfaceMesh, buffer: Any, field: str) -> Surface:
+    """An uploaded mesh's bytes as a :class:`Surface`, checked (finite, some area, UVs with area): a
+    ValidationError naming the object otherwise."""
+    corners = np.frombuffer(memoryview(buffer).cast("B"), dtype="<f4").reshape(mesh.triangles, 3, MESH_CORNER_FLOATS)
+    try:
+        return checked_surface(mesh.name, mesh.object_name, corners, field)
+    except SurfaceError as error:
+        raise ValidationError(error.problem, field=f"content.{field}") from None
 
 
 def aux_pixels(role: str, pixels: np.ndarray) -> np.ndarray:
