@@ -9,12 +9,13 @@ from typing import Any
 
 import bpy
 
+from ..core import session, uploads
 from ..core import worker_api as api
 from ..core.protocol_link import protocol
-from . import aux_pass, capture, render, runtime
+from . import aux_pass, capture, render, runtime, surfaces
 from . import cameras as cams
 from .render_session import RenderSession
-from .tasks import Task
+from .tasks import Refused, Task
 
 m = protocol.messages
 
@@ -24,13 +25,22 @@ def _connected_runtime() -> runtime.Runtime | None:
     return rt if rt is not None and rt.state.connection == "connected" else None
 
 
+def gives_back(settings: bpy.types.PropertyGroup) -> tuple[bool, bool]:
+    """``(bake, geometry)``: whether the edit bakes onto the selected objects, and whether it exports the NeRF's
+    geometry (always, for a whole-scene edit or a capture)."""
+    selected = settings.edit_scope == "SELECTED" and settings.source != "CAPTURE"
+    return selected and settings.result != "GEOMETRY", not selected or settings.result != "BAKED"
+
+
 def edit_request(settings: bpy.types.PropertyGroup, region: m.EditRegion | None = None) -> m.EditStartRequest:
     """The edit settings as a protocol request (scene_id is filled in after the upload; ``region``: the selected
     objects' bounds, for "selected objects only")."""
     overrides = json.loads(settings.engine_overrides) if settings.engine_overrides.strip() else {}
     if not isinstance(overrides, dict):
         raise protocol.ValidationError("must be a JSON object", field="engine_overrides")
-    outputs = ["images"] + (["mesh"] if settings.import_mesh else []) + (["pointcloud"] if settings.import_pointcloud else [])
+    geometry = gives_back(settings)[1]
+    outputs = (["images"] + (["mesh"] if geometry and settings.import_mesh else [])
+               + (["pointcloud"] if geometry and settings.import_pointcloud else []))
     request = m.EditStartRequest(
         scene_id="pending", instruction=settings.instruction.strip(), guidance_scale=settings.guidance_scale,
         image_guidance_scale=settings.image_guidance_scale,
@@ -42,7 +52,8 @@ def edit_request(settings: bpy.types.PropertyGroup, region: m.EditRegion | None 
         outputs=outputs, seed=settings.seed,
         snapshots=m.SnapshotSettings(every_n_steps=settings.snapshot_every, views=settings.snapshot_views),
         use_depth=settings.use_depth, edit_region=region,
-        geometry=m.GeometrySettings(textured=settings.textured_mesh, max_faces=settings.max_faces),
+        geometry=m.GeometrySettings(textured=settings.textured_mesh, max_faces=settings.max_faces,
+                                    bake_resolution=settings.bake_resolution),
         preset=settings.preset, engine_overrides=overrides,
     )
     # validate here (the protocol's rules; the server's own follow before anything renders)
@@ -67,6 +78,8 @@ def edit_task(context: bpy.types.Context, interactive: bool) -> Task:
                                "Blender): a capture's photos have no object masks")
     region = m.EditRegion(*aux_pass.region(selected, settings.region_margin)) if selected else None
     request = edit_request(settings, region)
+    # the surfaces to bake onto, checked now: a bad selection is said before anything renders
+    meshes = surfaces.upload_surfaces(selected, context) if gives_back(settings)[0] else []
     rt = runtime.get()
     metadata = {"blend_file": bpy.data.filepath, "source": settings.source,
                 "selected_objects": [obj.name for obj in selected]}
@@ -74,10 +87,12 @@ def edit_task(context: bpy.types.Context, interactive: bool) -> Task:
     def start(cameras: list[m.Camera], files: list[Path], aux: list[Any]) -> None:
         scene[runtime.UPLOADED_CAMERAS] = json.dumps([obj.name for obj in objects])
         scene[runtime.EDITED_OBJECTS] = json.dumps([obj.name for obj in selected])
-        rt.submit(api.StartEdit(cameras, list(files), request, scene_name=scene.name, metadata=metadata, aux=aux))
+        rt.submit(api.StartEdit(cameras, list(files), request, scene_name=scene.name, metadata=metadata, aux=aux,
+                                meshes=meshes))
         roles = sorted({item.role for item in aux})
         runtime.report(rt, runtime.ss.Report("INFO", f"Uploading {len(files)} views" + (
-            f" with their {', '.join(roles)} images" if roles else "") + "..."))
+            f" with their {', '.join(roles)} images" if roles else "") + (
+            f" and {len(meshes)} object(s) to bake onto" if meshes else "") + "..."))
 
     if settings.source == "CAPTURE":  # the imported capture's folder (a COLMAP model's is above sparse/0)
         folder = capture.capture_folder_of(objects) or Path(bpy.path.abspath(settings.capture_path)).parent
@@ -93,11 +108,19 @@ def edit_task(context: bpy.types.Context, interactive: bool) -> Task:
     if settings.use_depth or selected:  # each view's depth and mask, rendered right after it
         shots = [shot for index, color in enumerate(shots) for shot in (color, render.knowledge_shot(
             scene, color, selected, lambda path, index=index: knowledge.__setitem__(index, aux_pass.read(path))))]
-    session = RenderSession(scene, shots, size[0], size[1], settings.render_samples, interactive=interactive)
+    # results imported earlier (the NeRF's meshes and points) would stand in front of the objects in the views and
+    # their masks: they are left out of this edit's renders, unless selected
+    imported = [obj for obj in scene.objects if obj.get("in2n_kind") in ("mesh", "pointcloud") and obj not in selected]
+    session = RenderSession(scene, shots, size[0], size[1], settings.render_samples, interactive=interactive,
+                            hidden=imported)
 
     def submit(task: Task) -> None:
         color = [shot for shot in shots if shot.collect is None]
         cameras, files = render.rendered_views(scene, color, size)
+        if selected:
+            problem = uploads.mask_problem([view.mask for view in knowledge.values()], [o.name for o in selected])
+            if problem:
+                raise Refused(problem)
         aux: list[Any] = list(targets)
         for index, view in sorted(knowledge.items()):
             if settings.use_depth:
@@ -176,7 +199,7 @@ class IN2N_OT_edit(ModalTask, bpy.types.Operator):
         try:
             return edit_task(context, interactive=context.window is not None and not bpy.app.background)
         except (cams.CameraError, protocol.ProtocolError, OSError, ValueError, RuntimeError) as exc:
-            self.report({"ERROR"}, f"Edit failed: {exc}")
+            self.report({"ERROR"}, f"Edit failed: {exc}")  # surfaces.SurfaceError too: it names the object
             return None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -231,7 +254,8 @@ class IN2N_OT_import_result(bpy.types.Operator):
         if rt.state.job is None or not rt.state.job.has_results:
             cls.poll_message_set("No finished job with results yet (a snapshot can be imported any time)")
             return False
-        if not (settings.import_mesh or settings.import_pointcloud or settings.import_textures):
+        baked = any(session.is_baked(artifact) for artifact in rt.state.job.artifacts)
+        if not (baked or settings.import_mesh or settings.import_pointcloud or settings.import_textures):
             cls.poll_message_set("Tick at least one of mesh / point cloud / edited photos")
             return False
         return True
@@ -242,7 +266,7 @@ class IN2N_OT_import_result(bpy.types.Operator):
         kinds = tuple(kind for kind, wanted in (("mesh", settings.import_mesh), ("pointcloud", settings.import_pointcloud),
                                                 ("image", settings.import_textures)) if wanted)
         folder = runtime.scratch_dir("results", rt.state.job.job_id)
-        rt.submit(api.FetchResults(rt.state.job.job_id, folder, kinds))
+        rt.submit(api.FetchResults(rt.state.job.job_id, folder, kinds, baked=True))
         self.report({"INFO"}, "Downloading results...")
         return {"FINISHED"}
 

@@ -55,7 +55,7 @@ class IN2N_OT_import_snapshot(bpy.types.Operator):
         if view.info.geometry:  # exported already: fetch and import
             folder = runtime.scratch_dir("results", job_id, f"snapshot-{self.step}")
             rt.submit(api.FetchResults(job_id, folder, ("mesh", "pointcloud"), snapshot_step=self.step,
-                                       names=tuple(a.name for a in view.info.geometry)))
+                                       names=tuple(a.name for a in view.info.geometry), baked=True))
         else:
             view.importing = True
             rt.submit(api.ExportSnapshot(job_id, self.step))

@@ -115,6 +115,9 @@ class IN2N_PT_edit(_Base, bpy.types.Panel):
             row = box.row(align=True)
             row.prop(settings, "region_margin")
             row.prop(settings, "hide_originals", toggle=True)
+            box.prop(settings, "result")
+            if settings.result != "GEOMETRY":
+                box.prop(settings, "bake_resolution")
         box.prop(settings, "use_depth")
         estimate = rt.state.steering.estimate if rt is not None else None
         row = layout.row(align=True)
@@ -224,6 +227,8 @@ class IN2N_PT_result(_Base, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout, settings = self.layout, context.scene.in2n
+        if settings.edit_scope == "SELECTED" and settings.result != "GEOMETRY":
+            layout.prop(settings, "bake_relight")
         row = layout.row(align=True)
         row.prop(settings, "import_mesh", toggle=True)
         row.prop(settings, "import_pointcloud", toggle=True)

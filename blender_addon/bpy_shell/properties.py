@@ -120,8 +120,24 @@ class IN2N_SceneSettings(bpy.types.PropertyGroup):
     region_margin: FloatProperty(  # type: ignore[valid-type]
         name="Margin", default=0.1, min=0.0, max=2.0, subtype="FACTOR",
         description="Room around the selected objects' bounds the geometry may use, as a fraction of their size")
+    result: EnumProperty(  # type: ignore[valid-type]
+        name="Result", items=[
+            ("BAKED", "Edited appearance on my objects",
+             "A copy of each selected mesh, same geometry and place, with the edit baked into a texture"),
+            ("GEOMETRY", "New geometry from the NeRF",
+             "A mesh and point cloud reconstructed from the edited NeRF (for edits that change shape)"),
+            ("BOTH", "Both", "The baked copies and the NeRF's geometry")],
+        default="BAKED", description="What an edit of selected objects gives back (a whole-scene edit or a capture "
+                                     "gives the NeRF's geometry)")
+    bake_resolution: IntProperty(  # type: ignore[valid-type]
+        name="Texture size", default=m.GeometrySettings().bake_resolution, min=64, max=8192,
+        description="Side in pixels of the texture baked onto each selected object")
+    bake_relight: BoolProperty(  # type: ignore[valid-type]
+        name="Relight", default=False,
+        description="Use the baked colour as a Principled base colour, lit by the scene's lights (off: shown as the "
+                    "NeRF saw it, its lighting included)")
     hide_originals: BoolProperty(  # type: ignore[valid-type]
-        name="Hide originals", default=False,
+        name="Hide originals", default=True,
         description="After importing the edit of the selected objects, hide the originals (viewport and render)")
     textured_mesh: BoolProperty(  # type: ignore[valid-type]
         name="Textured mesh", default=m.GeometrySettings().textured,

@@ -51,6 +51,8 @@ class RenderSession:
     """Start each render as Blender's render job (a window is needed); else render in place."""
     on_done: Callable[[RenderSession], None] | None = None
     """Called once every shot is rendered (not when cancelled or failed)."""
+    hidden: list[bpy.types.Object] = field(default_factory=list)
+    """Objects left out of every render of the session (shown again afterwards)."""
     done: int = 0
     cancelled: bool = False
     error: str = ""
@@ -93,6 +95,9 @@ class RenderSession:
             self._saved["cycles.samples"] = cycles.samples
             cycles.samples = self.samples
         render.resolution_x, render.resolution_y, render.resolution_percentage = self.width, self.height, 100
+        self._saved["hidden"] = [(obj, obj.hide_render) for obj in self.hidden]
+        for obj in self.hidden:
+            obj.hide_render = True
         if self.interactive:
             for handlers, callback in ((bpy.app.handlers.render_complete, self._render_ended),
                                        (bpy.app.handlers.render_cancel, self._render_cancelled)):
@@ -194,5 +199,7 @@ class RenderSession:
             self.scene.cycles.samples = self._saved["cycles.samples"]
         if "camera" in self._saved:
             self.scene.camera = self._saved["camera"]
+        for obj, hide in self._saved.get("hidden", []):
+            obj.hide_render = hide
         if not self.cancelled and not self.error and self.done == self.total and self.on_done is not None:
             self.on_done(self)

@@ -191,12 +191,17 @@ def preview_camera(runtime: Runtime, scene: bpy.types.Scene, camera_index: int |
 
 
 def import_results(runtime: Runtime, scene: bpy.types.Scene, action: ss.ImportResults) -> None:
-    from . import results
+    from . import results, surfaces
 
     settings = scene.in2n
     name = f"{action.job_id} step {action.snapshot_step}" if action.snapshot_step is not None else action.job_id
     collection = results.import_results(scene, action.files, action.kinds, job_id=name,
                                         mesh=settings.import_mesh, pointcloud=settings.import_pointcloud)
+    try:
+        copies = surfaces.import_baked(scene, collection, action.baked, relight=settings.bake_relight)
+    except surfaces.SurfaceError as exc:
+        report(runtime, ss.Report("ERROR", f"Import result failed: {exc}"))
+        copies = []
     runtime.imported.append(collection)
     if settings.import_textures and action.snapshot_step is None:
         edited = {n: p for n, p in action.files.items() if action.kinds.get(n) == "image"}
@@ -204,7 +209,7 @@ def import_results(runtime: Runtime, scene: bpy.types.Scene, action: ss.ImportRe
         changed = results.apply_edited_images(uploaded, edited, action.camera_index)
         report(runtime, ss.Report("INFO", f"Edited photos on {changed} image plane(s)"))
     if settings.hide_originals:  # the edit of the selected objects replaces them in the scene
-        for name in json.loads(scene.get(EDITED_OBJECTS, "[]")):
+        for name in {*json.loads(scene.get(EDITED_OBJECTS, "[]")), *(copy[surfaces.SOURCE_KEY] for copy in copies)}:
             original = bpy.data.objects.get(name)
             if original is not None:
                 original.hide_set(True)

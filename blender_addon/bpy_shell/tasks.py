@@ -16,6 +16,10 @@ from ..core import worker_api as api
 from .render_session import RenderSession
 
 
+class Refused(ValueError):
+    """A check refused the work; its message is for the user as it is (it names the cause and what to do)."""
+
+
 @dataclass
 class Task:
     """Validate (optional) -> render (optional) -> ``submit`` (hands commands to the worker)."""
@@ -84,6 +88,9 @@ class Task:
         if self.state == "rendering":
             try:
                 self.submit(self)
+            except Refused as exc:
+                self.state, self.error = "failed", str(exc)
+                return False
             except Exception as exc:
                 self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
                 return False

@@ -47,6 +47,8 @@ class ImportResults:
     """Edited image name -> index of the uploaded camera it belongs to (from the artifact's metadata)."""
     snapshot_step: int | None = None
     """The snapshot whose geometry this is (None: the job's final result)."""
+    baked: dict[str, Path] = field(default_factory=dict)
+    """Surface name (the kept copy of the object it was baked onto) -> its baked texture."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,17 @@ class JobView:
 
     @property
     def has_results(self) -> bool:
-        return self.state == "done" and any(a.kind in ("mesh", "pointcloud") for a in self.artifacts)
+        """Done, with something to import: geometry, or textures baked onto the user's objects."""
+        return self.state == "done" and any(is_importable(a) for a in self.artifacts)
+
+
+def is_baked(artifact: Any) -> bool:
+    """A texture baked onto one of the uploaded objects (its metadata names the surface)."""
+    return isinstance(artifact.metadata.get("baked_surface"), str)
+
+
+def is_importable(artifact: Any) -> bool:
+    return artifact.kind in ("mesh", "pointcloud") or is_baked(artifact)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -276,11 +288,13 @@ class SessionState:
         kinds = {artifact.name: artifact.kind for artifact in notice.artifacts}
         camera_index = {a.name: int(a.metadata["camera_index"]) for a in notice.artifacts
                         if isinstance(a.metadata.get("camera_index"), int)}
-        files = dict(notice.files)
+        baked = {a.metadata["baked_surface"]: notice.files[a.name] for a in notice.artifacts
+                 if is_baked(a) and a.name in notice.files}
+        files = {name: path for name, path in notice.files.items() if path not in baked.values()}
         if any(a.metadata.get("textured") for a in notice.artifacts):  # it renders like the NeRF: not both meshes
             files = {name: path for name, path in files.items() if kinds.get(name) != "mesh" or any(
                 a.name == name and a.metadata.get("textured") for a in notice.artifacts)}
-        return [ImportResults(notice.job_id, files, kinds, camera_index, notice.snapshot_step)]
+        return [ImportResults(notice.job_id, files, kinds, camera_index, notice.snapshot_step, baked)]
 
     def _on_answered(self, notice: api.Answered) -> list[Action]:
         content, steering = notice.content, self.steering
@@ -344,6 +358,9 @@ class SessionState:
             return []
         if isinstance(content, m.JobResultEvent):
             job.artifacts = list(content.artifacts)
+            if not any(is_importable(a) for a in job.artifacts):  # never "press Import result" with nothing to import
+                return [Report("WARNING", f"Job {job.job_id} is done but gave back nothing to import (edited images "
+                                          "only): see its message, or import one of its snapshots")]
             return [Report("INFO", f"Results of job {job.job_id} are ready: press Import result")]
         if isinstance(content, m.NerfSnapshotEvent):
             is_new = self.steering.update_snapshot(content)
@@ -357,7 +374,7 @@ class SessionState:
             folder = (self.results_folder or Path(".")) / job.job_id / f"snapshot-{ready.step}"
             names = tuple(a.name for a in ready.info.geometry)
             return [SendCommand(api.FetchResults(job.job_id, folder, ("mesh", "pointcloud"), snapshot_step=ready.step,
-                                                 names=names))]
+                                                 names=names, baked=True))]
         if isinstance(content, m.JobStateEvent):
             previous, job.state = job.state, content.state
             job.queue_position, job.message = content.queue_position, content.message

@@ -26,6 +26,24 @@ def file_image(path: Path) -> Any:
     return protocol.RawImage.from_encoded(data, "png", shape, "uint16" if depth == 16 else "uint8")
 
 
+MIN_MASK_COVERAGE = 0.005
+"""An edit of selected objects needs them to cover at least this fraction of some view's pixels."""
+
+
+def mask_problem(masks: list[Any], objects: list[str]) -> str | None:
+    """Why the selected objects' masks (``uint8 [h, w]``, 255 inside) cannot guide an edit: they cover under
+    :data:`MIN_MASK_COVERAGE` of the pixels of every view. None when some view shows them."""
+    if not masks:
+        return None
+    best = max(float(np.count_nonzero(mask)) / max(mask.size, 1) for mask in masks)
+    if best >= MIN_MASK_COVERAGE:
+        return None
+    names = ", ".join(f"'{name}'" for name in objects[:5]) + (" ..." if len(objects) > 5 else "")
+    return (f"the selected objects ({names}) cover {best:.2%} of the pixels at most in any view (at least "
+            f"{MIN_MASK_COVERAGE:.1%} is needed): they are hidden, behind other objects, outside the cameras' "
+            "views or too small in them. Show them, move the cameras closer, or edit the whole scene")
+
+
 def upload_image(item: Any) -> Any:
     """An array (row 0 = top) or an image file, as a ``protocol.RawImage``."""
     if isinstance(item, (str, Path)):

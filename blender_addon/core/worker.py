@@ -181,7 +181,7 @@ class BackendWorker:
         aux = [protocol.AuxUpload(item.camera_index, item.role, upload_image(item.path))
                if isinstance(item, api.AuxFile) else item for item in command.aux]
         end = self._client.upload_scene(
-            command.cameras, images, aux=aux, scene_name=command.scene_name,
+            command.cameras, images, aux=aux, meshes=command.meshes, scene_name=command.scene_name,
             progress=lambda done, total: self.notices.put(api.UploadProgress(done, total)), **command.metadata,
         )
         request = command.request
@@ -232,7 +232,8 @@ class BackendWorker:
 
     def _do_fetchresults(self, command: api.FetchResults) -> None:
         listing = self._client.request(m.ResultListRequest(job_id=command.job_id))
-        wanted = [a for a in listing.artifacts if a.kind in command.kinds
+        wanted = [a for a in listing.artifacts
+                  if (a.kind in command.kinds or (command.baked and "baked_surface" in a.metadata))
                   and a.metadata.get("snapshot_step") == command.snapshot_step
                   and (not command.names or a.name in command.names)]
         # a textured mesh's material and images come with it (they are named by its file)

@@ -67,6 +67,8 @@ class StartEdit:
     aux: list[Any] = field(default_factory=list)
     """``AuxFile`` (or ``protocol.AuxUpload``) images per view, e.g. the simulated editor's targets, uploaded after
     the main images."""
+    meshes: list[Any] = field(default_factory=list)
+    """``protocol.MeshUpload`` per selected object to bake the edit onto, uploaded last."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class FetchResults:
     """The job's results (None), or those of its snapshot at this step (renders, exported geometry)."""
     names: tuple[str, ...] = ()
     """Only these artifacts (by name), when given."""
+    baked: bool = False
+    """Also the textures baked onto the uploaded objects (whatever ``kinds`` says)."""
 
 
 @dataclass(frozen=True)
