@@ -121,11 +121,12 @@ def intended_edit(object_name: str) -> Iterator[None]:
 
 
 def result_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:
-    """What to show of an imported result: the mesh when there is one (the point cloud would cover it), else the
-    point cloud."""
+    """What to show of an imported result: the copies of the user's objects with the edit baked on when there are
+    any, else the mesh (the point cloud would cover it), else the point cloud."""
     objects = [obj for obj in collection.objects if obj.type == "MESH"]
+    baked = [obj for obj in objects if obj.get("in2n_kind") == "baked"]
     meshes = [obj for obj in objects if obj.get("in2n_kind") == "mesh"]
-    return meshes or objects
+    return baked or meshes or objects
 
 
 def world_bounds(objects: Sequence[bpy.types.Object]) -> tuple[list[float], list[float]]:

@@ -65,6 +65,8 @@ def configure_panel(scene: bpy.types.Scene, collection: bpy.types.Collection, pr
     settings.use_depth = True  # what Blender knows: each view's exact depth supervises the NeRF
     if config.scope == "selected":  # the user selects the object the instruction is about
         settings.edit_scope, settings.hide_originals, settings.region_margin = "SELECTED", True, 0.15
+        # the edit baked onto a copy of the user's own sphere (shown), and the NeRF's geometry beside it (scored)
+        settings.result, settings.bake_resolution = "BOTH", 512
         for obj in scene.objects:
             obj.select_set(obj.name == config.simulated_object)
     else:

@@ -12,10 +12,10 @@ from typing import Any
 from .errors import ValidationError
 from .messages.scene import (
     DTYPE_SIZES,
+    MESH_CORNER_FLOATS,
     AuxImage,
     AuxRole,
     ChunkPiece,
-    MESH_CORNER_FLOATS,
     ImageInfo,
     SceneBeginRequest,
     SceneChunkRequest,

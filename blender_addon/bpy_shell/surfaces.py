@@ -39,7 +39,7 @@ def upload_surfaces(objects: list[bpy.types.Object], context: bpy.types.Context)
     """``protocol.MeshUpload`` per selected object (world space, modifiers applied, a UV map that can hold a
     bake). Raises :class:`SurfaceError` for an object that is not a mesh or has no faces."""
     depsgraph = context.evaluated_depsgraph_get()
-    uploads = []
+    uploads: list[object] = []
     for obj in objects:
         if obj.type != "MESH":
             raise SurfaceError(f"'{obj.name}' is a {obj.type.lower()}, not a mesh: convert it (Object > Convert > "
@@ -121,7 +121,7 @@ def import_baked(scene: bpy.types.Scene, collection: bpy.types.Collection, textu
                  *, relight: bool = False) -> list[bpy.types.Object]:
     """A copy of each baked object with its texture: ``textures`` maps the surface's name (its kept mesh) to the
     baked PNG. Raises :class:`SurfaceError` when a kept mesh is gone from the .blend."""
-    copies = []
+    copies: list[bpy.types.Object] = []
     for name, path in sorted(textures.items()):
         mesh = bpy.data.meshes.get(name)
         if mesh is None:

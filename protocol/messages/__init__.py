@@ -103,7 +103,8 @@ __all__ = [
     "JobSnapshotRequest", "JobState", "JobStateEvent", "MemoryMode", "Phase", "RUNNING_STATES", "MessageSpec", "PingReply", "PingRequest",
     "PreviewSettings", "PreviewSettingsReply", "PreviewSettingsRequest", "Progress", "ResultFetchReply",
     "ResultFetchRequest", "ResultListReply", "ResultListRequest", "SceneBeginReply", "SceneBeginRequest",
-    "SceneChunkReply", "SceneChunkRequest", "SceneEndReply", "SceneEndRequest", "SurfaceMesh", "PRESETS", "Preset", "Schedule", "ServerLimits",
+    "SceneChunkReply", "SceneChunkRequest", "SceneEndReply", "SceneEndRequest", "SurfaceMesh", "PRESETS", "Preset",
+    "Schedule", "ServerLimits",
     "ShutdownReply", "ShutdownRequest", "build", "build_error", "error_content", "parse", "raise_for_error",
     "msg_type_of", "reply_type_for", "spec_for",
 ]

@@ -75,14 +75,18 @@ def test_only_visible_renders_just_the_chosen_objects_and_restores_the_scene(bui
     assert (sphere_only[:, :, 0].astype(int) - sphere_only[:, :, 2] > 40).any()  # the yellow sphere is still there
 
 
-def test_result_objects_prefer_the_mesh_and_bounds_are_in_world_space(built: ps.BuiltScene) -> None:
+def test_result_objects_prefer_baked_copies_then_the_mesh_and_bounds_are_in_world_space(built: ps.BuiltScene
+                                                                                       ) -> None:
     collection = bpy.data.collections.new("result")
     bpy.context.scene.collection.children.link(collection)
     mesh_obj = bpy.data.objects.new("mesh", bpy.data.meshes.new("mesh"))
     cloud_obj = bpy.data.objects.new("cloud", bpy.data.meshes.new("cloud"))
-    mesh_obj["in2n_kind"], cloud_obj["in2n_kind"] = "mesh", "pointcloud"
-    for obj in (mesh_obj, cloud_obj):
+    baked_obj = bpy.data.objects.new("baked", bpy.data.meshes.new("baked"))
+    mesh_obj["in2n_kind"], cloud_obj["in2n_kind"], baked_obj["in2n_kind"] = "mesh", "pointcloud", "baked"
+    for obj in (mesh_obj, cloud_obj, baked_obj):
         collection.objects.link(obj)
+    assert views.result_objects(collection) == [baked_obj]
+    collection.objects.unlink(baked_obj)
     assert views.result_objects(collection) == [mesh_obj]
     collection.objects.unlink(mesh_obj)
     assert views.result_objects(collection) == [cloud_obj]

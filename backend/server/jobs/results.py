@@ -118,8 +118,8 @@ def _final_results(work_dir: Path) -> Listing:
             files[f"textured/{Path(extra).name}"] = (work_dir / extra, "other", {"part_of": "textured/mesh.obj"})
     if manifest.get("point_cloud"):
         files["point_cloud.ply"] = (work_dir / manifest["point_cloud"], "pointcloud", {"frame": "input"})
-    for index, record in enumerate(manifest.get("baked", [])):
-        files[f"baked/{index:03d}.png"] = (work_dir / record["texture"], "image", baked_metadata(record))
+    for number, record in enumerate(manifest.get("baked", [])):
+        files[f"baked/{number:03d}.png"] = (work_dir / record["texture"], "image", baked_metadata(record))
     for image_name, relative in sorted(manifest.get("edited_images", {}).items()):
         index = camera_index_of(image_name)
         metadata: dict[str, object] = {} if index is None else {"camera_index": index}
