@@ -151,6 +151,12 @@ class OutputConfig:
     shot, rays ending on low-opacity content are dropped."""
     export_remove_outliers: bool = True
     """Drop statistical outliers from the point cloud (nerfstudio's exporter default)."""
+    mesh_method: Literal["tsdf", "poisson"] = "poisson"
+    """How the mesh is made: ``poisson`` closes a surface over the point cloud (``ns-export poisson``), ``tsdf``
+    fuses the NeRF's rendered depth from the training views inside the export region (``ns-export tsdf``; keeps
+    only what the views saw). Poisson stays the default until TSDF measures better (benchmarks/RESULTS.md)."""
+    tsdf_resolution: int = bounded(192, ge=16, le=1024)
+    """Voxels along the longest side of the export region for the ``tsdf`` mesh."""
     poisson_depth: int = bounded(9, ge=1, le=14)
     """Octree depth of the Poisson surface reconstruction of the mesh."""
     mesh_format: Literal["ply", "obj"] = "ply"

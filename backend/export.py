@@ -2,10 +2,11 @@
 
 The geometry follows nerfstudio's exporter (``ns-export pointcloud --normal-method open3d``: depth along training
 rays, opacity > 0.5, crop box, open3d statistical outlier removal and normal estimation, normals turned to the
-cameras; re-done here only to bound the number of ray batches, see :func:`sample_surface_points`) and open3d's
-Poisson surface reconstruction (what ``ns-export poisson`` does). The
-results are then mapped from nerfstudio's normalised frame back to the frame of ``transforms.json``
-(:class:`backend.nerf.frames.DataparserTransform`), so they line up with the user's cameras in Blender.
+cameras; re-done here only to bound the number of ray batches, see :func:`sample_surface_points`); the mesh closes
+a Poisson surface over the points (what ``ns-export poisson`` does) or fuses the NeRF's rendered depth into a TSDF
+(:mod:`backend.tsdf_mesh`, what ``ns-export tsdf`` does). The results are then mapped from nerfstudio's normalised
+frame back to the frame of ``transforms.json`` (:class:`backend.nerf.frames.DataparserTransform`), so they line up
+with the user's cameras in Blender.
 
 Files: binary little-endian PLY with ``float x, y, z`` and ``uchar red, green, blue`` (+ normals for the cloud), which
 Blender's PLY importer reads as positions and a ``Col`` colour attribute; the mesh can also be OBJ with vertex colours.
@@ -254,7 +255,7 @@ def point_cloud_with_normals(points: torch.Tensor, colors: torch.Tensor, directi
 def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, config: OutputConfig,
                     should_stop=lambda: False, *, rays_per_chunk: int = 4096,
                     on_progress=lambda progress: None) -> ExportResult:
-    """Point cloud + Poisson mesh of ``pipeline``'s NeRF, written to ``out_dir`` in the input frame.
+    """Point cloud + mesh (``config.mesh_method``) of ``pipeline``'s NeRF, written to ``out_dir`` in the input frame.
     ``on_progress`` receives :class:`ExportProgress` after every ray chunk; ``should_stop()`` ends the export with
     :class:`ExportCancelled`. When meshing fails the point cloud is still written and ``mesh_error`` says why."""
     crop = crop_box(transform, config)
@@ -278,7 +279,18 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     write_point_cloud_ply(cloud_path, points, np.asarray(cloud.colors), transform.normals_to_input(np.asarray(cloud.normals)))
     result = ExportResult(cloud_path, None, len(points), 0, 0, points.min(0).tolist(), points.max(0).tolist())
     try:
-        mesh = poisson_mesh(cloud, crop, config)
+        if config.mesh_method == "tsdf":
+            from backend.tsdf_mesh import tsdf_mesh
+
+            pipeline.eval()
+            try:
+                mesh = tsdf_mesh(pipeline, crop, config.tsdf_resolution, should_stop)
+            finally:
+                pipeline.train()
+        else:
+            mesh = poisson_mesh(cloud, crop, config)
+        if config.max_faces and len(mesh.triangles) > config.max_faces:
+            mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=config.max_faces)
         mesh_vertices = transform.points_to_input(np.asarray(mesh.vertices))
         mesh_faces = np.asarray(mesh.triangles, dtype=np.int64)
         mesh_colors = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else np.full_like(mesh_vertices, 0.5)
@@ -297,7 +309,7 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
 
 
 def poisson_mesh(cloud, crop, config: OutputConfig):  # -> o3d.geometry.TriangleMesh
-    """Poisson in nerfstudio's frame (as ns-export does), trimmed like ns-export, cropped to the region, decimated."""
+    """Poisson in nerfstudio's frame (as ns-export does), trimmed like ns-export, cropped to the region."""
     import open3d as o3d
 
     if not cloud.has_normals() or len(cloud.points) < 32:
@@ -311,8 +323,6 @@ def poisson_mesh(cloud, crop, config: OutputConfig):  # -> o3d.geometry.Triangle
     if config.region_min is not None and crop is not None:  # Poisson's closed skin reaches past the region
         outside = ~crop.within(torch.from_numpy(np.asarray(mesh.vertices)).float()).numpy()
         mesh.remove_vertices_by_mask(outside)  # type: ignore[arg-type]
-    if config.max_faces and len(mesh.triangles) > config.max_faces:
-        mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=config.max_faces)
     return mesh
 
 

@@ -13,7 +13,7 @@ what "Selected objects only" uploads, written with the same add-on code and file
     depth-and-mask pass; ``benchmarks.scene_set.run`` stores them as the server does: 16-bit millimetre depth PNGs and
     mask PNGs, since Blender's environment has no Pillow), surfaces.json + surfaces/ (the selected object's triangles
     and UVs, from the add-on's own upload code), ground_truth.npy (its world-space triangles, float64 [T, 3, 3]),
-    scene.json (name, bounds, bounding radius)
+    scene_truth.npy (every mesh's, the ground's too), scene.json (name, bounds, bounding radius)
 """
 
 from __future__ import annotations
@@ -218,6 +218,10 @@ def render_recipe(recipe: SceneRecipe, out: Path, size: int) -> dict[str, object
     corners = np.frombuffer(upload.data, np.float32).reshape(-1, 3, 5)
     write_surfaces(folder, [checked_surface(upload.name, selected.name, corners, "meshes[0]")])
     np.save(folder / "ground_truth.npy", corners[..., :3].astype(np.float64))
+    every = [np.frombuffer(u.data, np.float32).reshape(-1, 3, 5)[..., :3]
+             for u in surfaces.upload_surfaces([obj for obj in bpy.context.scene.objects if obj.type == "MESH"],
+                                               bpy.context)]
+    np.save(folder / "scene_truth.npy", np.concatenate(every).astype(np.float64))
     keys = AUX_FRAME_KEYS
     capture_frames = [capture.CaptureFrame(
         f"images/{name}", ps.camera_intrinsics(camera, size, size),
