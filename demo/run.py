@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from demo.config import DemoConfig, Preset, engine_overrides, resolve_preset
 from demo.editor_choice import SIMULATED_NOTE, EditorChoice, alexnet_weights_present, choose_editor
 from demo.progress import Laps, ProgressPrinter, say
 from demo.recorder import Recorder
+from demo.result_images import edited_images, nerf_heldout, nerf_views
 from protocol.messages import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,38 +74,6 @@ def configure_panel(scene: bpy.types.Scene, collection: bpy.types.Collection, pr
     settings.preview_rate, settings.preview_max_side = 2.0, max(64, min(preset.size, 256))
     settings.import_mesh = settings.import_pointcloud = settings.import_textures = True
     settings.engine_overrides = json.dumps(overrides)
-
-
-def edited_images(recorder: Recorder, uploaded: list[str], folder: Path) -> dict[str, Path]:
-    """Copy the downloaded edited images to ``folder/<camera>.png`` by the artifact's camera index."""
-    record, copied = recorder.record, {}
-    for name, info in record.artifacts.items():
-        index = info["metadata"].get("camera_index")
-        if info["kind"] != "image" or not isinstance(index, int) or not 0 <= index < len(uploaded):
-            continue
-        target = folder / f"{uploaded[index]}{record.result_files[name].suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(record.result_files[name], target)
-        copied[uploaded[index]] = target
-    return copied
-
-
-def nerf_views(recorder: Recorder, downloaded: dict[str, Path], uploaded: list[str], folder: Path) -> dict[str, Path]:
-    """The newest snapshot render of each training view, copied to ``folder/<camera>.png``."""
-    newest: dict[int, tuple[int, Path]] = {}
-    for name, path in downloaded.items():
-        metadata = recorder.record.artifacts.get(name, {}).get("metadata", {})
-        index, step = metadata.get("view_camera_index"), metadata.get("snapshot_step")
-        if isinstance(index, int) and isinstance(step, int) and 0 <= index < len(uploaded):
-            if index not in newest or step > newest[index][0]:
-                newest[index] = (step, path)
-    copied = {}
-    for index, (_, path) in newest.items():
-        target = folder / f"{uploaded[index]}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        copied[uploaded[index]] = target
-    return copied
 
 
 def sheet_views(cameras: list[bpy.types.Object], edited: set[str], count: int) -> list[bpy.types.Object]:
@@ -253,13 +221,16 @@ def write_outputs(config: DemoConfig, edit: EditOutcome, out: Path, backend_pyth
                 target_frames = views.render_all(turntable, out / "turntable" / "target", config.turntable_size)
     with views.only_visible(shown, config.turntable_samples), clipped(turntable):
         after_frames = views.render_all(turntable, out / "turntable" / "result", config.turntable_size)
+    nerf_frames = (nerf_heldout(backend_python, record.job_id, turntable, out, config.turntable_size)
+                   if target_frames else [])
     laps.lap("render_outputs")
     blend = views.save_blend(out / "demo.blend")
 
     record_json = record.to_json()
     (out / "progress.json").write_text(json.dumps(record_json, indent=1))
     plan = report_plan(config, edit, out, edited, sheet_cameras, result_views,
-                       {"original": before_frames, "target": target_frames, "result": after_frames})
+                       {"original": before_frames, "target": target_frames, "result": after_frames,
+                        "nerf": nerf_frames})
     plan["record"] = record_json
     plan_path = out / "report_plan.json"
     plan_path.write_text(json.dumps(plan, indent=1))
@@ -330,6 +301,8 @@ def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[s
     rows = {"original scene": turntable["original"]}
     if turntable["target"]:
         rows["intended edit (Blender)"] = turntable["target"]
+    if turntable["nerf"]:
+        rows["the NeRF itself"] = turntable["nerf"]
     rows["imported result"] = turntable["result"]
     plan: dict[str, Any] = {
         "title": f"\"{config.instruction}\"",
@@ -366,6 +339,9 @@ def report_plan(config: DemoConfig, edit: EditOutcome, out: Path, edited: dict[s
             "imported_result_heldout": [[rel(result), rel(target), rel(original)] for result, target, original
                                         in zip(turntable["result"], turntable["target"], turntable["original"])],
         }
+        if turntable["nerf"]:  # the NeRF on the same held-out views: what the import keeps of it
+            plan["scores"]["nerf_heldout"] = [[rel(nerf), rel(target), rel(original)] for nerf, target, original
+                                              in zip(turntable["nerf"], turntable["target"], turntable["original"])]
     return plan
 
 
@@ -391,6 +367,7 @@ def print_outputs(summary: dict[str, Any], out: Path) -> None:
     scores = summary.get("scores") or {}
     for name, label in (("single_2d_edits", "single 2D edits (each photo edited once)"),
                         ("nerf_after_du", "NeRF after Iterative DU (training views)"),
+                        ("nerf_heldout", "NeRF after Iterative DU (held-out turntable views)"),
                         ("imported_result_heldout", "imported result (held-out turntable views)")):
         if name in scores:
             score = scores[name]

@@ -106,20 +106,27 @@ def bake_into(trainer: NerfTrainer, transform: DataparserTransform, surfaces: tu
 def export_stored_snapshot(job_dir: Path, step: int, device: str, stop: threading.Event,
                            on_progress: ProgressCallback) -> SnapshotExport:
     """Export snapshot ``step`` of a job that is not running (cached exports are returned as they are)."""
+    store = SnapshotStore(JobDir(job_dir).snapshots)
+    cached = store.read_export(step)
+    if cached is not None:
+        return cached
+    trainer, transform, config = load_snapshot(job_dir, step, device)
+    return export_into(trainer, transform, store, step, config, stop, on_progress)
+
+
+def load_snapshot(job_dir: Path, step: int, device: str) -> tuple[NerfTrainer, DataparserTransform, EditJobConfig]:
+    """The NeRF of snapshot ``step`` of a job that is not running, rebuilt from its ``config.json`` and ``input/``."""
     from backend.editing.memory import resolve_device
     from backend.nerf.setup import build_pipeline
 
     jobs = JobDir(job_dir)
     store = SnapshotStore(jobs.snapshots)
-    cached = store.read_export(step)
-    if cached is not None:
-        return cached
     if store.read(step) is None:
         raise FileNotFoundError(f"{store.folder(step)}: no such snapshot")
     config = EditJobConfig.from_dict(read_json_object(jobs.config))
-    # the export renders colour and depth only: no LPIPS network (nor its weights) is needed to build the model
+    # it renders colour and depth only: no LPIPS network (nor its weights) is needed to build the model
     config = dataclasses.replace(config, nerf=dataclasses.replace(config.nerf, use_lpips=False))
     pipeline, optimizers = build_pipeline(config, jobs.root / "input", resolve_device(device))
     trainer = NerfTrainer(pipeline, optimizers)
     trainer.load_checkpoint(store.model(step), weights_only=True)
-    return export_into(trainer, DataparserTransform.of_pipeline(pipeline), store, step, config, stop, on_progress)
+    return trainer, DataparserTransform.of_pipeline(pipeline), config
