@@ -93,6 +93,8 @@ class MeshUpload:
                 or shape[1:] != (3, MESH_CORNER_FLOATS) or not getattr(corners.flags, "c_contiguous", False):
             raise ValidationError(f"a mesh is a C-contiguous float32 [triangles, 3, 5] array, got "
                                   f"{getattr(corners, 'dtype', type(corners))} {list(shape)}", field="meshes")
+        if shape[0] == 0:
+            raise ValidationError(f"mesh {name!r} has no triangles", field="meshes")
         return cls(name, memoryview(corners).cast("B"), object_name)
 
     @property

@@ -124,3 +124,40 @@ def test_an_unknown_auxiliary_role_is_refused_by_the_schema() -> None:
     with pytest.raises(protocol.ValidationError) as info:
         protocol.schema.decode(m.SceneBeginRequest, content)
     assert info.value.field == "content.aux_images[0].role"
+
+
+def test_meshes_follow_the_auxiliary_images_and_reassemble_bit_exact() -> None:
+    cameras, images, arrays = scene(n=2)
+    corners = np.random.default_rng(2).random((7, 3, 5)).astype(np.float32)
+    meshes = [protocol.MeshUpload.from_array("in2n bake Cube 0a1b", corners, "Cube")]
+    target = np.zeros((24, 32, 3), np.uint8)
+    aux = [protocol.AuxUpload(1, "target", RawImage.from_array(target))]
+    begin = begin_request("up", cameras, images, "s", aux, meshes)
+    assert begin.meshes == [m.SurfaceMesh("in2n bake Cube 0a1b", 7, "Cube")]
+    assert begin.total_bytes == sum(a.nbytes for a in arrays) + target.nbytes + corners.nbytes
+    in_order = [*images, aux[0].image, *meshes]
+    assembler = SceneAssembler(begin)
+    for content, buffers in plan_chunks(in_order, "up", 999):
+        assembler.add_chunk(content, buffers)
+    assembler.finish(m.SceneEndRequest(upload_id="up", sha256=scene_sha256(in_order)))
+    assert bytes(assembler.images[3]) == corners.tobytes()
+
+
+def test_meshes_are_refused_when_malformed_or_named_twice() -> None:
+    cameras, images, _ = scene(n=2)
+    corners = np.zeros((2, 3, 5), np.float32)
+    with pytest.raises(protocol.ValidationError, match="float32 \\[triangles, 3, 5\\]"):
+        protocol.MeshUpload.from_array("a", corners.astype(np.float64))
+    with pytest.raises(protocol.ValidationError, match="share a name"):
+        begin_request("up", cameras, images, "s", (), [protocol.MeshUpload.from_array("a", corners)] * 2)
+    with pytest.raises(protocol.ValidationError) as info:
+        begin_request("up", cameras, images, "s", (), [protocol.MeshUpload.from_array("../a", corners)])
+    assert info.value.field == "content.meshes[0].name"
+    with pytest.raises(protocol.ValidationError, match="'a' has no triangles"):
+        protocol.MeshUpload.from_array("a", corners[:0])
+    content = protocol.schema.encode(begin_request("up", cameras, images, "s", (),
+                                                   [protocol.MeshUpload.from_array("a", corners)]))
+    content["meshes"][0]["triangles"] = 3_000_000  # a peer declaring more than the limit
+    with pytest.raises(protocol.ValidationError) as info:
+        protocol.schema.decode(m.SceneBeginRequest, content)
+    assert info.value.field.endswith("meshes[0].triangles")

@@ -80,3 +80,31 @@ def test_depth_and_edit_masks_are_stored_as_nerfstudio_reads_them_and_encoded_ph
     with pytest.raises(protocol.ValidationError) as size:
         store.write_scene(begin_request("up3", cameras_24, lying, "s"), [image.data for image in lying])
     assert size.value.field == "images[0].shape" and "16x12" in str(size.value)
+
+
+def test_meshes_uploaded_with_a_scene_become_its_surfaces_and_bad_ones_are_refused_by_object(tmp_path) -> None:
+    import pytest
+
+    from tests.backend.bake.test_bake import uv_sphere
+
+    scene = make_tiny_scene(tmp_path / "source", num_views=2, size=16)
+    cameras = [protocol.messages.Camera(fl_x=scene.focal, fl_y=scene.focal, cx=8, cy=8, w=16, h=16,
+                                        transform_matrix=c2w.tolist()) for c2w in scene.c2w]
+    images = [RawImage.from_array(np.ascontiguousarray(image)) for image in scene.images]
+    sphere = uv_sphere(rings=4, segments=8)
+    meshes = [protocol.MeshUpload.from_array("in2n bake Sphere 1a2b", sphere, "Sphere")]
+    store = JobStore(tmp_path / "jobs")
+    begin = begin_request("up", cameras, images, "s", (), meshes)
+    scene_id = store.write_scene(begin, [image.data for image in images] + [mesh.data for mesh in meshes])
+    [surface] = load_scene(store.scene_dir(scene_id)).surfaces
+    assert (surface.name, surface.object_name) == ("in2n bake Sphere 1a2b", "Sphere")
+    assert np.array_equal(surface.corners, sphere)
+
+    broken = sphere.copy()
+    broken[..., 3:5] = 0.25  # every face collapsed in UV space
+    meshes = [protocol.MeshUpload.from_array("in2n bake Cube 9f", broken, "Cube")]
+    begin = begin_request("up2", cameras, images, "s", (), meshes)
+    with pytest.raises(protocol.ValidationError, match="UV map of object 'Cube' has no area") as info:
+        store.write_scene(begin, [image.data for image in images] + [mesh.data for mesh in meshes])
+    assert info.value.field == "content.meshes[0]"
+    assert len(list(store.scenes.iterdir())) == 1  # the refused scene left nothing behind
