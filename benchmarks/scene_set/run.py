@@ -69,7 +69,8 @@ def store_knowledge(folder: Path) -> None:
     (folder / "transforms.json").write_text(json.dumps(transforms, indent=1))
 
 
-def request_for(info: dict[str, Any], preset: str, bake_resolution: int) -> m.EditStartRequest:
+def request_for(info: dict[str, Any], preset: str, bake_resolution: int,
+                overrides: dict[str, Any] | None = None) -> m.EditStartRequest:
     """What the add-on sends for this scene with the preset chosen (the panel's settings follow the preset)."""
     low, high = np.asarray(info["bounds_min"]), np.asarray(info["bounds_max"])
     grow = 0.15 * float(np.linalg.norm(high - low))
@@ -78,7 +79,7 @@ def request_for(info: dict[str, Any], preset: str, bake_resolution: int) -> m.Ed
         schedule=m.PRESETS[preset].schedule, memory_mode=m.PRESETS[preset].memory_mode, use_depth=True,
         edit_region=m.EditRegion((low - grow).tolist(), (high + grow).tolist()),
         geometry=m.GeometrySettings(bake_resolution=bake_resolution),
-        snapshots=m.SnapshotSettings(every_n_steps=0, views=2))
+        snapshots=m.SnapshotSettings(every_n_steps=0, views=2), engine_overrides=overrides or {})
 
 
 def surface_distances(points: np.ndarray, triangles: np.ndarray, samples: int = 200_000) -> np.ndarray:
@@ -126,10 +127,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(1 / max(mse, 1e-12))
 
 
-def run_scene(folder: Path, preset: str, bake_resolution: int, work: Path) -> dict[str, Any]:
+def run_scene(folder: Path, preset: str, bake_resolution: int, work: Path,
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     info = json.loads((folder / "scene.json").read_text())
     store_knowledge(folder)
-    config = job_config(request_for(info, preset, bake_resolution),
+    config = job_config(request_for(info, preset, bake_resolution, overrides),
                         JobServiceConfig(jobs_dir=work, default_editor="simulated", device="cpu"))
     job = work / info["name"]
     logs: list[str] = []
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bake-resolution", type=int, default=256)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--jobs", type=Path, default=None, help="keep the job folders here (default: a temporary one)")
+    parser.add_argument("--overrides", type=json.loads, default=None,
+                        help="engine_overrides of the request as JSON, e.g. '{\"nerf\": {\"max_res\": 128}}'")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="scene_set_jobs_") as temporary:
@@ -184,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and folder.name not in args.only:
                 continue
             log(f"scene {folder.name}")
-            row = run_scene(folder, args.preset, args.bake_resolution, Path(work))
+            row = run_scene(folder, args.preset, args.bake_resolution, Path(work), args.overrides)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    summary = {"preset": args.preset, "scenes": len(rows),
+    summary = {"preset": args.preset, "overrides": args.overrides, "scenes": len(rows),
                "geometry_meets_bar": sum(row["geometry"]["meets_bar"] for row in rows),
                "geometry_exported": sum(bool(row["geometry"].get("point_cloud")) for row in rows),
                "baked": sum(bool(row["bake"]) for row in rows),
