@@ -28,6 +28,13 @@ _SNAPSHOTS = m.SnapshotSettings()
 _REQUEST: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(m.EditStartRequest)}
 
 
+EXACT_DEPTH_LOSS_MULT = 0.05
+"""Depth weight of jobs whose depth a renderer computed exactly (Blender's z pass, uploaded by the add-on): 50x
+depth-nerfacto's default, which is made for noisy sensor depth. On the scene set (benchmarks/RESULTS.md) the quick
+preset's small NeRF stayed transparent or incomplete with the default weight (the cause of "nothing comes back" on
+new scenes) and reached the geometry bar in more scenes with this one."""
+
+
 @dataclass
 class NerfConfig:
     """The nerfacto model, its data sampling and optimisation."""
@@ -49,7 +56,8 @@ class NerfConfig:
     use_depth: bool = _REQUEST["use_depth"]
     """Supervise with the scene's depth images when every view has one (nerfstudio's depth-nerfacto loss)."""
     depth_loss_mult: float = bounded(1e-3, ge=0, le=1000)
-    """Weight of the depth loss (depth-nerfacto's default)."""
+    """Weight of the depth loss (depth-nerfacto's default, for sensor depth; jobs given Blender's exact depth use
+    :data:`EXACT_DEPTH_LOSS_MULT`)."""
     depth_sigma: float = bounded(0.01, gt=0, le=10)
     """Uncertainty of the depth images in the NeRF's units (depth-nerfacto's DS-NeRF loss)."""
     hidden_dim: int = bounded(64, ge=1, le=4096)

@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, EditorConfig, StartConfig, preset_nerf, validate_config
+from backend.config import (
+    EXACT_DEPTH_LOSS_MULT,
+    DatasetUpdateConfig,
+    EditJobConfig,
+    EditorConfig,
+    StartConfig,
+    preset_nerf,
+    validate_config,
+)
 from backend.job.jobdir import read_json_object
 from protocol import ValidationError
 from protocol import messages as m
@@ -48,7 +56,8 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: St
     if request.edit_region is not None:
         config.output.region_min = list(request.edit_region.bounds_min)
         config.output.region_max = list(request.edit_region.bounds_max)
-    config.nerf.use_depth = request.use_depth
+    # uploaded depth is a renderer's exact z pass (the protocol's ``depth`` role), not a sensor's
+    config.nerf.use_depth, config.nerf.depth_loss_mult = request.use_depth, EXACT_DEPTH_LOSS_MULT
     config = merge(config, request.engine_overrides, field)
     validate_config(config, field)  # types, ranges, finite numbers: before the job is queued
     check_editor_source(config.editor.source, service, f"{field}.editor.source")
