@@ -243,8 +243,11 @@ def point_cloud_with_normals(points: torch.Tensor, colors: torch.Tensor, directi
     cloud.points = o3d.utility.Vector3dVector(points.double().numpy())
     cloud.colors = o3d.utility.Vector3dVector(colors.double().clamp(0, 1).numpy())
     if remove_outliers:
-        cloud, kept = cloud.remove_statistical_outlier(nb_neighbors=20, std_ratio=10.0)
-        directions = directions[torch.as_tensor(np.asarray(kept), dtype=torch.long)]
+        filtered, kept = cloud.remove_statistical_outlier(nb_neighbors=20, std_ratio=10.0)
+        # statistics of a degenerate cloud (most points on top of each other: zero spread) call nearly every
+        # point an outlier; then the cloud is kept as it is rather than emptied
+        if len(kept) >= len(points) // 2:
+            cloud, directions = filtered, directions[torch.as_tensor(np.asarray(kept), dtype=torch.long)]
     cloud.estimate_normals()
     normals = torch.from_numpy(np.asarray(cloud.normals)).float()
     normals[(normals * directions).sum(-1) > 0] *= -1
@@ -272,6 +275,9 @@ def export_geometry(pipeline, transform: DataparserTransform, out_dir: Path, con
     if len(points) < 32:
         raise ExportError(f"the NeRF produced only {len(points)} opaque points inside the scene; train longer")
     cloud = point_cloud_with_normals(points, colors, directions, config.export_remove_outliers)
+    if len(cloud.points) < 32:
+        raise ExportError(f"only {len(cloud.points)} of the NeRF's {len(points)} opaque points remained after "
+                          "removing outliers: give it more Reconstruction steps")
     points = transform.points_to_input(np.asarray(cloud.points))
     out_dir.mkdir(parents=True, exist_ok=True)
     cloud_path = out_dir / "point_cloud.ply"
