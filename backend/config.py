@@ -55,6 +55,8 @@ class NerfConfig:
     """L1 photometric loss as in in2n (nerfacto's own is MSE)."""
     use_depth: bool = _REQUEST["use_depth"]
     """Supervise with the scene's depth images when every view has one (nerfstudio's depth-nerfacto loss)."""
+    depth_while_editing: bool = _REQUEST["depth_while_editing"]
+    """Keep the depth loss in the editing phase too (off: depth supervises the reconstruction only)."""
     depth_loss_mult: float = bounded(1e-3, ge=0, le=1000)
     """Weight of the depth loss (depth-nerfacto's default, for sensor depth; jobs given Blender's exact depth use
     :data:`EXACT_DEPTH_LOSS_MULT`)."""

@@ -189,6 +189,8 @@ class JobRun:
         self.state.phase = phase
         self.jobs.write_state(self.state)
         output = self.config.output
+        if editing and not self.config.nerf.depth_while_editing:  # set again on a resume: the model is rebuilt
+            self.trainer.pipeline.model.config.depth_loss_mult = 0.0
         while self.trainer.step < start + steps:
             if self.stop.is_set():
                 self._checkpoint()

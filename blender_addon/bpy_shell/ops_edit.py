@@ -51,7 +51,7 @@ def edit_request(settings: bpy.types.PropertyGroup, region: m.EditRegion | None 
         preview=m.PreviewSettings(enabled=True, max_rate_hz=settings.preview_rate, max_side=settings.preview_max_side),
         outputs=outputs, seed=settings.seed,
         snapshots=m.SnapshotSettings(every_n_steps=settings.snapshot_every, views=settings.snapshot_views),
-        use_depth=settings.use_depth, edit_region=region,
+        use_depth=settings.use_depth, depth_while_editing=settings.depth_while_editing, edit_region=region,
         geometry=m.GeometrySettings(textured=settings.textured_mesh, max_faces=settings.max_faces,
                                     bake_resolution=settings.bake_resolution),
         preset=settings.preset, engine_overrides=overrides,

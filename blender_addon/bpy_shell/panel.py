@@ -118,7 +118,11 @@ class IN2N_PT_edit(_Base, bpy.types.Panel):
             box.prop(settings, "result")
             if settings.result != "GEOMETRY":
                 box.prop(settings, "bake_resolution")
-        box.prop(settings, "use_depth")
+        row = box.row(align=True)
+        row.prop(settings, "use_depth")
+        sub = row.row()
+        sub.enabled = settings.use_depth
+        sub.prop(settings, "depth_while_editing")
         estimate = rt.state.steering.estimate if rt is not None else None
         row = layout.row(align=True)
         row.operator("in2n.estimate", icon="TIME")

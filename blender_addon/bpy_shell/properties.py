@@ -117,6 +117,10 @@ class IN2N_SceneSettings(bpy.types.PropertyGroup):
     use_depth: BoolProperty(  # type: ignore[valid-type]
         name="Depth from Blender", default=REQUEST["use_depth"],
         description="Render each view's depth too and supervise the NeRF with it (fewer steps, fewer floaters)")
+    depth_while_editing: BoolProperty(  # type: ignore[valid-type]
+        name="Depth while editing", default=REQUEST["depth_while_editing"],
+        description="Keep Blender's depth holding the NeRF to your scene's surfaces while it is edited, not only "
+                    "while it is reconstructed. Off lets edits that change shape (grow, move, add) take hold")
     region_margin: FloatProperty(  # type: ignore[valid-type]
         name="Margin", default=0.1, min=0.0, max=2.0, subtype="FACTOR",
         description="Room around the selected objects' bounds the geometry may use, as a fraction of their size")

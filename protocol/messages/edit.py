@@ -169,6 +169,10 @@ class EditStartRequest:
     start_from: StartFrom | None = None
     use_depth: bool = True
     """Supervise the NeRF with the scene's depth images where every view has one (uploaded ``depth`` images)."""
+    depth_while_editing: bool = True
+    """Keep the depth loss on while editing, not only while reconstructing (a deviation from the paper): it pins the
+    edited NeRF to the original scene's surfaces, which keeps appearance edits from growing floaters but holds back
+    edits that change shape (protocol 2.2)."""
     edit_region: EditRegion | None = None
     """The selected objects' bounds: the geometry is exported inside them only."""
     geometry: GeometrySettings = field(default_factory=GeometrySettings)

@@ -319,6 +319,7 @@ def test_selected_objects_only_uploads_depth_masks_and_the_region_and_hides_the_
         obj.select_set(obj == sphere)
     settings = scene.in2n
     settings.edit_scope, settings.use_depth, settings.region_margin, settings.hide_originals = "SELECTED", True, 0.1, True
+    settings.depth_while_editing = not settings.depth_while_editing  # the panel's choice travels, default or not
     layer = bpy.context.view_layer
     before = (layer.material_override, scene.render.film_transparent, scene.render.engine, cube.pass_index,
               sphere.pass_index, scene.cycles.use_denoising)
@@ -353,7 +354,7 @@ def test_selected_objects_only_uploads_depth_masks_and_the_region_and_hides_the_
     grow = 0.1 * np.linalg.norm(high - low)
     np.testing.assert_allclose(request.edit_region.bounds_min, low - grow, atol=1e-4)
     np.testing.assert_allclose(request.edit_region.bounds_max, high + grow, atol=1e-4)
-    assert request.use_depth
+    assert request.use_depth and request.depth_while_editing == settings.depth_while_editing
 
     assert bpy.ops.in2n.import_result() == {"FINISHED"}
     pump_until(addon, lambda: bool(rt.imported))

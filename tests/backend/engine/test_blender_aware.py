@@ -5,6 +5,7 @@ the edit region; a UV-textured mesh lands in the scene's frame."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,30 @@ def test_without_depth_images_or_with_use_depth_off_there_is_no_depth_loss(tmp_p
     assert progress and not any("depth_loss" in p.losses for p in progress)
     written = json.loads((tmp_path / "job" / "input" / "transforms.json").read_text())
     assert not any("depth_file_path" in frame for frame in written["frames"])  # nerfstudio never reads them
+
+
+@pytest.mark.slow
+def test_depth_while_editing_off_supervises_the_reconstruction_only_also_after_a_resume(tmp_path):
+    scene = make_tiny_scene(tmp_path / "scene", num_views=10, size=32, depth=True)
+    config = job_config(export_geometry=False, checkpoint_every=2)
+    config.nerf.reconstruction_steps, config.update.total_steps = 12, 12
+    config.nerf.depth_while_editing = False
+    progress: list[Progress] = []
+    stop = threading.Event()
+
+    def on_progress(event: Progress) -> None:
+        progress.append(event)
+        if event.phase == "editing" and event.phase_step == 6:
+            stop.set()
+
+    first = EditEngine(config, ChannelSwapEditor(), progress_interval_s=0).run(
+        scene.path, tmp_path / "job", JobCallbacks(on_progress=on_progress), stop)
+    assert first.status == "cancelled", first.error
+    resumed = EditEngine(config, ChannelSwapEditor(), progress_interval_s=0).run(
+        scene.path, tmp_path / "job", JobCallbacks(on_progress=progress.append))
+    assert resumed.status == "done", resumed.error
+    reconstructing = [p for p in progress if p.phase == "reconstructing"]
+    editing = [p for p in progress if p.phase == "editing"]
+    assert reconstructing and all(p.losses.get("depth_loss", 0) > 0 for p in reconstructing)
+    assert {p.phase_step for p in editing} >= set(range(1, 13))  # both runs' editing steps were seen
+    assert not any("depth_loss" in p.losses for p in editing)  # before the stop and after the resume
