@@ -9,7 +9,8 @@ orange) and camera distances, with 6 to 16 orbit views. The first object is the 
 what "Selected objects only" uploads, written with the same add-on code and file layout as the server stores it:
 
     transforms.json, images/, targets/ (the intended edit: the selected object recoloured, for the SIMULATED
-    editor), knowledge/<image>.npz (each view's exact z-depth and the selected object's mask, from the add-on's own
+    editor), targets_grown/ (a shape edit: the selected object recoloured and grown by ``GROWN_SCALE`` about its
+    centre; named by each frame's ``grown_target_file_path``), knowledge/<image>.npz (each view's exact z-depth and the selected object's mask, from the add-on's own
     depth-and-mask pass; ``benchmarks.scene_set.run`` stores them as the server does: 16-bit millimetre depth PNGs and
     mask PNGs, since Blender's environment has no Pillow), surfaces.json + surfaces/ (the selected object's triangles
     and UVs, from the add-on's own upload code), ground_truth.npy (its world-space triangles, float64 [T, 3, 3]),
@@ -178,6 +179,12 @@ def build(recipe: SceneRecipe, size: int) -> tuple[list[bpy.types.Object], list[
     return things, cameras
 
 
+GROWN_SCALE = 1.3
+"""The shape edit's growth of the selected object (its bounding radius grows by 30 %)."""
+GROWN_TARGET_KEY = "grown_target_file_path"
+"""Frame key of the shape edit's target images."""
+
+
 def ps_bounds(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
     corners = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
     return corners.min(axis=0), corners.max(axis=0)
@@ -213,6 +220,14 @@ def render_recipe(recipe: SceneRecipe, out: Path, size: int) -> dict[str, object
     selected.data.materials[0] = material("edit", Thing("cube", (0, 0, 0), 1, recipe.edit_color))
     for camera, name in frames:
         ps.render_camera(camera, folder / "targets" / name, size, size)
+    scale, location = selected.scale.copy(), selected.location.copy()
+    centre = Vector((sum(ps_bounds(selected)) / 2).tolist())
+    selected.scale = scale * GROWN_SCALE
+    selected.location = centre + (location - centre) * GROWN_SCALE  # grown about the bounds' centre
+    for camera, name in frames:
+        ps.render_camera(camera, folder / "targets_grown" / name, size, size)
+    selected.scale, selected.location = scale, location
+    bpy.context.view_layer.update()
     selected.data.materials[0] = original
     [upload] = surfaces.upload_surfaces([selected], bpy.context)
     corners = np.frombuffer(upload.data, np.float32).reshape(-1, 3, 5)
@@ -226,7 +241,7 @@ def render_recipe(recipe: SceneRecipe, out: Path, size: int) -> dict[str, object
     capture_frames = [capture.CaptureFrame(
         f"images/{name}", ps.camera_intrinsics(camera, size, size),
         [list(map(float, row)) for row in camera.matrix_world],
-        {keys["target"]: f"targets/{name}"})
+        {keys["target"]: f"targets/{name}", GROWN_TARGET_KEY: f"targets_grown/{name}"})
         for camera, name in frames]
     capture.write_transforms(folder / "transforms.json", capture.Capture(frames=capture_frames, camera_model="OPENCV"))
     low, high = ps_bounds(selected)

@@ -3,6 +3,7 @@ environment). Prints one JSON object per scene, then a summary line.
 
     python -m benchmarks.scene_set.render_scenes --out SCENES          # blender environment
     python -m benchmarks.scene_set.run --scenes SCENES [--preset quick] [--bake-resolution 256] [--only NAME ...]
+        [--edit appearance|grown] [--no-masks] [--overrides JSON]
 
 Per scene the job is the server's: the request an add-on sends for "Selected objects only" with depth from Blender
 (``backend.server.jobs.requests.job_config`` resolves it), the SIMULATED editor (an SDEdit-like blend toward
@@ -15,7 +16,13 @@ Blender's render of the intended edit: the selected object recoloured; not Instr
 * ``bake``: the texture baked onto the object against the textures the same baker makes from Blender's renders of
   the intended edit (what a NeRF that reached the edit would give) and of the original scene, PSNR over the
   object's texels, and the coverage;
+* ``nerf_vs_target``: the final NeRF rendered from the training cameras against the edit's target images, PSNR
+  inside the edited region (where the target differs from the original, dilated) and over the whole image: whether
+  the edit took hold in the NeRF (for ``--edit grown``, the shape edit, this is the only score that applies);
 * ``seconds`` of the job.
+
+``--edit grown`` edits toward ``targets_grown/`` (the selected object grown by 30 % and recoloured) instead of the
+recolouring; ``--no-masks`` edits the whole view (a mask of the original object would cut a grown one off).
 """
 
 from __future__ import annotations
@@ -39,12 +46,20 @@ from scipy.spatial import cKDTree  # noqa: E402
 import capture  # noqa: E402
 from backend.bake import BakeView, bake_surfaces, surface_texels  # noqa: E402
 from backend.engine import EditEngine  # noqa: E402
+from backend.job.jobdir import JobDir  # noqa: E402
+from backend.job.restore import to_uint8  # noqa: E402
+from backend.job.snapshot_export import load_snapshot  # noqa: E402
+from backend.job.snapshots import SnapshotStore  # noqa: E402
 from backend.job.types import JobCallbacks  # noqa: E402
+from backend.nerf.frames import make_camera  # noqa: E402
+from benchmarks.consistency import metrics  # noqa: E402
 from backend.server.jobs.config import JobServiceConfig  # noqa: E402
 from backend.server.jobs.requests import job_config  # noqa: E402
 from backend.surfaces import read_surfaces  # noqa: E402
 from protocol import messages as m  # noqa: E402
 
+GROWN_TARGET_KEY = "grown_target_file_path"
+"""render_scenes' frame key of the shape edit's targets (render_scenes runs in Blender's environment: not imported)."""
 GEOMETRY_BAR = 0.05
 """The issue's bar: median distance to the true surface at most 5 % of the edited object's bounding radius."""
 
@@ -67,6 +82,51 @@ def store_knowledge(folder: Path) -> None:
             Image.fromarray(pixels).save(folder / sub / f"{stem}.png")
             frame[key] = f"{sub}/{stem}.png"
     (folder / "transforms.json").write_text(json.dumps(transforms, indent=1))
+
+
+def job_input(folder: Path, edit: str, masks: bool, work: Path) -> Path:
+    """The scene as the job reads it: ``folder`` itself for the recolouring with masks, else a copy of its
+    ``transforms.json`` naming the grown targets and / or no masks, its folders linked (not copied)."""
+    if edit == "appearance" and masks:
+        return folder
+    transforms = json.loads((folder / "transforms.json").read_text())
+    for frame in transforms["frames"]:
+        if edit == "grown":
+            frame["target_file_path"] = frame[GROWN_TARGET_KEY]
+        if not masks:
+            frame.pop("edit_mask_path", None)
+        frame.pop(GROWN_TARGET_KEY, None)
+    copy = work / f"{folder.name}_{edit}{'' if masks else '_no_masks'}_input"
+    copy.mkdir(parents=True, exist_ok=True)
+    (copy / "transforms.json").write_text(json.dumps(transforms, indent=1))
+    for path in folder.iterdir():
+        if path.name != "transforms.json" and not (copy / path.name).exists():
+            (copy / path.name).symlink_to(path.resolve())
+    return copy
+
+
+def nerf_vs_target(job: Path, scene: Path) -> dict[str, float]:
+    """The job's newest snapshot rendered from its training cameras against their target images: mean PSNR inside
+    the edited region (target vs original, dilated) and over the whole image."""
+    store = SnapshotStore(JobDir(job).snapshots)
+    newest = store.newest()
+    if newest is None:
+        return {}
+    trainer, transform, _ = load_snapshot(job, newest.step, "cpu")
+    region, whole = [], []
+    for frame in capture.read_capture(scene).frames:
+        k = frame.intrinsics
+        pose = transform.c2w_to_nerfstudio(np.asarray(frame.transform_matrix, dtype=np.float64))
+        render = to_uint8(trainer.render(make_camera(pose, k.fl_x, k.fl_y, k.cx, k.cy, k.w, k.h, trainer.device)))
+        original = np.asarray(Image.open(scene / frame.file_path).convert("RGB"))
+        target = np.asarray(Image.open(scene / frame.extra["target_file_path"]).convert("RGB"))
+        render, original, target = (metrics.to_float(np.asarray(image)) for image in (render, original, target))
+        edited = metrics.edited_region_mask(original, target)
+        if edited.any():
+            region.append(metrics.psnr(render, target, edited))
+        whole.append(metrics.psnr(render, target))
+    return {"edited_region_db": float(np.mean(region)) if region else float("nan"),
+            "whole_image_db": float(np.mean(whole))}
 
 
 def request_for(info: dict[str, Any], preset: str, bake_resolution: int,
@@ -128,15 +188,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_scene(folder: Path, preset: str, bake_resolution: int, work: Path,
-              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+              overrides: dict[str, Any] | None = None, edit: str = "appearance", masks: bool = True
+              ) -> dict[str, Any]:
     info = json.loads((folder / "scene.json").read_text())
     store_knowledge(folder)
+    scene = job_input(folder, edit, masks, work)
     config = job_config(request_for(info, preset, bake_resolution, overrides),
                         JobServiceConfig(jobs_dir=work, default_editor="simulated", device="cpu"))
     job = work / info["name"]
     logs: list[str] = []
     started = time.perf_counter()
-    result = EditEngine(config).run(folder, job, JobCallbacks(on_log=logs.append))
+    result = EditEngine(config).run(scene, job, JobCallbacks(on_log=logs.append))
     seconds = time.perf_counter() - started
     manifest = json.loads((job / "manifest.json").read_text()) if (job / "manifest.json").is_file() else {}
     scene_truth, object_truth = np.load(folder / "scene_truth.npy"), np.load(folder / "ground_truth.npy")
@@ -168,6 +230,7 @@ def run_scene(folder: Path, preset: str, bake_resolution: int, work: Path,
                 "psnr_vs_original_bake_db": psnr(texture[rows, cols], original[rows, cols])}
     return {"scene": info["name"], "views": info["views"], "radius_m": radius, "status": result.status,
             "error": result.error, "seconds": round(seconds, 1), "geometry": geometry, "bake": bake,
+            "edit": edit, "masks": masks, "nerf_vs_target": nerf_vs_target(job, scene),
             "mask_coverage": info["mask_coverage"], "job": str(job)}
 
 
@@ -180,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=Path, default=None, help="keep the job folders here (default: a temporary one)")
     parser.add_argument("--overrides", type=json.loads, default=None,
                         help="engine_overrides of the request as JSON, e.g. '{\"nerf\": {\"max_res\": 128}}'")
+    parser.add_argument("--edit", choices=("appearance", "grown"), default="appearance",
+                        help="the recolouring, or the shape edit (grown by 30 %% and recoloured)")
+    parser.add_argument("--no-masks", action="store_true", help="edit whole views (no selected-object masks)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="scene_set_jobs_") as temporary:
@@ -188,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and folder.name not in args.only:
                 continue
             log(f"scene {folder.name}")
-            row = run_scene(folder, args.preset, args.bake_resolution, Path(work), args.overrides)
+            row = run_scene(folder, args.preset, args.bake_resolution, Path(work), args.overrides, args.edit,
+                            not args.no_masks)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    summary = {"preset": args.preset, "overrides": args.overrides, "scenes": len(rows),
+    summary = {"preset": args.preset, "overrides": args.overrides, "edit": args.edit, "masks": not args.no_masks,
+               "scenes": len(rows),
+               "median_nerf_vs_target_region_db": float(np.median([row["nerf_vs_target"].get("edited_region_db", np.nan)
+                                                                   for row in rows] or [np.nan])),
                "geometry_meets_bar": sum(row["geometry"]["meets_bar"] for row in rows),
                "geometry_exported": sum(bool(row["geometry"].get("point_cloud")) for row in rows),
                "baked": sum(bool(row["bake"]) for row in rows),
