@@ -40,6 +40,14 @@ class JobRestore:
         if checkpoints:
             self._load_newest_readable(checkpoints)
             self.apply_start_images()
+            edit_start = self.state.edit_start_step
+            if edit_start is not None and self.trainer.step < edit_start and not self.config.start.checkpoint:
+                # the checkpoints from the edit start on were lost (damaged, deleted): the readable one is from the
+                # reconstruction, which resumes; the edits on disk stay, the DU makes its views' edits again
+                self.log(f"warning: the newest readable checkpoint (step {self.trainer.step}) is older than the edit "
+                         f"start (step {edit_start}): reconstructing again from it; editing starts over")
+                self.state.edit_start_step, self.state.edits_done = None, 0
+                return
             restored = 0
             for view, name in enumerate(self.image_names):
                 path = self.jobs.edited_path(name)

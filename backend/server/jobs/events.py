@@ -16,6 +16,7 @@ import numpy as np
 
 from backend.engine import EditEngine
 from backend.job.types import JobCallbacks, PreviewCamera, Progress
+from protocol import ValidationError, schema
 from protocol import messages as m
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,17 @@ class JobEvents:
         self.step = progress.step
         total = max(progress.total_steps, 1)
         losses = {name: float(value) for name, value in progress.losses.items() if math.isfinite(value)}
-        self.progress = m.Progress(
+        event = m.Progress(
             phase=progress.phase, step=progress.phase_step,  # type: ignore[arg-type]
             total_steps=progress.phase_total, fraction=min(1.0, progress.step / total),
             eta_s=progress.eta_seconds, elapsed_s=time.monotonic() - self.started, losses=losses,
             images_edited=progress.edits_done)
+        try:  # what the job list holds is encoded for every client: a value out of the protocol's bounds is a bug
+            schema.encode(event, "progress")  # to log, never a state that breaks every listing
+        except ValidationError as error:
+            log.error("[%s] progress not announced (%s): %s", self.job_id, error, progress)
+            return
+        self.progress = event
         self.publish(m.JobProgressEvent(job_id=self.job_id, progress=self.progress), [])
         now = time.monotonic()
         if now - self._last_progress_log >= PROGRESS_LOG_INTERVAL_S:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol import messages as m
-from tests.backend.server.jobs_helpers import JobWatch, edit_request, start_backend, upload
+from tests.backend.server.jobs_helpers import TINY_OVERRIDES, JobWatch, edit_request, start_backend, upload
 from tests.helpers.scenes import make_tiny_scene
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # minutes when idle; far more when the CPU is shared
@@ -71,5 +71,43 @@ def test_interrupted_job_resumes_after_a_restart_without_losing_edits(tmp_path, 
             if after["edited_views"][name] == before["edited_views"][name]:
                 assert (work / name).read_bytes() == data
         assert "re-queued" in backend.log()
+    finally:
+        backend.stop()
+
+
+def test_a_resume_from_a_checkpoint_older_than_the_edit_start_reconstructs_again_and_every_listing_works(tmp_path):
+    """Issue 22, item 1: kill -9 while editing, the checkpoints from the edit start on lost: the job used to fail on
+    a negative progress step, and from then on every client's job list answered InternalError."""
+    scene = make_tiny_scene(tmp_path / "scene", num_views=10, size=32)
+    backend = start_backend(tmp_path / "server")
+    try:
+        with backend.client() as client:
+            output = {**TINY_OVERRIDES["output"], "keep_checkpoints": 100}
+            job_id = client.start_edit(edit_request(upload(client, scene), reconstruction_steps=100, total_steps=40,
+                                                    every=4, outputs=("images",), output=output)).job_id
+            watch = JobWatch(job_id)
+            watch.follow(client, lambda w: any(p.phase == "editing" and p.step >= 25 for p in w.progress))
+            backend.process.send_signal(signal.SIGKILL)
+            backend.process.wait(30)
+        work = backend.jobs_dir / "jobs" / job_id / "work"
+        state = edited_state(work)
+        lost = [path for path in (work / "checkpoints").glob("*.ckpt")
+                if int(path.stem.removeprefix("step-")) >= state["edit_start_step"]]
+        assert lost and len(lost) < len(list((work / "checkpoints").glob("*.ckpt")))  # older ones are left
+        for path in lost:
+            path.write_bytes(b"damaged")
+
+        backend = start_backend(tmp_path / "server")
+        with backend.client() as client:
+            snapshot = client.snapshot(job_id, subscribe=True)
+            watch = JobWatch(job_id, states=[snapshot.jobs[0].state])
+            watch.follow(client, lambda w: w.states[-1] in m.FINAL_STATES)
+            assert watch.states[-1] == "done", watch.logs[-5:]
+            assert "reconstructing" in watch.states and "editing" in watch.states  # reconstructed again, then edited
+            assert all(p.step >= 0 for p in watch.progress)
+            assert any("older than the edit start" in line for line in watch.logs)
+            listing = client.snapshot(None, subscribe=False)  # the job list of every client still encodes
+            assert [job.state for job in listing.jobs if job.job_id == job_id] == ["done"]
+        assert edited_state(work)["edits_done"] == 10
     finally:
         backend.stop()
