@@ -72,7 +72,7 @@ class NerfConfig:
     """log2 of the hash table size per level."""
     proposal_log2_hashmap_size: int = bounded(17, ge=1, le=26)
     """log2 of the hash table size of the proposal networks."""
-    num_proposal_samples_per_ray: tuple[int, ...] = (256, 96)
+    num_proposal_samples_per_ray: tuple[int, ...] = bounded((256, 96), ge=1, le=4096, min_len=1, max_len=8)
     """Samples per ray for each of the two proposal networks."""
     num_nerf_samples_per_ray: int = bounded(48, ge=1, le=4096)
     """Samples per ray for the NeRF field."""
@@ -144,7 +144,7 @@ class EditorConfig:
 class OutputConfig:
     """What the job writes besides the edited images."""
 
-    checkpoint_every: int = bounded(250, ge=1)
+    checkpoint_every: int = bounded(250, ge=1, le=1_000_000_000)
     """Write a nerfstudio checkpoint every this many steps (and when the job stops)."""
     keep_checkpoints: int = bounded(2, ge=1, le=1000)
     """How many recent checkpoints to keep."""
@@ -282,7 +282,12 @@ def validate_config(config: Any, path: str = "config") -> None:
             validate_config(value, where)
             continue
         _check_type(hints[f.name], value, where)
-        check_bounds(value, f.metadata, where)
+        if isinstance(value, tuple):  # a list's length, then each of its numbers, against the field's bounds
+            check_bounds(list(value), f.metadata, where)
+            for index, item in enumerate(value):
+                check_bounds(item, f.metadata, f"{where}[{index}]")
+        else:
+            check_bounds(value, f.metadata, where)
     if isinstance(config, DatasetUpdateConfig) and config.t_min > config.t_max:
         raise ValidationError(f"t_min ({config.t_min}) is above t_max ({config.t_max})", field=f"{path}.t_min")
     if isinstance(config, OutputConfig):

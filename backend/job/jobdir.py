@@ -115,5 +115,5 @@ class JobDir:
         state = self.read_state() or JobState()
         state.status, state.error = "new", None
         self.write_state(state)
-        self.manifest.unlink(missing_ok=True)  # the job is not done until it has run the new steps
+        # the manifest stays: its results stay listed until the continued run replaces them (or if it fails)
         return int(update["total_steps"])

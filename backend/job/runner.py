@@ -69,7 +69,7 @@ class JobRun:
 
     def run(self):
         config = self.config
-        if self.state.status == "done" and self.jobs.manifest.is_file():
+        if self.state.status == "done" and self.jobs.manifest.is_file():  # a Continue sets the status to "new"
             self.callbacks.on_log("job already finished; nothing to do")
             self.callbacks.on_state("done", str(self.jobs.manifest))
             return self._result("done")

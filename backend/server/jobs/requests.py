@@ -1,4 +1,4 @@
-"""An ``edit_start_request`` as the engine's :class:`~backend.config.EditJobConfig`."""
+"""An ``edit_start_request`` as the engine's :class:`~backend.config.EditJobConfig`; what a Continue may ask of a stored job."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from backend.config import (
     preset_nerf,
     validate_config,
 )
-from backend.job.jobdir import read_json_object
+from backend.job.jobdir import JobDir, JobDirError, read_json_object
 from protocol import ValidationError
 from protocol import messages as m
 
@@ -128,3 +128,17 @@ def _coerce(current: Any, value: Any, path: str) -> Any:
     if isinstance(current, str) and isinstance(value, str):
         return value
     raise ValidationError(f"must be a {type(current).__name__}, got {type(value).__name__}", field=path)
+
+
+def check_continue(jobs: JobDir, extra_steps: int) -> None:
+    """Refuse a Continue before anything changes: a job whose stored config no longer loads or validates, and a
+    total the job could never run (it would fail on the limit and lose its listing)."""
+    try:
+        config = EditJobConfig.from_dict(read_json_object(jobs.config))
+        validate_config(config, "config")
+    except (ValidationError, ValueError, TypeError, KeyError) as error:
+        raise JobDirError(f"{jobs.config}: {error}; this job cannot continue (start a new edit)") from None
+    limit = next(f.metadata["le"] for f in dataclasses.fields(DatasetUpdateConfig) if f.name == "total_steps")
+    if config.update.total_steps + extra_steps > limit:
+        raise JobDirError(f"More steps ({extra_steps:,}) would take this job past {limit:,} editing steps, the "
+                          f"limit: at most {limit - config.update.total_steps:,} more")

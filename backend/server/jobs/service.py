@@ -25,7 +25,7 @@ from .editors import EditorCache, editor_key
 from .estimates import estimate_reply, scene_estimate
 from .events import JobEvents
 from .instruction_preview import InstructionPreviews
-from .requests import job_config
+from .requests import check_continue, job_config
 from .results import ArtifactIndex
 from .snapshots import SnapshotService
 from .store import UNFINISHED, JobRecord, JobStore, JobStoreError, new_id
@@ -246,6 +246,7 @@ class JobService:
             raise ValidationError(f"no uploaded scene {content.scene_id!r} on this server", field="content.scene_id")
         start = self._resolve_start(content)
         config = job_config(content, self.config, start)  # bad engine_overrides are reported now, naming the field
+        estimated_s = scene_estimate(config, self.store.cameras(content.scene_id))  # before anything is stored
         record = JobRecord(job_id=new_id("job"), scene_id=content.scene_id, request=self.store.encode_request(content),
                            start_checkpoint=start.checkpoint if start is not None else "")
         self.store.save(record)
@@ -257,7 +258,7 @@ class JobService:
             self._condition.notify_all()
         log.info("job %s queued at position %s", record.job_id, position)
         return m.EditStartReply(job_id=record.job_id, state="queued", queue_position=position,
-                                estimated_s=scene_estimate(config, self.store.cameras(content.scene_id)))
+                                estimated_s=estimated_s)
 
     def _resolve_start(self, content: m.EditStartRequest) -> StartConfig | None:
         """``start_from``: the snapshot's weights, checked now (same scene, the snapshot exists)."""
@@ -298,6 +299,7 @@ class JobService:
             raise ValidationError(f"job {record.job_id} has no checkpoint to continue from (it failed before its "
                                   "first)", field="content.job_id")
         try:
+            check_continue(jobs, content.extra_steps)
             total = jobs.extend(content.extra_steps)
         except JobDirError as error:
             raise ValidationError(str(error), field="content.job_id") from None

@@ -127,8 +127,15 @@ def test_a_stopped_job_continues_for_more_steps(first, backend):
         watch = JobWatch(reply.job_id)
         watch.follow(client, lambda w: bool(w.states) and w.states[-1] in m.FINAL_STATES)
         assert watch.states[-1] == "done"
+        listed = {a.name for a in client.request(m.ResultListRequest(job_id=reply.job_id)).artifacts}
+        assert "point_cloud.ply" in listed
+        # issue 22, item 10: a total past the limit is refused up front, in the panel's words; the job is untouched
+        with pytest.raises(protocol.ValidationError, match=r"More steps \(9,999,999\) .*: at most 9,999,992 more"):
+            client.request(m.JobContinueRequest(job_id=reply.job_id, extra_steps=9_999_999), retries=0)
         again = client.request(m.JobContinueRequest(job_id=reply.job_id, extra_steps=8))
         assert again.total_steps == 16 and again.state == "queued"
+        # issue 22, item 4: the results stay listed while the job continues (a Continue used to delete them)
+        assert listed <= {a.name for a in client.request(m.ResultListRequest(job_id=reply.job_id)).artifacts}
         with pytest.raises(protocol.ValidationError, match="only a stopped or finished job"):
             client.request(m.JobContinueRequest(job_id=reply.job_id, extra_steps=8), retries=0)
         watch.states.clear()
@@ -137,6 +144,30 @@ def test_a_stopped_job_continues_for_more_steps(first, backend):
     final = [e.snapshot for e in watch.snapshots if e.snapshot.reason == "final"]
     assert [s.editing_step for s in final] == [8, 16] and final[-1].images_edited == 4
     assert len(watch.results) == 2
+
+    # issue 22, item 17: a job whose stored config is damaged is refused before anything changes
+    config = backend.jobs_dir / "jobs" / reply.job_id / "work" / "config.json"
+    config.write_text(config.read_text().replace('"update"', '"update_damaged"'))
+    with backend.client(retries=0) as client:
+        with pytest.raises(protocol.ValidationError, match="cannot continue") as damaged:
+            client.request(m.JobContinueRequest(job_id=reply.job_id, extra_steps=8))
+        assert damaged.value.field == "content.job_id"
+        assert client.snapshot(reply.job_id, subscribe=False).jobs[0].state == "done"
+
+
+def test_numbers_beyond_any_sane_bound_are_refused_before_a_job_is_stored(backend, scene):
+    """Issue 22, item 9: ``[10**400]`` used to fail after the job was saved and queued (a ghost job)."""
+    with backend.client(retries=0) as client:
+        scene_id = upload(client, scene)
+        before = set((backend.jobs_dir / "jobs").glob("*"))
+        for value in (10**400, 10**300, 0):
+            with pytest.raises(protocol.ValidationError) as huge:
+                client.start_edit(edit_request(scene_id, nerf={"num_proposal_samples_per_ray": [value, 16]}))
+            assert huge.value.field == "content.engine_overrides.nerf.num_proposal_samples_per_ray[0]"
+        with pytest.raises(protocol.ValidationError) as many:
+            client.start_edit(edit_request(scene_id, nerf={"num_proposal_samples_per_ray": [16] * 9}))
+        assert many.value.field == "content.engine_overrides.nerf.num_proposal_samples_per_ray"
+        assert set((backend.jobs_dir / "jobs").glob("*")) == before  # nothing stored, nothing queued
 
 
 def test_a_chained_edit_starts_from_a_snapshot(first, backend):
