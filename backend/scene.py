@@ -121,7 +121,7 @@ def load_scene(root: Path | str) -> Scene:
     frames = []
     for index, frame in train:
         k = frame.intrinsics
-        image_path = (folder / frame.file_path).resolve()
+        image_path = _image_path(folder, frame.file_path, f"frames[{index}].file_path")
         _check_image(image_path, k.w, k.h, f"frames[{index}].file_path")
         paths = {key: _frame_image(folder, frame.extra, key, k.w, k.h, f"frames[{index}].{key}")
                  for key in (TARGET_KEY, DEPTH_KEY, EDIT_MASK_KEY)}
@@ -212,9 +212,16 @@ def _frame_image(folder: Path, extra: dict[str, Any], key: str, width: int, heig
         return None
     if not isinstance(extra[key], str):
         raise SceneError(field, "must be a string")
-    path = (folder / extra[key]).resolve()
+    path = _image_path(folder, extra[key], field)
     _check_image(path, width, height, field)
     return path
+
+
+def _image_path(folder: Path, relative: str, field: str) -> Path:
+    try:
+        return (folder / relative).resolve()
+    except (ValueError, OSError) as error:  # a NUL byte in the name, a name too long for the filesystem
+        raise SceneError(field, f"not a usable file name {relative[:80]!r} ({error})") from None
 
 
 def _check_image(path: Path, width: int, height: int, field: str) -> None:
@@ -226,7 +233,9 @@ def _check_image(path: Path, width: int, height: int, field: str) -> None:
         with Image.open(path) as image:
             size = image.size
             image.load()
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        # a header declaring far more pixels than any capture holds (PIL's decompression-bomb guard) is refused
+        # before any pixel is decoded
         raise SceneError(f"{field} ({path})", f"unreadable image ({error})") from None
     if size != (width, height):
         raise SceneError(f"{field} ({path})", f"image is {size[0]}x{size[1]} but w x h is {width}x{height}")

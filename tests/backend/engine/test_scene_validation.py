@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,32 @@ def test_cli_help_documents_options_and_exit_codes():
     assert completed.returncode == 0
     for text in ("--data", "--prompt", "--output", "--editor", "--steps", "--no-lpips", "exit codes", "resume"):
         assert text in completed.stdout
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` pixels (its data is a few bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("damage", ["a header claiming 100,000 x 100,000 px", "a NUL byte in a file name"])
+def test_cli_reports_a_bomb_header_or_an_unusable_file_name_as_a_bad_scene_in_one_message(tiny_scene_factory,
+                                                                                           tmp_path, damage):
+    """Issue 22, item 19: both used to print a raw traceback (exit 1)."""
+    scene = tiny_scene_factory(num_views=4)
+    if damage.startswith("a header"):
+        first = json.loads((scene.path / "transforms.json").read_text())["frames"][0]["file_path"]
+        (scene.path / first).write_bytes(png_header(100_000, 100_000))
+    else:
+        edit_transforms(scene.path, lambda meta: meta["frames"][0].__setitem__("file_path", "images/a\0b.png"))
+    completed = subprocess.run(
+        [sys.executable, "-m", "backend", "edit", "--data", str(scene.path), "--prompt", "make it blue",
+         "--output", str(tmp_path / "job"), "--editor", "tiny", "--quiet"],
+        capture_output=True, text=True, timeout=110, cwd=Path(__file__).resolve().parents[3])
+    assert completed.returncode == 3, completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert [line for line in completed.stderr.splitlines() if line.startswith("error:")] == [
+        next(line for line in completed.stderr.splitlines() if "frames[0].file_path" in line)]
