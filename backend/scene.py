@@ -107,6 +107,12 @@ class Scene:
         """Every view has a depth image (what depth supervision needs)."""
         return all(frame.depth_path is not None for frame in self.frames)
 
+    def depth_coverage(self) -> float:
+        """The fraction of the depth images' pixels that hold a depth (not 0: unknown, or nothing was hit)."""
+        counts = [(int(np.count_nonzero(pixels)), pixels.size) for pixels in
+                  (np.asarray(Image.open(frame.depth_path)) for frame in self.frames if frame.depth_path is not None)]
+        return sum(c for c, _ in counts) / max(1, sum(n for _, n in counts))
+
 
 def load_scene(root: Path | str) -> Scene:
     """Read and check the capture at ``root`` and decode every image it names once."""

@@ -85,7 +85,12 @@ class JobRun:
         input_dir = write_dataparser_input(self.scene, self.jobs.root / "input", use_depth=config.nerf.use_depth)
         pipeline, optimizers = build_pipeline(config, input_dir, device)
         if config.nerf.use_depth and self.scene.has_depth:
-            self.callbacks.on_log(f"depth supervision: every view has a depth image (weight {config.nerf.depth_loss_mult})")
+            covered = self.scene.depth_coverage()
+            self.callbacks.on_log(f"depth supervision: every view has a depth image, {covered:.1%} of their pixels "
+                                  f"with depth (weight {config.nerf.depth_loss_mult})")
+            if covered == 0:
+                self.callbacks.on_log("warning: the depth images hold no depth at all (every pixel 0): depth "
+                                      "supervision does nothing; check how the depth was written")
         self.trainer = NerfTrainer(pipeline, optimizers, mixed_precision=config.nerf.mixed_precision)
         write_nerfstudio_config(pipeline.config, self.jobs.root)  # ns-viewer / ns-export open the job
         self.transform = DataparserTransform.of_pipeline(pipeline)

@@ -116,6 +116,10 @@ class JobStore:
                                                {"camera_name": camera.name}))
         for index, (aux, buffer) in enumerate(zip(begin.aux_images, buffers[len(begin.images):])):
             pixels = decode_image(aux.image, buffer, f"aux_images[{index}].image")
+            if aux.role == "depth" and pixels.dtype == np.uint8:  # would be stored as zeros: no depth at all
+                raise ValidationError(f"camera {aux.camera_index}'s depth is an 8-bit {aux.image.encoding} file; depth "
+                                      "is float32 metres (raw) or a 16-bit PNG of millimetres",
+                                      field=f"content.aux_images[{index}].image")
             name = aux_name(aux.role, aux.camera_index)
             atomic.write_png(folder / name, aux_pixels(aux.role, pixels), compress_level=1)
             frames[aux.camera_index].extra[m.AUX_FRAME_KEYS[aux.role]] = name

@@ -5,6 +5,7 @@ the server still answers ping (real ROUTER socket on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -302,3 +303,25 @@ def test_interrupted_scene_writes_are_removed_at_start_and_failed_downloads_leav
     finally:
         service.server.stop()
         assert service.server.stopped.wait(10)
+
+
+def test_depth_sent_as_an_8_bit_png_is_refused_naming_the_image_not_stored_as_zeros(service) -> None:
+    """Issue 22, item 16: float32 depth sent as an 8-bit RGB PNG used to be stored as zeros, without a warning, while
+    the job said it used depth supervision."""
+    import io
+
+    from PIL import Image
+
+    encoded = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(encoded, format="PNG")
+    photo = protocol.RawImage.from_array(np.zeros((16, 16, 3), np.uint8))
+    depth = protocol.RawImage.from_encoded(encoded.getvalue(), "png", [16, 16, 1])
+    depth = dataclasses.replace(depth, info=dataclasses.replace(depth.info, dtype="float32"))
+    with client_for(service) as client:
+        with pytest.raises(protocol.ValidationError) as refused:
+            client.upload_scene([camera()], [photo], aux=[protocol.AuxUpload(0, "depth", depth)])
+        assert refused.value.field == "content.aux_images[0].image"
+        assert "8-bit png" in str(refused.value) and "16-bit PNG of millimetres" in str(refused.value)
+        assert not list((service.config.jobs_dir / "scenes").glob("*/transforms.json"))  # nothing stored
+        good = protocol.RawImage.from_array(np.full((16, 16), 2.5, np.float32))
+        assert client.upload_scene([camera()], [photo], aux=[protocol.AuxUpload(0, "depth", good)]).scene_id
