@@ -23,7 +23,7 @@ from ..core import Request
 from .editors import editor_key
 from .images import decode_image
 from .requests import job_config
-from .store import new_id
+from .store import new_id, to_uint8_rgb
 
 if TYPE_CHECKING:
     from .service import JobService
@@ -86,8 +86,11 @@ class InstructionPreviews:
         edit = m.EditStartRequest(scene_id="preview", instruction=content.instruction, memory_mode=content.memory_mode,
                                   engine_overrides=content.engine_overrides)
         config = job_config(edit, self.jobs.config)  # the edit's own rules: editor sources, devices, ranges
-        image = decode_image(content.image, buffers[0], "content.image")
-        target = decode_image(content.target, buffers[1], "content.target") if content.target is not None else None
+        # grey, 16-bit and float pictures become the 8-bit RGB the editor takes (they used to fail inside torch, or
+        # be edited as garbage)
+        image = to_uint8_rgb(decode_image(content.image, buffers[0], "content.image"))[..., :3]
+        target = (to_uint8_rgb(decode_image(content.target, buffers[1], "content.target"))[..., :3]
+                  if content.target is not None else None)
         if simulated(config) and target is None:
             raise ValidationError("the simulated editor needs the view's intended edit (a target image)",
                                   field="content.target")

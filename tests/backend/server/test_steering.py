@@ -281,3 +281,33 @@ def test_a_stopping_server_drops_queued_previews_and_stops_the_running_one(scene
     assert "3 queued instruction previews dropped" in log, log[-3000:]
     assert re.search(r"instruction preview \S+ failed: stopped before DDIM step", log), log[-3000:]
     assert stopped_s < 30, log[-3000:]
+
+
+def preview_grid(client: protocol.Client, pixels: np.ndarray) -> np.ndarray:
+    """The grid of a one-cell 2D preview of ``pixels`` (raw, any dtype and channel count)."""
+    pixels = np.ascontiguousarray(pixels)
+    request = m.InstructionPreviewRequest(instruction="make it blue", image=m.ImageInfo(
+        str(pixels.dtype), list(pixels.shape)), guidance_scales=[7.5], image_guidance_scales=[1.5], ddim_steps=2,
+        engine_overrides={"editor": {"source": "tiny"}, "device": "cpu"})
+    reply = client.request(request, [pixels.tobytes()])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for event in client.poll_events(0.2):
+            content = event.content
+            if isinstance(content, m.InstructionPreviewEvent) and content.preview_id == reply.preview_id:
+                assert content.kind != "failed", content.message
+                if content.kind == "grid":
+                    return np.frombuffer(event.message.buffers[0], np.uint8).reshape(content.image.shape)
+    raise AssertionError("no grid arrived")
+
+
+def test_grey_16_bit_and_float_preview_images_are_edited_as_the_picture_they_show(backend, scene):
+    """Issue 22, item 14: grey and 16-bit pictures used to fail inside torch, float and uint16 ones to be edited as
+    garbage. Each is now the same picture as its 8-bit RGB form, and gives the same edit."""
+    view = np.ascontiguousarray(scene.images[2][..., :3])
+    grey = np.ascontiguousarray(view[..., 1])
+    with backend.client() as client:
+        reference = preview_grid(client, view)
+        assert np.array_equal(preview_grid(client, view.astype(np.float32) / 255), reference)
+        assert np.array_equal(preview_grid(client, view.astype(np.uint16) * 257), reference)
+        assert np.array_equal(preview_grid(client, grey[..., None]), preview_grid(client, np.repeat(grey[..., None], 3, 2)))
