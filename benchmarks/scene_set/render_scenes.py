@@ -10,9 +10,10 @@ what "Selected objects only" uploads, written with the same add-on code and file
 
     transforms.json, images/, targets/ (the intended edit: the selected object recoloured, for the SIMULATED
     editor), targets_grown/ (a shape edit: the selected object recoloured and grown by ``GROWN_SCALE`` about its
-    centre; named by each frame's ``grown_target_file_path``), knowledge/<image>.npz (each view's exact z-depth and the selected object's mask, from the add-on's own
-    depth-and-mask pass; ``benchmarks.scene_set.run`` stores them as the server does: 16-bit millimetre depth PNGs and
-    mask PNGs, since Blender's environment has no Pillow), surfaces.json + surfaces/ (the selected object's triangles
+    centre; named by each frame's ``grown_target_file_path``), knowledge/<image>.npz (each view's exact z-depth
+    and the selected object's mask, from the add-on's own depth-and-mask pass; ``benchmarks.scene_set.run`` stores
+    them as the server does: 16-bit millimetre depth PNGs and mask PNGs, since Blender's environment has no Pillow),
+    surfaces.json + surfaces/ (the selected object's triangles
     and UVs, from the add-on's own upload code), ground_truth.npy (its world-space triangles, float64 [T, 3, 3]),
     scene_truth.npy (every mesh's, the ground's too), scene.json (name, bounds, bounding radius)
 """
