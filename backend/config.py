@@ -33,6 +33,10 @@ EXACT_DEPTH_LOSS_MULT = 0.05
 depth-nerfacto's default, which is made for noisy sensor depth. On the scene set (benchmarks/RESULTS.md) the quick
 preset's small NeRF stayed transparent or incomplete with the default weight (the cause of "nothing comes back" on
 new scenes) and reached the geometry bar in more scenes with this one."""
+EXACT_DEPTH_SIGMA = 1e-4
+"""The DS-NeRF window of exact depth at the end of the reconstruction (a variance: +-0.01 of the camera rig's size)."""
+EXACT_DEPTH_SIGMA_START = 0.01
+"""... narrowed from depth-nerfacto's window, so that samples far from the surface are pulled to it first."""
 
 
 @dataclass
@@ -61,7 +65,15 @@ class NerfConfig:
     """Weight of the depth loss (depth-nerfacto's default, for sensor depth; jobs given Blender's exact depth use
     :data:`EXACT_DEPTH_LOSS_MULT`)."""
     depth_sigma: float = bounded(0.01, gt=0, le=10)
-    """Uncertainty of the depth images in the NeRF's units (depth-nerfacto's DS-NeRF loss)."""
+    """Variance of the window around each depth in which depth-nerfacto's DS-NeRF loss rewards density, in the
+    NeRF's units (nerfstudio divides by ``2 * sigma``: 0.01 is a window of about +-0.1, a tenth of the camera rig's
+    size; sensor depth needs it, a renderer's exact depth pins surfaces with :data:`EXACT_DEPTH_SIGMA`)."""
+    depth_sigma_start: float = bounded(0.0, ge=0, le=10)
+    """The window's variance at step 0, narrowed geometrically to ``depth_sigma`` over ``depth_sigma_steps`` (0: no
+    narrowing): a wide window gives samples far from the surface a gradient towards it, a narrow one alone has none
+    there."""
+    depth_sigma_steps: int = bounded(0, ge=0, le=10_000_000)
+    """NeRF steps over which the window narrows (0: the reconstruction's steps)."""
     hidden_dim: int = bounded(64, ge=1, le=4096)
     """Width of nerfacto's MLPs."""
     num_levels: int = bounded(16, ge=1, le=64)

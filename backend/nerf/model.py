@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.engine.callbacks import TrainingCallbackLocation
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.model_components.losses import DepthLossType, L1Loss, MSELoss, depth_loss
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor, nn
@@ -94,7 +94,12 @@ class In2nNerfactoModelConfig(NerfactoModelConfig):
     depth_loss_mult: float = 0.0
     """Weight of depth-nerfacto's DS-NeRF depth loss on batches with depth images (0: off)."""
     depth_sigma: float = 0.01
-    """Uncertainty of the depth images in the NeRF's units."""
+    """Variance of the DS-NeRF loss's window around the depth (nerfstudio divides by ``2 * sigma``), NeRF units."""
+    depth_sigma_start: float = 0.0
+    """The window's variance at step 0, narrowed geometrically to ``depth_sigma`` by ``depth_sigma_decay_steps``
+    (0: ``depth_sigma`` throughout)."""
+    depth_sigma_decay_steps: int = 0
+    """Steps over which the window narrows."""
 
 
 class In2nNerfactoModel(NerfactoModel):
@@ -109,6 +114,23 @@ class In2nNerfactoModel(NerfactoModel):
             with _nerfacto_without_lpips_metric():
                 super().populate_modules()
         self.rgb_loss = L1Loss() if self.config.use_l1 else MSELoss()  # type: ignore[assignment]  # same interface
+        self.depth_sigma_now = self.depth_sigma_at(0)
+
+    def depth_sigma_at(self, step: int) -> float:
+        """The depth window's variance at ``step``: a wide window first gives samples far from the surface a
+        gradient towards it (a narrow one alone has none there), the narrow one then pins the surface."""
+        start, end, steps = self.config.depth_sigma_start, self.config.depth_sigma, self.config.depth_sigma_decay_steps
+        if start <= 0 or steps <= 0 or step >= steps:
+            return end
+        return start * (end / start) ** (step / steps)
+
+    def get_training_callbacks(self, training_callback_attributes: Any) -> list[TrainingCallback]:
+        def narrow(step: int) -> None:
+            self.depth_sigma_now = self.depth_sigma_at(step)
+
+        return [*super().get_training_callbacks(training_callback_attributes),
+                TrainingCallback(where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], update_every_num_iters=1,
+                                 func=narrow)]
 
     def get_outputs(self, ray_bundle: RayBundle | Cameras) -> dict[str, Any]:
         outputs = super().get_outputs(ray_bundle)  # type: ignore[arg-type]  # nerfacto takes ray bundles only
@@ -120,7 +142,7 @@ class In2nNerfactoModel(NerfactoModel):
     def depth_loss(self, outputs: dict[str, Any], depth: Tensor) -> Tensor:
         """depth-nerfacto's DS-NeRF loss (nerfstudio's ``depth_loss``) against z-depth images, averaged over the
         proposal levels as it does; pixels without depth (0) do not count."""
-        sigma = torch.tensor([self.config.depth_sigma], device=self.device)
+        sigma = torch.tensor([self.depth_sigma_now], device=self.device)
         total = torch.zeros((), device=self.device)
         for weights, samples in zip(outputs["weights_list"], outputs["ray_samples_list"]):
             total = total + depth_loss(weights=weights, ray_samples=samples, termination_depth=depth,
@@ -160,6 +182,7 @@ class In2nNerfactoModel(NerfactoModel):
         only, so a model loaded from a checkpoint rendered with the untrained value (1.0) until it trained again:
         a reloaded snapshot of a short run rendered differently from the NeRF it saved."""
         super().update_to_step(step)
+        self.depth_sigma_now = self.depth_sigma_at(step)
         for callback in NerfactoModel.get_training_callbacks(self, None):  # type: ignore[arg-type]  # unused
             if TrainingCallbackLocation.BEFORE_TRAIN_ITERATION in callback.where_to_run:
                 callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)

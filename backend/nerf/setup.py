@@ -77,6 +77,8 @@ def pipeline_config(config: EditJobConfig, scene_dir: Path, device: str, *, dept
         lpips_loss_mult=nerf.lpips_loss_mult,
         depth_loss_mult=nerf.depth_loss_mult if depth else 0.0,
         depth_sigma=nerf.depth_sigma,
+        depth_sigma_start=nerf.depth_sigma_start,
+        depth_sigma_decay_steps=nerf.depth_sigma_steps or nerf.reconstruction_steps,
     )
     return VanillaPipelineConfig(datamanager=datamanager, model=model)
 

@@ -33,7 +33,15 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, OutputConfig  # noqa: E402
+from backend.config import (  # noqa: E402
+    EXACT_DEPTH_LOSS_MULT,
+    EXACT_DEPTH_SIGMA,
+    EXACT_DEPTH_SIGMA_START,
+    DatasetUpdateConfig,
+    EditJobConfig,
+    NerfConfig,
+    OutputConfig,
+)
 from backend.editing.simulated import SimulatedInstructEditor  # noqa: E402
 from backend.job.snapshot_export import export_stored_snapshot  # noqa: E402
 from backend.job.snapshots import SnapshotStore  # noqa: E402
@@ -179,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--depth-loss-mult", type=float, default=NerfConfig().depth_loss_mult,
                         help="weight of the depth loss in the depth run (default: the product's, %(default)g)")
+    parser.add_argument("--exact-depth", action="store_true",
+                        help="weight depth as the server does for Blender's exact depth (EXACT_DEPTH_* of "
+                             "backend.config: weight, and a window narrowed over --steps) instead of "
+                             "--depth-loss-mult with depth-nerfacto's window")
     parser.add_argument("--parts", default="depth,masks", help="which experiments: depth, masks or both")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -195,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def config(steps: int, use_depth: bool, edit_steps: int, edit_rate: int, every: int) -> EditJobConfig:
         nerf = replace(nerf_config(args, 0), use_depth=use_depth, depth_loss_mult=args.depth_loss_mult)
+        if args.exact_depth:
+            nerf = replace(nerf, depth_loss_mult=EXACT_DEPTH_LOSS_MULT, depth_sigma=EXACT_DEPTH_SIGMA,
+                           depth_sigma_start=EXACT_DEPTH_SIGMA_START, depth_sigma_steps=steps or edit_steps)
         return EditJobConfig(prompt="make the yellow sphere blue (SIMULATED editor)", memory_mode="in2n-tiny",
                              device=args.device, nerf=replace(nerf, reconstruction_steps=steps),
                              update=DatasetUpdateConfig(total_steps=edit_steps, edit_every_n_steps=edit_rate,

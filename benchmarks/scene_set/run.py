@@ -52,10 +52,10 @@ from backend.job.snapshot_export import load_snapshot  # noqa: E402
 from backend.job.snapshots import SnapshotStore  # noqa: E402
 from backend.job.types import JobCallbacks  # noqa: E402
 from backend.nerf.frames import make_camera  # noqa: E402
-from benchmarks.consistency import metrics  # noqa: E402
 from backend.server.jobs.config import JobServiceConfig  # noqa: E402
 from backend.server.jobs.requests import job_config  # noqa: E402
 from backend.surfaces import read_surfaces  # noqa: E402
+from benchmarks.consistency import metrics  # noqa: E402
 from protocol import messages as m  # noqa: E402
 
 GROWN_TARGET_KEY = "grown_target_file_path"

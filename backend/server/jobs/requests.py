@@ -9,6 +9,8 @@ from typing import Any
 
 from backend.config import (
     EXACT_DEPTH_LOSS_MULT,
+    EXACT_DEPTH_SIGMA,
+    EXACT_DEPTH_SIGMA_START,
     DatasetUpdateConfig,
     EditJobConfig,
     EditorConfig,
@@ -58,6 +60,7 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: St
         config.output.region_max = list(request.edit_region.bounds_max)
     # uploaded depth is a renderer's exact z pass (the protocol's ``depth`` role), not a sensor's
     config.nerf.use_depth, config.nerf.depth_loss_mult = request.use_depth, EXACT_DEPTH_LOSS_MULT
+    config.nerf.depth_sigma, config.nerf.depth_sigma_start = EXACT_DEPTH_SIGMA, EXACT_DEPTH_SIGMA_START
     config.nerf.depth_while_editing = request.depth_while_editing
     config = merge(config, request.engine_overrides, field)
     validate_config(config, field)  # types, ranges, finite numbers: before the job is queued
