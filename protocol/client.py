@@ -79,7 +79,7 @@ class Client:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.ROUTING_ID, self.session.session_id.encode("ascii"))
+            sock.setsockopt(zmq.ROUTING_ID, self.session.routing_id)
             sock.setsockopt(zmq.MAXMSGSIZE, self.session.limits.max_frame_bytes)
             sock.connect(self.info.url)
             self._socket = sock
@@ -111,6 +111,16 @@ class Client:
             message = self.session.deserialize(frames)
             content = m.parse(message)
         except BadSignature as exc:
+            # the server answers a message it could not verify (a wrong key, say) unsigned: what it says is only
+            # ever raised, as the error of the request it answers
+            unsigned = self.session.read_unsigned_error(frames)
+            if unsigned is not None:
+                try:
+                    error = m.parse(unsigned)
+                except ProtocolError:
+                    error = None
+                if isinstance(error, m.ErrorReply):  # never an event, never an "ok"
+                    return Received(unsigned, error)
             raise BadSignature(f"server message rejected: {exc.message}", field=exc.field) from None
         except ProtocolError as exc:  # a duplicate reply to a retried request, or a peer bug: not fatal
             self.dropped += 1

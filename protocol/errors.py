@@ -14,6 +14,9 @@ class ProtocolError(Exception):
     """Base class of every error the protocol raises on bad input."""
 
     ename: ClassVar[str] = "ProtocolError"
+    #: set by ``Session.deserialize`` when the message's signature, date and replay checks had passed before this
+    #: error was found (its sender holds the key: a server may answer it signed)
+    sender_proved_key: bool = False
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)

@@ -41,6 +41,15 @@ class Signer:
             mac.update(view)
         return mac.hexdigest().encode("ascii")
 
+    def routing_id(self, session_id: str) -> bytes:
+        """The ZeroMQ routing id of ``session_id``'s socket: a MAC of it under the key, so that a peer without the
+        key cannot compute it (and take a client's events over by connecting with its routing id, which a ROUTER
+        with handover hands to the newest connection); the session id itself when messages are unsigned."""
+        if not self._key:
+            return session_id.encode("utf-8")
+        mac = hmac.new(self._key, b"in2n routing id\0" + session_id.encode("utf-8"), digestmod=hashlib.sha256)
+        return b"r-" + mac.hexdigest()[:32].encode("ascii")
+
     def verify(self, signature: bytes, parts: Iterable[BufferLike]) -> None:
         """Raise :class:`BadSignature` unless ``signature`` matches ``parts``."""
         if not self._key:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from .errors import VersionMismatch
 
-PROTOCOL_VERSION = "2.2"
+PROTOCOL_VERSION = "2.3"
 """1.1: optional ``scene_begin_request.aux_images`` (per-view target images of the simulated editor).
 2.0: progress phases are job states (``reconstructing``, not ``reconstruct``).
 2.1: optional ``scene_begin_request.meshes`` (the selected objects' surfaces, baked onto).
-2.2: optional ``edit_start_request.depth_while_editing``."""
+2.2: optional ``edit_start_request.depth_while_editing``.
+2.3: routing ids derived from the key; events only to them; unsigned errors to peers that proved no key."""
 SUPPORTED_MAJORS: tuple[int, ...] = (2,)
 
 

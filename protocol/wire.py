@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from .errors import MalformedMessage, OversizedMessage, ReplayedMessage, ValidationError
+from .errors import MalformedMessage, OversizedMessage, ProtocolError, ReplayedMessage, ValidationError
 from .signing import BufferLike, ReplayCache, Signer
 from .version import PROTOCOL_VERSION, check_compatible
 
@@ -187,6 +187,11 @@ class Session:
         self.not_before = not_before
         self.replay_cache = ReplayCache(2 * replay_window_s)
 
+    @property
+    def routing_id(self) -> bytes:
+        """This session's socket routing id (see :meth:`Signer.routing_id`)."""
+        return self.signer.routing_id(self.session_id)
+
     # ------------------------------------------------------------------ building
     def header(self, msg_type: str, *, msg_id: str | None = None) -> JsonDict:
         return {
@@ -218,8 +223,11 @@ class Session:
         )
 
     # ------------------------------------------------------------------ encoding
-    def serialize(self, message: Message) -> list[BufferLike]:
-        """Frames ready for ``send_multipart(copy=False)``; buffers are passed through without copying."""
+    def serialize(self, message: Message, *, signed: bool = True) -> list[BufferLike]:
+        """Frames ready for ``send_multipart(copy=False)``; buffers are passed through without copying.
+
+        ``signed=False``: an empty signature, for error replies to peers that did not prove the key (they get no
+        material signed with it)."""
         parts: list[BufferLike] = [
             _dumps(message.header, "header"),
             _dumps(message.parent_header, "parent_header"),
@@ -227,7 +235,7 @@ class Session:
             _dumps(message.content, "content"),
             *message.buffers,
         ]
-        signature = self.signer.sign(parts)
+        signature = self.signer.sign(parts) if signed else b""
         return [*message.idents, DELIMITER, signature, *parts]
 
     def send(self, socket: zmq.Socket[Any], message: Message) -> None:
@@ -244,6 +252,49 @@ class Session:
 
     def deserialize(self, frames: Sequence[BufferLike | zmq.Frame]) -> Message:
         """Check and decode one received multipart message; raise a :class:`ProtocolError` subclass if it is bad."""
+        idents, signature, parts = self._checked_parts(frames)
+        self.signer.verify(signature, parts)
+
+        header = _loads(_as_bytes(parts[0]), "header")
+        check_header(header)
+        if self.signer.enabled:
+            self._check_fresh(header["date"])
+            self.replay_cache.check_and_add(signature, time.monotonic())
+        try:
+            message = self._message(header, parts, idents)
+            if header["msg_type"] not in VERSION_EXEMPT_TYPES:
+                check_compatible(header["protocol_version"])
+        except ProtocolError as error:
+            error.sender_proved_key = True
+            raise
+        return message
+
+    def read_unsigned_error(self, frames: Sequence[BufferLike | zmq.Frame]) -> Message | None:
+        """An unsigned error reply (a server's answer to a message it could not verify: see ``serialize``), decoded
+        without trusting it; None for anything else. A client only ever raises what it says, never acts on it."""
+        try:
+            idents, signature, parts = self._checked_parts(frames)
+            if signature:
+                return None
+            header = _loads(_as_bytes(parts[0]), "header")
+            check_header(header)
+            message = self._message(header, parts, idents)
+        except ProtocolError:
+            return None
+        return message if message.content.get("status") == "error" else None
+
+    def _message(self, header: JsonDict, parts: list[BufferLike], idents: list[bytes]) -> Message:
+        return Message(
+            header=header,
+            parent_header=_loads(_as_bytes(parts[1]), "parent_header"),
+            metadata=_loads(_as_bytes(parts[2]), "metadata"),
+            content=_loads(_as_bytes(parts[3]), "content"),
+            buffers=parts[4:],
+            idents=idents,
+        )
+
+    def _checked_parts(self, frames: Sequence[BufferLike | zmq.Frame]) -> tuple[list[bytes], bytes, list[BufferLike]]:
+        """Routing ids, signature and parts of a message within the limits (checked before anything is hashed)."""
         idents, delim = self.split_idents(frames)
         body = frames[delim + 1 :]
         if len(body) < 5:
@@ -267,26 +318,7 @@ class Session:
         if total > limits.max_message_bytes:
             raise OversizedMessage(f"message of {total} bytes, limit {limits.max_message_bytes}", field="frames")
 
-        signature = _as_bytes(body[0])
-        parts = [_as_view(f) for f in body[1:]]
-        self.signer.verify(signature, parts)
-
-        header = _loads(_as_bytes(parts[0]), "header")
-        check_header(header)
-        if self.signer.enabled:
-            self._check_fresh(header["date"])
-            self.replay_cache.check_and_add(signature, time.monotonic())
-        message = Message(
-            header=header,
-            parent_header=_loads(_as_bytes(parts[1]), "parent_header"),
-            metadata=_loads(_as_bytes(parts[2]), "metadata"),
-            content=_loads(_as_bytes(parts[3]), "content"),
-            buffers=parts[4:],
-            idents=idents,
-        )
-        if header["msg_type"] not in VERSION_EXEMPT_TYPES:
-            check_compatible(header["protocol_version"])
-        return message
+        return idents, _as_bytes(body[0]), [_as_view(f) for f in body[1:]]
 
     def _check_fresh(self, date: str) -> None:
         """A signed message is fresh when its date lies within the replay window of now (and not before the server

@@ -34,6 +34,7 @@ from protocol import (
 )
 from protocol import messages as m
 from protocol.signing import BufferLike
+from protocol.version import VersionMismatch, parse_version
 from protocol.wire import encodable, utc_now
 
 from .config import ServerConfig
@@ -57,7 +58,15 @@ class Request:
 
     @property
     def identity(self) -> bytes:
-        return self.message.idents[0] if self.message.idents else b""
+        """Where this client's events go: the sender's routing id when it is the one its session derives from the key
+        (protocol 2.3; before it, the session id itself), else b"" (no events: a peer cannot take another client's
+        events over by connecting with that client's routing id)."""
+        sender = self.message.idents[0] if self.message.idents else b""
+        session = str(self.message.header.get("session", ""))
+        expected = self.server.session.signer.routing_id(session)
+        if sender == expected or (sender == session.encode("utf-8") and _before_derived_routing_ids(self.message)):
+            return sender
+        return b""
 
     def reply(self, content: Any, buffers: Sequence[BufferLike] = ()) -> None:
         """Send the reply (any thread). Only the first reply counts."""
@@ -155,7 +164,9 @@ class Server:
                 self._wake_push.send(b"", zmq.NOBLOCK)
 
     def push(self, identity: bytes, content: Any, buffers: Sequence[BufferLike] = (), parent: Message | None = None) -> None:
-        """Send an event to one client (any thread)."""
+        """Send an event to one client (any thread); b"" (see :attr:`Request.identity`) is no one."""
+        if not identity:
+            return
         message = m.build(self.session, content, buffers=buffers, parent=parent)
         self.call_soon(lambda: self._send_to(identity, message))
 
@@ -171,6 +182,8 @@ class Server:
         self.call_soon(send)
 
     def subscribe(self, identity: bytes, topic: str = ALL) -> None:
+        if not identity:
+            return
         self.call_soon(lambda: self._subscriptions.setdefault(identity, set()).add(topic))
 
     def unsubscribe(self, identity: bytes, topic: str | None = None) -> None:
@@ -270,7 +283,7 @@ class Server:
                     error = InternalError(f"the server could not handle this message ({type(exc).__name__})")
                     reply = m.build_error(self.session, Message(header=header, idents=idents), error)
                     reply.idents = idents
-                    self._send_frames(self.session.serialize(reply))
+                    self._send_frames(self.session.serialize(reply, signed=False))  # the sender may hold no key
             except Exception:
                 log.exception("could not even send an error reply; message dropped")
 
@@ -349,7 +362,9 @@ class Server:
             return False
 
     def _reject(self, frames: Sequence[zmq.Frame], exc: ProtocolError) -> None:
-        """Answer an undecodable message with an error when we know who sent it; otherwise drop it."""
+        """Answer an undecodable message with an error when we know who sent it; otherwise drop it. The error is
+        unsigned unless the message proved the key (its signature, date and replay checks passed): a peer without
+        the key gets no material signed with it."""
         log.warning("rejected message: %s: %s", exc.ename, exc)
         try:
             idents, delim = self.session.split_idents(frames)
@@ -360,7 +375,7 @@ class Server:
         header = _unverified_header(frames, delim)
         reply = m.build_error(self.session, Message(header=header, idents=idents) if header else None, exc)
         reply.idents = idents
-        self._send_frames(self.session.serialize(reply))
+        self._send_frames(self.session.serialize(reply, signed=exc.sender_proved_key))
 
     def _heartbeat(self) -> None:
         if not self._subscriptions:
@@ -383,6 +398,14 @@ def request_limits(config: ServerConfig) -> Limits:
     limits = config.limits
     largest = config.max_chunk_bytes + 4 * limits.max_json_bytes
     return dataclasses.replace(limits, max_message_bytes=min(limits.max_message_bytes, largest))
+
+
+def _before_derived_routing_ids(message: Message) -> bool:
+    """Sent by a client older than protocol 2.3, whose routing id is its session id."""
+    try:
+        return parse_version(message.header.get("protocol_version")) < (2, 3)
+    except VersionMismatch:
+        return False
 
 
 def _buffer_bytes(message: Message | None) -> int:

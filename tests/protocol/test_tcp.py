@@ -88,7 +88,10 @@ def test_round_trip_over_tcp_keeps_events(make_peer: Any) -> None:
         assert reply.message.parent_header["msg_id"] == peer.seen[-1].msg_id
         events = client.poll_events()
     assert [e.content.text for e in events] == ["before reply", "before reply"]
-    assert peer.seen[0].idents == [client.session.session_id.encode()]  # routing id = session id
+    # routing id: derived from the session id and the key, which a peer without the key cannot compute
+    assert peer.seen[0].idents == [client.session.routing_id]
+    assert client.session.routing_id.startswith(b"r-") and client.session.session_id.encode() not in client.session.routing_id
+    assert protocol.Session(b"other-key", session_id=client.session.session_id).routing_id != client.session.routing_id
 
 
 def test_lazy_pirate_retry_reuses_msg_id(make_peer: Any) -> None:

@@ -161,7 +161,7 @@ def send_twice(info: protocol.ConnectionInfo, content: Any) -> list[Any]:
     session = protocol.Session(info.key_bytes)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.ROUTING_ID, session.session_id.encode())
+    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
     sock.connect(info.url)
     try:
         message = m.build(session, content)

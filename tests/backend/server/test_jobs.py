@@ -200,7 +200,7 @@ def test_a_client_vanishing_mid_download_does_not_disturb_others(finished, backe
     session = protocol.Session(info.key_bytes)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.ROUTING_ID, session.session_id.encode())
+    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
     sock.connect(info.url)
     for offset in range(0, artifact.size, 1024):  # ask for every chunk, read one, vanish
         request = m.ResultFetchRequest(job_id=job_id, name=artifact.name, offset=offset, length=1024)

@@ -25,16 +25,20 @@ class RawPeer:
         self.session = Session(info.key_bytes if key is None else key)
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTING_ID, self.session.session_id.encode())
+        self.sock.setsockopt(zmq.ROUTING_ID, self.session.routing_id)
         self.sock.connect(info.url)
 
     def send_frames(self, frames: list[Any]) -> None:
         self.sock.send_multipart(frames)
 
     def recv(self, timeout_s: float = 5.0) -> protocol.Message | None:
+        """The next message: a signed one verified, an unsigned error reply read as is (``self.signed`` says which)."""
         if not self.sock.poll(int(timeout_s * 1000)):
             return None
-        return self.session.deserialize(self.sock.recv_multipart())
+        frames = self.sock.recv_multipart()
+        self.signed = frames[1] != b""
+        unsigned = self.session.read_unsigned_error(frames)
+        return unsigned if unsigned is not None else self.session.deserialize(frames)
 
     def close(self) -> None:
         self.sock.close(0)
@@ -150,9 +154,41 @@ def test_garbage_bad_signatures_and_replays_never_crash_the_server(make_server: 
 
     wrong = ConnectionInfo(host=server.info.host, port=server.info.port, key="wrong-key")
     with client_for(server) as good, protocol.Client(wrong, timeout_s=2, retries=0) as bad:
-        with pytest.raises(protocol.BadSignature):  # the server's error reply cannot be verified with a wrong key
+        with pytest.raises(protocol.BadSignature, match="same key"):  # the server's reason, read unsigned
             bad.ping()
         assert good.ping() > 0
+
+
+def test_peers_that_did_not_prove_the_key_get_no_signed_material(make_server: Any) -> None:
+    """A peer without the key (or replaying a captured message) is answered with unsigned errors, so it collects
+    nothing signed with the server's key; a peer with the key but another protocol major gets a signed error."""
+    server = make_server()
+    server.start()
+    keyless = RawPeer(server.info, key=b"not-the-key")
+    keyed = RawPeer(server.info)
+    try:
+        keyless.send_frames(keyless.session.serialize(keyless.session.msg("ping_request")))
+        keyless.send_frames([b"<IDS|MSG>", b"00" * 32, b"{}"])  # too few frames
+        unsigned = [keyless.recv(), keyless.recv()]
+        assert all(reply is not None for reply in unsigned)
+        assert [r.content["ename"] for r in unsigned if r] == ["BadSignature", "MalformedMessage"]
+        assert not keyless.signed
+
+        ping = keyed.session.serialize(keyed.session.msg("ping_request"))
+        keyed.send_frames(ping)
+        assert keyed.recv() is not None and keyed.signed  # answered, signed
+        keyed.send_frames(ping)  # the same bytes again: anyone who captured them could send them
+        replayed = keyed.recv()
+        assert replayed is not None and replayed.content["ename"] == "ReplayedMessage" and not keyed.signed
+
+        other_major = keyed.session.msg("ping_request")
+        other_major.header["protocol_version"] = "99.0"
+        keyed.send_frames(keyed.session.serialize(other_major))
+        mismatch = keyed.recv()
+        assert mismatch is not None and mismatch.content["ename"] == "VersionMismatch" and keyed.signed
+    finally:
+        keyless.close()
+        keyed.close()
 
 
 def test_oversized_frame_is_dropped_and_server_survives(make_server: Any) -> None:
@@ -195,6 +231,63 @@ def test_events_reach_subscribers_only_and_heartbeats_flow(make_server: Any) -> 
         assert bytes(events[1].message.buffers[0]) == pixels
         assert any(e.msg_type == "heartbeat" for e in events)
         assert bystander.poll_events(0.5) == []
+
+
+def test_a_peer_without_the_key_that_knows_a_session_id_gets_none_of_its_events(make_server: Any) -> None:
+    server = make_server()
+
+    def snapshot(request: Request) -> m.JobSnapshotReply:
+        server.subscribe(request.identity, ALL)
+        return m.JobSnapshotReply(jobs=[])
+
+    server.register("job_snapshot_request", snapshot)
+    server.start()
+    with client_for(server) as victim:
+        victim.snapshot(None)
+        # the thief connects with the victim's session id as its routing id (ROUTER_HANDOVER hands an identity in
+        # use to the newest connection), and with the routing id a legacy client of that session would use
+        thieves = []
+        for routing_id in (victim.session.session_id.encode(), b"r-" + victim.session.session_id.encode()):
+            thief = zmq.Context.instance().socket(zmq.DEALER)
+            thief.setsockopt(zmq.LINGER, 0)
+            thief.setsockopt(zmq.ROUTING_ID, routing_id)
+            thief.connect(server.info.url)
+            thieves.append(thief)
+        time.sleep(0.3)  # connected
+        server.publish("job1", m.JobStateEvent(job_id="job1", state="editing"))
+        events = victim.poll_events(2.0)
+        assert [(e.msg_type, e.content.job_id) for e in events] == [("job_state", "job1")]
+        assert not any(thief.poll(500) for thief in thieves)
+        for thief in thieves:
+            thief.close(0)
+
+    # a client of an earlier protocol (routing id = session id) still gets its events
+    legacy = RawPeer(server.info)
+    legacy.sock.close(0)
+    legacy.sock = zmq.Context.instance().socket(zmq.DEALER)
+    legacy.sock.setsockopt(zmq.LINGER, 0)
+    legacy.sock.setsockopt(zmq.ROUTING_ID, legacy.session.session_id.encode())
+    legacy.sock.connect(server.info.url)
+    request = m.build(legacy.session, m.JobSnapshotRequest(job_id=None))
+    request.header["protocol_version"] = "2.2"
+    legacy.send_frames(legacy.session.serialize(request))
+    assert legacy.recv() is not None
+    server.publish("job2", m.JobStateEvent(job_id="job2", state="done"))
+    event = legacy.recv()
+    assert event is not None and event.msg_type == "job_state" and event.content["job_id"] == "job2"
+    # the same without the version that excuses it: replies, but no events
+    impostor = RawPeer(server.info)
+    impostor.sock.close(0)
+    impostor.sock = zmq.Context.instance().socket(zmq.DEALER)
+    impostor.sock.setsockopt(zmq.LINGER, 0)
+    impostor.sock.setsockopt(zmq.ROUTING_ID, impostor.session.session_id.encode())
+    impostor.sock.connect(server.info.url)
+    impostor.send_frames(impostor.session.serialize(m.build(impostor.session, m.JobSnapshotRequest(job_id=None))))
+    assert impostor.recv() is not None
+    server.publish("job3", m.JobStateEvent(job_id="job3", state="done"))
+    assert impostor.recv(1.0) is None
+    legacy.close()
+    impostor.close()
 
 
 def test_handler_failures_and_deferred_replies(make_server: Any) -> None:
