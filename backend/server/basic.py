@@ -37,7 +37,7 @@ def register_basic_handlers(server: Server, probe: DeviceProbe | None = None) ->
     def hello(request: Request) -> None:
         assert isinstance(request.content, m.HelloRequest)
         version = negotiate(request.content.protocol_versions)
-        log.info("hello from %s (%s)", request.content.client_name or "?", request.identity.decode("ascii", "replace"))
+        log.info("hello from %s (session %s)", request.content.client_name or "?", request.message.header.get("session"))
 
         def answer(device: DeviceInfo) -> None:
             request.reply(
@@ -50,6 +50,8 @@ def register_basic_handlers(server: Server, probe: DeviceProbe | None = None) ->
                     limits=m.ServerLimits(
                         max_frame_bytes=server.config.limits.max_frame_bytes,
                         max_message_bytes=server.config.limits.max_message_bytes,
+                        max_previews_per_client=server.config.max_previews_per_client,
+                        max_previews=server.config.max_previews,
                     ),
                     heartbeat_interval_s=server.config.heartbeat_interval_s,
                     gpu_name=device.gpu_name,

@@ -27,5 +27,10 @@ class ServerConfig:
     """Cap on the binary buffers held by cached replies (result chunks); the oldest replies are evicted first."""
     heartbeat_interval_s: float = 5.0
     """How often subscribed clients get a ``heartbeat`` event."""
+    max_previews_per_client: int = 3
+    """2D instruction previews one client may have waiting or running; more are refused until one ends or is
+    cancelled (one client queued 300 in 30 ms)."""
+    max_previews: int = 12
+    """2D instruction previews waiting or running on the server, all clients together."""
     probe_device: bool = True
     """Import torch in a background thread at start-up to report the GPU in ``hello_reply`` (never on ping)."""

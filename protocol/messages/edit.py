@@ -224,7 +224,8 @@ class PreviewSettingsReply:
 @message("cancel_request", "request")
 @dataclass(frozen=True)
 class CancelRequest:
-    """Cancel a queued or running job; answered at once, never queued behind the job."""
+    """Cancel a queued or running job, or (protocol 2.3) one of this client's 2D previews by its ``preview_id``;
+    answered at once, never queued behind the job."""
 
     job_id: str
 

@@ -26,6 +26,10 @@ class ServerLimits:
     """Largest buffer the server accepts in one frame: clients chunk uploads below this."""
     max_message_bytes: int = field(metadata=limit(ge=1))
     """Largest total message."""
+    max_previews_per_client: int | None = None
+    """2D instruction previews one client may have waiting or running (protocol 2.3)."""
+    max_previews: int | None = None
+    """... and all clients together (protocol 2.3)."""
 
 
 @message("hello_reply", "reply")

@@ -11,7 +11,8 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from .service import JobService
 
 log = logging.getLogger(__name__)
+
+MAX_PREVIEW_PIXELS = 4096 * 4096
+"""Largest picture a 2D preview decodes (the editor works on far fewer pixels: a view, not a poster)."""
 
 
 class PreviewStopped(Exception):
@@ -51,6 +55,8 @@ class PreviewTask:
     editor_key: tuple[Any, ...]
     config: Any
     """The EditJobConfig its editor settings come from."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set by the client's cancel: the edit stops before its next DDIM step, a queued one never starts."""
 
 
 class InstructionPreviews:
@@ -59,6 +65,12 @@ class InstructionPreviews:
         self._queue: queue.Queue[PreviewTask | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="in2n-previews", daemon=True)
         self._closing = threading.Event()
+        # PNG / JPEG pictures are decoded here, never in the server loop (a 140 KB PNG declaring 12,000 px stalled
+        # every client's ping for 1.4 s); one at a time, as uploads are
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="in2n-preview-decode")
+        self._lock = threading.Lock()
+        self.active: dict[str, tuple[bytes, threading.Event]] = {}
+        """Previews being decoded, waiting or running: the client each belongs to, and its stop event."""
 
     def start(self) -> None:
         self.jobs.server.register("instruction_preview_request", self._preview)
@@ -76,40 +88,92 @@ class InstructionPreviews:
                 break
         if dropped:
             log.info("stopping: %d queued instruction previews dropped", dropped)
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         self._queue.put(None)
         self._thread.join(timeout_s)
 
-    def _preview(self, request: Request) -> m.InstructionPreviewReply:
+    def cancel(self, preview_id: str, identity: bytes) -> bool:
+        """Stop one of this client's previews (before its next DDIM step; a waiting one never starts)."""
+        with self._lock:
+            owner, stop = self.active.get(preview_id, (None, None))
+        if stop is None or owner != identity:
+            return False
+        stop.set()
+        return True
+
+    def _admit(self, identity: bytes) -> tuple[str, threading.Event]:
+        """A slot for one more preview of this client, or a refusal naming the limit in the panel's words."""
+        config = self.jobs.server.config
+        with self._lock:
+            mine = sum(owner == identity for owner, _ in self.active.values())
+            if mine >= config.max_previews_per_client:
+                raise ValidationError(f"you already have {mine} 2D previews waiting or running (this server's limit "
+                                      f"per client is {config.max_previews_per_client}): wait for one to finish or "
+                                      "cancel it")
+            if len(self.active) >= config.max_previews:
+                raise ValidationError(f"the server already has {len(self.active)} 2D previews waiting or running "
+                                      f"(its limit is {config.max_previews}): try again in a moment")
+            preview_id, stop = new_id("preview"), threading.Event()
+            self.active[preview_id] = (identity, stop)
+        return preview_id, stop
+
+    def _release(self, preview_id: str) -> None:
+        with self._lock:
+            self.active.pop(preview_id, None)
+
+    def _preview(self, request: Request) -> None:
+        """Cheap checks here, in the server loop; the pictures are decoded and the reply sent by the decoder."""
         content = request.content
         assert isinstance(content, m.InstructionPreviewRequest)
-        buffers = list(request.message.buffers)
         edit = m.EditStartRequest(scene_id="preview", instruction=content.instruction, memory_mode=content.memory_mode,
                                   engine_overrides=content.engine_overrides)
         config = job_config(edit, self.jobs.config)  # the edit's own rules: editor sources, devices, ranges
-        # grey, 16-bit and float pictures become the 8-bit RGB the editor takes (they used to fail inside torch, or
-        # be edited as garbage)
-        image = to_uint8_rgb(decode_image(content.image, buffers[0], "content.image"))[..., :3]
-        target = (to_uint8_rgb(decode_image(content.target, buffers[1], "content.target"))[..., :3]
-                  if content.target is not None else None)
-        if simulated(config) and target is None:
+        if simulated(config) and content.target is None:
             raise ValidationError("the simulated editor needs the view's intended edit (a target image)",
                                   field="content.target")
-        task = PreviewTask(new_id("preview"), request.identity, content, image, target, editor_key(config),
-                           config)
+        for name, info in (("image", content.image), ("target", content.target)):
+            if info is not None and info.shape[0] * info.shape[1] > MAX_PREVIEW_PIXELS:
+                raise ValidationError(f"a {info.shape[1]}x{info.shape[0]} picture is larger than a 2D preview takes "
+                                      f"(at most {MAX_PREVIEW_PIXELS // 2**20} megapixels)", field=f"content.{name}")
+        preview_id, stop = self._admit(request.identity)
+        try:
+            self._decoder.submit(self._decode_and_start, request, preview_id, stop, config)
+        except RuntimeError:  # the server is stopping
+            self._release(preview_id)
+            raise ValidationError("the server is stopping") from None
+
+    def _decode_and_start(self, request: Request, preview_id: str, stop: threading.Event, config: Any) -> None:
+        content = request.content
+        buffers = list(request.message.buffers)
+        try:
+            # grey, 16-bit and float pictures become the 8-bit RGB the editor takes (they used to fail inside
+            # torch, or be edited as garbage)
+            image = to_uint8_rgb(decode_image(content.image, buffers[0], "content.image"))[..., :3]
+            target = (to_uint8_rgb(decode_image(content.target, buffers[1], "content.target"))[..., :3]
+                      if content.target is not None else None)
+        except Exception as error:
+            self._release(preview_id)
+            request.fail(error)
+            return
+        task = PreviewTask(preview_id, request.identity, content, image, target, editor_key(config), config, stop)
+        request.reply(m.InstructionPreviewReply(preview_id=preview_id, cells=content.cells,
+                                                editor=config.editor.source))
+        log.info("instruction preview %s: %d cells of %r with %s", preview_id, content.cells, content.instruction,
+                 config.editor.source)
         engine = self.jobs.running_engine()
         if engine is not None and self.jobs.running_editor_key() == task.editor_key and not simulated(config):
             engine.call_between_steps(lambda editor: self._run(task, editor))
         else:
             self._queue.put(task)
-        log.info("instruction preview %s: %d cells of %r with %s", task.preview_id, content.cells,
-                 content.instruction, config.editor.source)
-        return m.InstructionPreviewReply(preview_id=task.preview_id, cells=content.cells, editor=config.editor.source)
 
     def _work(self) -> None:
         while True:
             task = self._queue.get()
             if task is None or self._closing.is_set():
                 return
+            if task.stop.is_set():
+                self._failed(task, PreviewStopped("cancelled"))
+                continue
             if simulated(task.config) and task.target is not None:  # a simulated editor of this one view
                 from backend.editing.simulated import SimulatedInstructEditor
 
@@ -125,6 +189,7 @@ class InstructionPreviews:
         self.jobs.server.push(task.identity, event, [pixels.tobytes()] if pixels is not None else [])
 
     def _failed(self, task: PreviewTask, error: BaseException) -> None:
+        self._release(task.preview_id)
         log.warning("instruction preview %s failed: %s", task.preview_id, error)
         self._send(task, m.InstructionPreviewEvent(preview_id=task.preview_id, kind="failed",
                                                    count=task.request.cells,
@@ -146,15 +211,18 @@ class InstructionPreviews:
 
         # the editor is this thread's while borrowed (or the job's, between its steps): a stopping server
         # interrupts the edit between two DDIM steps (editors without the hook are fast: the simulated one)
+        def stopped() -> bool:
+            return self._closing.is_set() or task.stop.is_set()
+
         previous_should_stop = getattr(editor, "should_stop", None)
         if previous_should_stop is not None:
-            editor.should_stop = lambda: self._closing.is_set() or previous_should_stop()
+            editor.should_stop = lambda: stopped() or previous_should_stop()
         try:
             cells = edit_cells(editor, task.image, request.instruction, columns, rows, ddim_steps=request.ddim_steps,
                                noise_level=request.noise_level, seed=request.seed, on_cell=on_cell,
-                               should_stop=self._closing.is_set)
+                               should_stop=stopped)
             if len(cells) < request.cells:
-                raise PreviewStopped("the server is stopping")
+                raise PreviewStopped("cancelled" if task.stop.is_set() else "the server is stopping")
             grid = np.ascontiguousarray(grid_image(cells, len(columns)))
         except Exception as error:
             self._failed(task, error)
@@ -162,6 +230,7 @@ class InstructionPreviews:
         finally:
             if previous_should_stop is not None:
                 editor.should_stop = previous_should_stop
+        self._release(task.preview_id)
         scale = cell_scale(task.image.shape[1])
         self._send(task, m.InstructionPreviewEvent(
             preview_id=task.preview_id, kind="grid", count=request.cells,

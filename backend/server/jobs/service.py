@@ -313,6 +313,11 @@ class JobService:
                                   total_steps=total)
 
     def _cancel(self, request: Request) -> m.CancelReply:
+        if request.content.job_id.startswith("preview-"):  # a 2D preview of this client's (protocol 2.3)
+            if not self.previews.cancel(request.content.job_id, request.identity):
+                raise ValidationError(f"no 2D preview {request.content.job_id} of yours is waiting or running",
+                                      field="content.job_id")
+            return m.CancelReply(job_id=request.content.job_id, state="cancelled")
         record = self.record(request.content.job_id)
         with self._condition:
             if record.job_id in self.queue:
