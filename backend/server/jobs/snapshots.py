@@ -39,6 +39,7 @@ class SnapshotService:
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="in2n-exports", daemon=True)
+        self._closing = False
 
     def start(self) -> None:
         for msg_type in SNAPSHOT_REQUESTS:
@@ -48,6 +49,7 @@ class SnapshotService:
 
     def close(self, timeout_s: float = 30.0) -> None:
         with self._lock:
+            self._closing = True
             for stop in self.exporting.values():
                 stop.set()
         self._queue.put(None)
@@ -100,7 +102,7 @@ class SnapshotService:
         if engine is not None:  # made by the running job between two NeRF steps
             engine.request_export(self._task(job_id, step, stop))
             return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="running")
-        self._queue.put((job_id, step))
+        self._enqueue((job_id, step))
         return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="queued")
 
     def _delete(self, request: Request) -> m.NerfSnapshotDeleteReply:
@@ -136,17 +138,24 @@ class SnapshotService:
                     eta_s=export.eta_s(now - started), message=f"{export.points_found} points"))
 
         def done(result: Any, error: BaseException | None) -> None:
-            with self._lock:
-                self.exporting.pop((job_id, step), None)
-            if error is None:
-                self._done(job_id, self._snapshot(job_id, step))
-                return
-            cancelled = stop.is_set()
-            log.warning("job %s: export of snapshot %d %s: %s", job_id, step,
-                        "cancelled" if cancelled else "failed", error)
-            self.jobs.server.publish(job_id, m.NerfSnapshotExportEvent(
-                job_id=job_id, step=step, state="cancelled" if cancelled else "failed",
-                message=f"{type(error).__name__}: {error}"[:4000]))
+            # the export counts as running until its final event is out: a delete is refused until then (deleting
+            # a snapshot as its export finished made this raise, and killed the export thread)
+            try:
+                snapshot = self.store(job_id).read(step) if error is None else None
+                if error is None and snapshot is None:
+                    error = FileNotFoundError(f"snapshot {step} was deleted as its export finished")
+                if snapshot is not None:
+                    self._done(job_id, snapshot)
+                    return
+                cancelled = stop.is_set()
+                log.warning("job %s: export of snapshot %d %s: %s", job_id, step,
+                            "cancelled" if cancelled else "failed", error)
+                self.jobs.server.publish(job_id, m.NerfSnapshotExportEvent(
+                    job_id=job_id, step=step, state="cancelled" if cancelled else "failed",
+                    message=f"{type(error).__name__}: {error}"[:4000]))
+            finally:
+                with self._lock:
+                    self.exporting.pop((job_id, step), None)
 
         return SnapshotExportTask(step, stop, progress, done)
 
@@ -159,27 +168,43 @@ class SnapshotService:
     def take_over(self, job_id: str, tasks: list[SnapshotExportTask]) -> None:
         """Exports a job was asked for but ended before serving: made by the export thread instead."""
         for task in tasks:
-            self._queue.put((job_id, task.step))
+            self._enqueue((job_id, task.step))
+
+    def _enqueue(self, item: tuple[str, int]) -> None:
+        """Queue an export for the export thread, replacing the thread (logged) if it has died."""
+        with self._lock:
+            if self._thread.ident is not None and not self._thread.is_alive() and not self._closing:
+                log.error("the export thread had died; a new one takes the queued exports")
+                self._thread = threading.Thread(target=self._work, name="in2n-exports", daemon=True)
+                self._thread.start()
+        self._queue.put(item)
 
     def _work(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            # torch and nerfstudio are imported on the first export, not when the thread starts: an idle server
-            # stopped by SIGTERM waited for that import (17 s on a busy CPU)
-            from backend.editing.memory import resolve_device
-            from backend.job.snapshot_export import export_stored_snapshot
-
-            job_id, step = item
-            with self._lock:
-                stop = self.exporting.setdefault((job_id, step), threading.Event())
-            task = self._task(job_id, step, stop)
-            work = self.jobs.store.work_dir(job_id)
             try:
-                device = resolve_device(str(read_json_object(Path(work) / "config.json").get("device", "auto")))
-                result = export_stored_snapshot(work, step, device, stop, task.on_progress)
-            except Exception as error:  # reported to the client; the thread serves the next export
-                task.on_done(None, error)
-            else:
-                task.on_done(result, None)
+                self._export_one(*item)
+            except Exception:  # a bug in reporting must not leave every later export queued forever
+                log.exception("export of snapshot %s of job %s failed unexpectedly", item[1], item[0])
+                with self._lock:
+                    self.exporting.pop(item, None)
+
+    def _export_one(self, job_id: str, step: int) -> None:
+        # torch and nerfstudio are imported on the first export, not when the thread starts: an idle server
+        # stopped by SIGTERM waited for that import (17 s on a busy CPU)
+        from backend.editing.memory import resolve_device
+        from backend.job.snapshot_export import export_stored_snapshot
+
+        with self._lock:
+            stop = self.exporting.setdefault((job_id, step), threading.Event())
+        task = self._task(job_id, step, stop)
+        work = self.jobs.store.work_dir(job_id)
+        try:
+            device = resolve_device(str(read_json_object(Path(work) / "config.json").get("device", "auto")))
+            result = export_stored_snapshot(work, step, device, stop, task.on_progress)
+        except Exception as error:  # reported to the client; the thread serves the next export
+            task.on_done(None, error)
+        else:
+            task.on_done(result, None)
