@@ -84,6 +84,9 @@ class JobStore:
         self.scenes = self.root / "scenes"
         self.jobs = self.root / "jobs"
         self._lock = threading.Lock()
+        self._decoding = threading.Lock()
+        """One uploaded image is decoded at a time, whichever upload it belongs to: parallel uploads of small files
+        declaring 8,192 px took the server from 39 MB to 2.3 GB when each decoded its own."""
         for folder in (self.root, self.scenes, self.jobs):
             ensure_private_dir(folder)  # scenes and results are the user's own: 0700, never another user's folder
 
@@ -109,19 +112,23 @@ class JobStore:
     def _write_scene_files(self, folder: Path, begin: m.SceneBeginRequest, buffers: list[Any]) -> None:
         frames = []
         for index, (camera, info, buffer) in enumerate(zip(begin.cameras, begin.images, buffers)):
-            pixels = decode_image(info, buffer, f"images[{index}]")
-            atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels), compress_level=1)  # speed over size
+            with self._decoding:
+                pixels = decode_image(info, buffer, f"images[{index}]")
+                atomic.write_png(folder / frame_name(index), to_uint8_rgb(pixels), compress_level=1)  # speed
+                del pixels
             intrinsics = capture.Intrinsics(camera.fl_x, camera.fl_y, camera.cx, camera.cy, camera.w, camera.h)
             frames.append(capture.CaptureFrame(frame_name(index), intrinsics, camera.transform_matrix,
                                                {"camera_name": camera.name}))
         for index, (aux, buffer) in enumerate(zip(begin.aux_images, buffers[len(begin.images):])):
-            pixels = decode_image(aux.image, buffer, f"aux_images[{index}].image")
-            if aux.role == "depth" and pixels.dtype == np.uint8:  # would be stored as zeros: no depth at all
-                raise ValidationError(f"camera {aux.camera_index}'s depth is an 8-bit {aux.image.encoding} file; depth "
-                                      "is float32 metres (raw) or a 16-bit PNG of millimetres",
-                                      field=f"content.aux_images[{index}].image")
             name = aux_name(aux.role, aux.camera_index)
-            atomic.write_png(folder / name, aux_pixels(aux.role, pixels), compress_level=1)
+            with self._decoding:
+                pixels = decode_image(aux.image, buffer, f"aux_images[{index}].image")
+                if aux.role == "depth" and pixels.dtype == np.uint8:  # would be stored as zeros: no depth at all
+                    raise ValidationError(f"camera {aux.camera_index}'s depth is an 8-bit {aux.image.encoding} file; "
+                                          "depth is float32 metres (raw) or a 16-bit PNG of millimetres",
+                                          field=f"content.aux_images[{index}].image")
+                atomic.write_png(folder / name, aux_pixels(aux.role, pixels), compress_level=1)
+                del pixels
             frames[aux.camera_index].extra[m.AUX_FRAME_KEYS[aux.role]] = name
         first_mesh = len(begin.all_images)
         write_surfaces(folder, [uploaded_surface(mesh, buffer, f"meshes[{index}]") for index, (mesh, buffer)

@@ -25,6 +25,11 @@ class PendingUpload:
     last_activity: float
 
 
+def decoded_bytes(begin: m.SceneBeginRequest) -> int:
+    """An upload's bytes as the server holds them while storing it: files and their decoded pixels."""
+    return begin.total_bytes + sum(image.pixel_bytes for image in begin.all_images if image.encoded_bytes is not None)
+
+
 class SceneUploads:
     """The three upload handlers. Uploads whose client went quiet are dropped after ``upload_idle_s``."""
 
@@ -68,11 +73,12 @@ class SceneUploads:
         if begin.upload_id in self.pending or begin.upload_id in self.ended:
             raise ValidationError(f"upload {begin.upload_id!r} exists already: use a new upload_id",
                                   field="content.upload_id")
-        pending = sum(upload.assembler.expected_bytes for upload in self.pending.values())
-        if pending + begin.total_bytes > self.config.max_pending_upload_bytes:
+        # what an upload costs is its pixels once decoded, not its files: a 216 KB PNG may declare 8,192 px
+        pending = sum(decoded_bytes(upload.assembler.begin) for upload in self.pending.values())
+        if pending + decoded_bytes(begin) > self.config.max_pending_upload_bytes:
             raise ValidationError(f"uploads in progress already hold {pending / 2**20:.1f} MiB of this server's "
-                                  f"{self.config.max_pending_upload_bytes / 2**20:.1f} MiB; try again when they have "
-                                  "finished", field="content.images")
+                                  f"{self.config.max_pending_upload_bytes / 2**20:.1f} MiB (decoded pixels); try again "
+                                  "when they have finished", field="content.images")
         self.pending[begin.upload_id] = PendingUpload(SceneAssembler(begin), time.monotonic())
         log.info("upload %s: %d images, %.1f MiB", begin.upload_id, len(begin.images), begin.total_bytes / 2**20)
         return m.SceneBeginReply(upload_id=begin.upload_id, expected_bytes=begin.total_bytes,

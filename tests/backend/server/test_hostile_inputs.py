@@ -55,7 +55,7 @@ def raw_request(service: JobService, msg_type: str, content_json: bytes) -> dict
     session = protocol.Session(service.server.info.key_bytes)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.ROUTING_ID, session.session_id.encode())
+    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
     sock.connect(service.server.info.url)
     try:
         frames = [bytes(f) for f in session.serialize(session.msg(msg_type))]
@@ -188,6 +188,24 @@ def test_declared_but_unsent_scenes_cost_no_memory_and_are_capped_together(tmp_p
         assert service.server.stopped.wait(10)
 
 
+def test_small_files_declaring_many_pixels_count_as_their_pixels(tmp_path) -> None:
+    """Issue 22, item 7: three 216 KB PNGs declaring 8,192 px took the server to 2.3 GB; the cap counted their files."""
+    mib = 1 << 20
+    service = start_service(tmp_path / "jobs", max_pending_upload_bytes=256 * mib)
+    side = 8192  # 192 MiB of RGB pixels, in a PNG of a few hundred KB
+    info = m.ImageInfo(dtype="uint8", shape=[side, side, 3], encoding="png", encoded_bytes=216 * 1024)
+    try:
+        with client_for(service) as client:
+            client.request(m.SceneBeginRequest(upload_id="first", cameras=[camera(side)], images=[info]))
+            with pytest.raises(protocol.ValidationError) as refused:
+                client.request(m.SceneBeginRequest(upload_id="second", cameras=[camera(side)], images=[info]))
+            assert "(decoded pixels)" in refused.value.message and "192.2 MiB" in refused.value.message
+            assert client.ping() > 0
+    finally:
+        service.server.stop()
+        assert service.server.stopped.wait(10)
+
+
 def test_scattered_tiny_pieces_are_bounded_and_do_not_stall_other_clients(service) -> None:
     size = 64
     image_info = m.ImageInfo(dtype="uint8", shape=[size, size, 3])
@@ -227,13 +245,15 @@ def test_a_capture_from_before_a_restart_is_refused_even_with_a_fixed_key(tmp_pa
     try:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTING_ID, captured_session.session_id.encode())
+        sock.setsockopt(zmq.ROUTING_ID, captured_session.routing_id)
         sock.connect(new.info.url)
         sock.send_multipart(captured)
         assert sock.poll(5000)
-        reply = protocol.Session(key.encode()).deserialize(sock.recv_multipart())
+        frames = sock.recv_multipart()
         sock.close()
-        assert reply.content["ename"] == "ReplayedMessage"
+        assert frames[1] == b""  # a replay proves no key: the refusal is unsigned
+        reply = protocol.Session(key.encode()).read_unsigned_error(frames)
+        assert reply is not None and reply.content["ename"] == "ReplayedMessage"
         with protocol.Client(new.info, timeout_s=5) as client:
             assert client.ping() > 0  # the replayed shutdown did not stop it
     finally:
