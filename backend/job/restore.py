@@ -4,6 +4,8 @@ renders of every view may become the first training images and the editor's cond
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,7 +61,12 @@ class JobRestore:
         start = self.config.start
         if not start.checkpoint:
             return
-        self.trainer.load_checkpoint(Path(start.checkpoint), weights_only=True)
+        try:
+            self.trainer.load_checkpoint(Path(start.checkpoint), weights_only=True)
+        except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            # torch's own message advises weights_only=False, which would run a tampered file's code
+            raise JobDirError(f"the NeRF this edit starts from ({Path(start.checkpoint).name}) is damaged or not a "
+                              f"checkpoint ({type(exc).__name__}): start from another snapshot") from None
         self.state.edit_start_step = self.trainer.step  # the given NeRF *is* the reconstruction
         self.log(f"starting from {start.checkpoint} (step {self.trainer.step})")
         if "renders" in (start.dataset, start.condition):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +68,24 @@ def job_config(request: m.EditStartRequest, service: JobServiceConfig, start: St
     check_editor_source(config.editor.source, service, f"{field}.editor.source")
     if start is not None:
         # the snapshot's weights only load into the NeRF they were trained with: its job's nerfacto settings
-        parent = EditJobConfig.from_dict(read_json_object(Path(start.checkpoint).parents[2] / "config.json"))
+        parent = _parent_config(Path(start.checkpoint))
         config = dataclasses.replace(config, start=start,
                                      nerf=dataclasses.replace(parent.nerf, seed=config.nerf.seed))
     return config
+
+
+def _parent_config(checkpoint: Path) -> EditJobConfig:
+    """The settings of the job whose snapshot ``checkpoint`` a chained edit starts from, refused (in words, without
+    the server's paths) when the snapshot is not a checkpoint or its job's stored settings are damaged."""
+    step, job = checkpoint.parent.name.removeprefix("step-").lstrip("0") or "0", checkpoint.parents[3].name
+    if not zipfile.is_zipfile(checkpoint):  # torch.save's format; anything else fails deep inside torch.load
+        raise ValidationError(f"the snapshot at step {step} of job {job} is damaged (its weights are not a checkpoint): choose "
+                              "another snapshot or start a new edit", field="content.start_from.step")
+    try:
+        return EditJobConfig.from_dict(read_json_object(checkpoint.parents[2] / "config.json"))
+    except (JobDirError, KeyError, TypeError, ValueError) as exc:
+        raise ValidationError(f"job {job} cannot be chained from: its stored settings are damaged "
+                              f"({type(exc).__name__}); start a new edit", field="content.start_from.job_id") from None
 
 
 #: A Hugging Face model id: ``owner/name`` of letters, digits, ``-``, ``_`` and ``.`` (no path tricks).

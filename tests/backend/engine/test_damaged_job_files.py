@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, tiny_nerf_config
+from backend.config import DatasetUpdateConfig, EditJobConfig, OutputConfig, StartConfig, tiny_nerf_config
 from backend.engine import EditEngine
 from backend.job.types import JobCallbacks
 from tests.backend.engine.editors import ChannelSwapEditor
@@ -61,3 +61,17 @@ def test_garbage_job_files_fail_naming_the_file(tmp_path, name) -> None:
     result, _ = run(job, scene)
     assert result.status == "failed" and result.error_kind == "JobDirError"
     assert str(job / name) in result.error and "start over" in result.error
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint" * 64, b"PK\x03\x04" + b"\0" * 200])
+def test_an_edit_starting_from_a_damaged_nerf_fails_saying_so(tmp_path, content) -> None:
+    """Not torch's advice to load with weights_only=False (which would run a tampered file's code)."""
+    scene = make_tiny_scene(tmp_path / "scene", num_views=4, size=24)
+    start = tmp_path / "model.ckpt"
+    start.write_bytes(content)
+    damaged = config()
+    damaged.start = StartConfig(checkpoint=str(start), dataset="renders")
+    result = EditEngine(damaged, ChannelSwapEditor()).run(scene.path, tmp_path / "job", JobCallbacks())
+    assert result.status == "failed"
+    assert "the NeRF this edit starts from (model.ckpt) is damaged or not a checkpoint" in (result.error or "")
+    assert "weights_only" not in (result.error or "")

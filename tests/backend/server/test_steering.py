@@ -190,6 +190,27 @@ def test_a_chained_edit_starts_from_a_snapshot(first, backend):
     assert len(list((work / "start_images").rglob("*.png"))) == 10  # the snapshot's render of every view
     assert any(f"step {final_step}" in line for line in watch.logs)  # started from the final snapshot
 
+    # a damaged snapshot or parent is refused up front, in words, without the server's paths (issue 22, item 15)
+    parent = backend.jobs_dir / "jobs" / job_id / "work"
+    scheduled = RECONSTRUCTION  # the reconstruction snapshot (the middle one was deleted above)
+    (parent / "snapshots" / f"step-{scheduled:09d}" / "model.ckpt").write_bytes(b"not a checkpoint" * 100)
+    settings = (parent / "config.json").read_bytes()
+    try:
+        with backend.client(retries=0) as client:
+            before = set((backend.jobs_dir / "jobs").glob("*"))
+            with pytest.raises(protocol.ValidationError) as garbage:
+                client.start_edit(edit_request(scene_id, start_from=m.StartFrom(job_id=job_id, step=scheduled)))
+            assert garbage.value.field == "content.start_from.step"
+            assert f"step {scheduled} of job {job_id} is damaged" in garbage.value.message
+            (parent / "config.json").write_text('{"nerf": {"hidden_dim": "wide"}')
+            with pytest.raises(protocol.ValidationError) as damaged:
+                client.start_edit(edit_request(scene_id, start_from=m.StartFrom(job_id=job_id)))
+            assert damaged.value.field == "content.start_from.job_id" and "settings are damaged" in damaged.value.message
+            assert str(backend.jobs_dir) not in garbage.value.message + damaged.value.message
+            assert set((backend.jobs_dir / "jobs").glob("*")) == before  # nothing stored, nothing queued
+    finally:
+        (parent / "config.json").write_bytes(settings)
+
 
 def test_the_estimate_uses_the_servers_rules_before_anything_is_uploaded(backend):
     with backend.client(retries=0) as client:
@@ -262,9 +283,9 @@ def test_a_stopping_server_drops_queued_previews_and_stops_the_running_one(scene
                                           ddim_steps=1000, engine_overrides={"editor": {"source": "tiny"},
                                                                              "device": "cpu"})
     try:
-        with backend.client() as client:
-            for _ in range(4):
-                client.request(request, [view.tobytes()])
+        with backend.client() as client, backend.client() as other:  # at most 3 previews per client
+            for asker in (client, client, other, other):
+                asker.request(request, [view.tobytes()])
         deadline = time.monotonic() + 300
         while "editor 'tiny' ready" not in backend.log() and time.monotonic() < deadline:
             time.sleep(0.2)
