@@ -165,6 +165,11 @@ class OutputConfig:
     always kept after reconstruction and where the job ends or stops (0: only those)."""
     snapshot_views: int = bounded(_SNAPSHOTS.views, ge=1, le=1000)
     """How many training views (spread over the dataset) each snapshot renders."""
+    max_snapshots: int = bounded(20, ge=2, le=100_000)
+    """Snapshots a job keeps: beyond it, the oldest scheduled ones are rotated away (the reconstruction, final and
+    stopped snapshots, the newest, and any another job starts from or is being exported are always kept)."""
+    max_snapshot_bytes: int = bounded(20 * 1024**3, ge=1, le=2**50)
+    """... and the disk space they may take together, rotated the same way (every_n_steps = 1 filled a disk)."""
     export_geometry: bool = True
     """Export the point cloud and mesh when the job ends (off: edited images, checkpoints and snapshots only, e.g.
     for benchmarks that score images; the manifest then lists no geometry)."""

@@ -63,6 +63,9 @@ class EditEngine:
         """Snapshots to export between steps (:meth:`request_export`)."""
         self.calls: queue.Queue[Callable[[Any], None]] = queue.Queue()
         """Work to run between steps with the job's editor (:meth:`call_between_steps`)."""
+        self.keeps_snapshot: Callable[[Path], bool] = lambda model: False
+        """Whether a snapshot (by its weights' path) must survive rotation: a server names those another job
+        starts from or that are being exported."""
 
     def request_preview(self, camera: PreviewCamera) -> None:
         """Thread-safe: render ``camera`` before the next NeRF step; the image arrives through ``on_preview``."""

@@ -38,6 +38,8 @@ class JobRun:
         self.scene = scene
         self.jobs = JobDir(job_dir)
         self.snapshots = SnapshotStore(self.jobs.snapshots)
+        for folder in self.snapshots.remove_incomplete():  # interrupted writes: no listing shows them
+            callbacks.on_log(f"removed {folder.name}: a snapshot whose writing was interrupted")
         self.callbacks = callbacks
         self.stop = stop
         self.config = self._job_config()
@@ -256,6 +258,12 @@ class JobRun:
                                 images_edited=self.state.edits_done, losses=dict(self._last_losses), views=views)
         self.snapshots.write_record(record)
         self.callbacks.on_snapshot(record)
+        output = self.config.output
+        for rotated in self.snapshots.rotate(output.max_snapshots, output.max_snapshot_bytes,
+                                             lambda kept: self.engine.keeps_snapshot(self.snapshots.model(kept.step))):
+            self.callbacks.on_log(f"snapshot {rotated.step} rotated away: a job keeps {output.max_snapshots} "
+                                  f"snapshots within {output.max_snapshot_bytes / 2**30:.1f} GiB")
+            self.callbacks.on_snapshot_rotated(rotated)
         return record
 
     def _progress(self, phase: str, start: int, steps: int, losses: dict[str, float], final: bool) -> None:

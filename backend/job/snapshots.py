@@ -4,9 +4,10 @@ The paper notes that the edited NeRF "varies in type and strength of edit over t
 must select an iteration at which to terminate". A snapshot keeps one such iteration for good::
 
     snapshots/step-000031000/
-      model.ckpt            the NeRF's weights (nerfstudio layout, no optimiser state); never rotated away
+      model.ckpt            the NeRF's weights (nerfstudio layout, no optimiser state)
       views/<image>.png     renders of a few training views (thumbnails, and what the NeRF looked like)
       export/               mesh and point cloud, once exported on request (export.json written last)
+      export_requested.json while an export was asked for and not yet reported (re-made after a restart)
       snapshot.json         what it is (written last: a folder without it is an interrupted write)
 
 No torch here: the server lists and deletes snapshots from its loop thread.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,8 @@ from typing import Any, TypedDict
 
 from backend.job import atomic
 
+EXPORT_REQUESTED = "export_requested.json"
+"""In a snapshot's folder while an export of it was asked for and not yet reported."""
 FOLDER_PATTERN = re.compile(r"^step-(\d{9})$")
 REASONS = ("reconstruction", "scheduled", "final", "stopped")
 """Why a snapshot was kept (the protocol's ``SnapshotReason``)."""
@@ -137,9 +141,47 @@ class SnapshotStore:
     def write_export(self, step: int, export: SnapshotExport) -> None:
         atomic.write_json(self.export_dir(step) / "export.json", asdict(export))
 
+    def request_export(self, step: int) -> None:
+        """Note that an export of ``step`` was asked for: until its final report (:meth:`export_reported`), a
+        restarted server knows it was interrupted (a kill -9 left its client waiting for a final event forever)."""
+        atomic.write_json(self.folder(step) / EXPORT_REQUESTED, {"step": step})
+
+    def export_reported(self, step: int) -> None:
+        (self.folder(step) / EXPORT_REQUESTED).unlink(missing_ok=True)
+
+    def interrupted_exports(self) -> list[int]:
+        """Snapshots whose export was asked for and never reported (the server stopped or was killed meanwhile)."""
+        return [step for step in self.steps() if (self.folder(step) / EXPORT_REQUESTED).is_file()]
+
     def size_bytes(self, step: int) -> int:
         """Disk space of one snapshot (weights, renders, exports)."""
         return sum(path.stat().st_size for path in self.folder(step).rglob("*") if path.is_file())
+
+    def remove_incomplete(self) -> list[Path]:
+        """Snapshot folders without ``snapshot.json`` (written last): writes a crash or a full disk interrupted,
+        which no listing shows and no request can delete."""
+        if not self.root.is_dir():
+            return []
+        removed = [path for path in self.root.iterdir()
+                   if FOLDER_PATTERN.match(path.name) and not (path / "snapshot.json").is_file()]
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+        return removed
+
+    def rotate(self, max_count: int, max_bytes: int, keep: Callable[[SnapshotRecord], bool]) -> list[SnapshotRecord]:
+        """Delete the oldest scheduled snapshots until at most ``max_count`` remain, taking at most ``max_bytes``;
+        never the reconstruction, final or stopped ones, the newest, or those ``keep`` names. Returns those deleted."""
+        records = self.records()
+        sizes = {record.step: self.size_bytes(record.step) for record in records}
+        rotatable = [record for record in records[:-1] if record.reason == "scheduled" and not keep(record)]
+        deleted: list[SnapshotRecord] = []
+        while rotatable and (len(records) - len(deleted) > max_count
+                             or sum(sizes.values()) > max_bytes):
+            oldest = rotatable.pop(0)
+            self.delete(oldest.step)
+            sizes.pop(oldest.step)
+            deleted.append(oldest)
+        return deleted
 
     def delete(self, step: int) -> int:
         """Remove a snapshot; returns the bytes freed. The record goes first, so a crash mid-way leaves an

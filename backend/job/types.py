@@ -105,6 +105,8 @@ class JobCallbacks:
     on_result: Callable[[JobResult], None] = _ignore
     on_snapshot: Callable[[Any], None] = _ignore
     """A NeRF snapshot was kept (``backend.job.snapshots.SnapshotRecord``)."""
+    on_snapshot_rotated: Callable[[Any], None] = _ignore
+    """An older snapshot was rotated away to stay within the job's snapshot limits (its record)."""
 
 
 class EngineSettings(Protocol):
@@ -117,3 +119,4 @@ class EngineSettings(Protocol):
     preview_requests: queue.Queue[PreviewCamera]
     export_requests: queue.Queue[SnapshotExportTask]
     calls: queue.Queue[Callable[[Any], None]]
+    keeps_snapshot: Callable[[Path], bool]

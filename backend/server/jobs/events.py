@@ -61,13 +61,15 @@ class JobEvents:
 
     def __init__(self, job_id: str, engine: EditEngine, cameras: list[m.Camera], preview: m.PreviewSettings,
                  publish: Callable[[Any, list[bytes]], None], on_state: Callable[[str, str], None],
-                 budget: float, on_snapshot: Callable[[Any], None] = lambda snapshot: None) -> None:
+                 budget: float, on_snapshot: Callable[[Any], None] = lambda snapshot: None,
+                 on_snapshot_rotated: Callable[[Any], None] = lambda snapshot: None) -> None:
         self.job_id = job_id
         self.engine = engine
         self.cameras = cameras
         self.publish = publish
         self.on_state_change = on_state
         self.on_snapshot = on_snapshot
+        self.on_snapshot_rotated = on_snapshot_rotated
         self.started = time.monotonic()
         self.step = 0
         self.progress: m.Progress | None = None
@@ -78,7 +80,8 @@ class JobEvents:
 
     def callbacks(self) -> JobCallbacks:
         return JobCallbacks(on_state=self._state, on_progress=self._progress, on_preview=self._preview,
-                            on_log=self._log, on_snapshot=self.on_snapshot)
+                            on_log=self._log, on_snapshot=self.on_snapshot,
+                            on_snapshot_rotated=self.on_snapshot_rotated)
 
     def set_preview(self, settings: m.PreviewSettings) -> None:
         """New camera / rate from the client (any thread): the next preview is rendered at once."""

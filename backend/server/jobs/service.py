@@ -178,12 +178,15 @@ class JobService:
         key = editor_key(config)
         editor = self.editors.take(key)
         engine = EditEngine(config, editor, preview_interval_s=1e9, progress_interval_s=0.25)
+        engine.keeps_snapshot = lambda model: self.snapshots.in_use(record.job_id, model)
         preview = self.preview_settings.get(record.job_id, request.preview)
         events = JobEvents(record.job_id, engine, self.store.cameras(record.scene_id), preview,
                            lambda content, buffers: self.server.publish(record.job_id, content, buffers),
                            lambda state, detail: self._set_state(record, state, detail),
                            self.config.preview_budget,
-                           on_snapshot=lambda snapshot: self.snapshots.announce(record.job_id, snapshot))
+                           on_snapshot=lambda snapshot: self.snapshots.announce(record.job_id, snapshot),
+                           on_snapshot_rotated=lambda snapshot: self.snapshots.announce_deleted(record.job_id,
+                                                                                                snapshot))
         self.events[record.job_id] = events
         with self._condition:
             self.engine = engine

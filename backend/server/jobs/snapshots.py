@@ -46,6 +46,14 @@ class SnapshotService:
             self.jobs.server.register(msg_type, getattr(self, "_" + msg_type.removeprefix("nerf_snapshot_")
                                                           .removesuffix("_request")))
         self._thread.start()
+        for job_id in list(self.jobs.records):
+            for step in self.store(job_id).interrupted_exports():
+                # its client was told "queued" or "running" and waits for a final event: made now, reported then
+                log.warning("job %s: the export of snapshot %d was interrupted by a server stop; made again",
+                            job_id, step)
+                with self._lock:
+                    self.exporting.setdefault((job_id, step), threading.Event())
+                self._enqueue((job_id, step))
 
     def close(self, timeout_s: float = 30.0) -> None:
         with self._lock:
@@ -74,6 +82,20 @@ class SnapshotService:
         self.jobs.server.publish(job_id, m.NerfSnapshotEvent(job_id=job_id, snapshot=self.info(job_id, record),
                                                              deleted=deleted))
 
+    def announce_deleted(self, job_id: str, record: SnapshotRecord) -> None:
+        """Tell the job's subscribers a snapshot is gone (deleted on request, or rotated away by its job)."""
+        self.jobs.server.publish(job_id, m.NerfSnapshotEvent(
+            job_id=job_id, snapshot=m.NerfSnapshotInfo(step=record.step, editing_step=record.editing_step,
+                                                       reason=record.reason),  # type: ignore[arg-type]
+            deleted=True))
+
+    def in_use(self, job_id: str, model: Path) -> bool:
+        """A snapshot another job starts from, or one being exported: its job must not rotate it away."""
+        step = int(model.parent.name.removeprefix("step-"))
+        with self._lock:
+            exporting = (job_id, step) in self.exporting
+        return exporting or self.jobs.job_starting_from(model) is not None
+
     def _snapshot(self, job_id: str, step: int) -> SnapshotRecord:
         record = self.store(job_id).read(step)
         if record is None:
@@ -98,6 +120,7 @@ class SnapshotService:
             if (job_id, step) in self.exporting:
                 return m.NerfSnapshotExportReply(job_id=job_id, step=step, state="running")
             stop = self.exporting[(job_id, step)] = threading.Event()
+        self.store(job_id).request_export(step)
         engine = self.jobs.engine_of(job_id)
         if engine is not None:  # made by the running job between two NeRF steps
             engine.request_export(self._task(job_id, step, stop))
@@ -118,10 +141,7 @@ class SnapshotService:
                                   "has started", field="content.step")
         freed = self.store(job_id).delete(step)
         log.info("job %s: snapshot %d deleted (%.1f MiB)", job_id, step, freed / 2**20)
-        self.jobs.server.publish(job_id, m.NerfSnapshotEvent(
-            job_id=job_id, snapshot=m.NerfSnapshotInfo(step=snapshot.step, editing_step=snapshot.editing_step,
-                                                       reason=snapshot.reason),  # type: ignore[arg-type]
-            deleted=True))
+        self.announce_deleted(job_id, snapshot)
         return m.NerfSnapshotDeleteReply(job_id=job_id, step=step, freed_bytes=freed)
 
     # ------------------------------------------------------------------ exporting
@@ -154,6 +174,7 @@ class SnapshotService:
                     job_id=job_id, step=step, state="cancelled" if cancelled else "failed",
                     message=f"{type(error).__name__}: {error}"[:4000]))
             finally:
+                self.store(job_id).export_reported(step)
                 with self._lock:
                     self.exporting.pop((job_id, step), None)
 
@@ -188,6 +209,7 @@ class SnapshotService:
                 self._export_one(*item)
             except Exception:  # a bug in reporting must not leave every later export queued forever
                 log.exception("export of snapshot %s of job %s failed unexpectedly", item[1], item[0])
+                self.store(item[0]).export_reported(item[1])
                 with self._lock:
                     self.exporting.pop(item, None)
 

@@ -111,3 +111,41 @@ def test_a_resume_from_a_checkpoint_older_than_the_edit_start_reconstructs_again
         assert edited_state(work)["edits_done"] == 10
     finally:
         backend.stop()
+
+
+def test_an_export_interrupted_by_kill_9_is_made_after_the_restart_and_reported(tmp_path):
+    """Issue 22, item 18: the client was told "queued" and never got a final event after the restart."""
+    scene = make_tiny_scene(tmp_path / "scene", num_views=10, size=32)
+    backend = start_backend(tmp_path / "server")
+    try:
+        with backend.client() as client:
+            job_id = client.start_edit(edit_request(upload(client, scene), reconstruction_steps=300, total_steps=4,
+                                                    every=4, outputs=("images",))).job_id
+            watch = JobWatch(job_id)
+            watch.follow(client, lambda w: bool(w.states) and w.states[-1] in m.FINAL_STATES)
+            assert watch.states[-1] == "done", watch.logs[-5:]
+            step = client.request(m.NerfSnapshotListRequest(job_id=job_id)).snapshots[-1].step
+            assert client.request(m.NerfSnapshotExportRequest(job_id=job_id, step=step)).state == "queued"
+            watch.follow(client, lambda w: bool(w.exports), stop_when_final=False)  # the export has started
+            backend.process.send_signal(signal.SIGKILL)
+            backend.process.wait(30)
+        assert not any(e.state in ("done", "failed", "cancelled") for e in watch.exports)
+
+        backend = start_backend(tmp_path / "server")
+        with backend.client() as client:
+            client.snapshot(job_id, subscribe=True)
+            watch = JobWatch(job_id)
+
+            def exported(w: JobWatch) -> bool:  # its final event, or (made before we subscribed) its listing
+                return any(e.state in ("done", "failed") for e in w.exports) or bool(
+                    client.request(m.NerfSnapshotListRequest(job_id=job_id)).snapshots[-1].geometry)
+
+            watch.follow(client, exported, timeout_s=600, stop_when_final=False)
+            assert all(e.state != "failed" for e in watch.exports), watch.exports
+            listed = client.request(m.NerfSnapshotListRequest(job_id=job_id)).snapshots[-1]
+            assert listed.step == step and listed.geometry  # exported, and listed as such
+        assert "was interrupted by a server stop; made again" in backend.log()
+        work = backend.jobs_dir / "jobs" / job_id / "work"
+        assert not list((work / "snapshots").glob("*/export_requested.json"))  # reported: not made a third time
+    finally:
+        backend.stop()
