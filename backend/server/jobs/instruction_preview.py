@@ -160,11 +160,34 @@ class InstructionPreviews:
                                                 editor=config.editor.source))
         log.info("instruction preview %s: %d cells of %r with %s", preview_id, content.cells, content.instruction,
                  config.editor.source)
-        engine = self.jobs.running_engine()
-        if engine is not None and self.jobs.running_editor_key() == task.editor_key and not simulated(config):
-            engine.call_between_steps(lambda editor: self._run(task, editor))
-        else:
+        if simulated(config) or not self._hand_to_job(task):
             self._queue.put(task)
+
+    def _hand_to_job(self, task: PreviewTask) -> bool:
+        """Give ``task`` to the running job when it edits with the same editor (one model in memory), to be made
+        between two of its steps; False when no such job runs, or it is stopping."""
+        engine, job_stop = self.jobs.running_engine(), self.jobs.stop_running
+        if engine is None or job_stop.is_set() or editor_key(engine.config) != task.editor_key:
+            return False
+        engine.call_between_steps(lambda editor: self._run_in_job(task, job_stop, editor))
+        return True
+
+    def _run_in_job(self, task: PreviewTask, job_stop: threading.Event, editor: Any) -> None:
+        """Between a job's steps. A job told to stop does not wait for the preview: it is interrupted before its
+        next DDIM step and made again by the preview thread (``editor`` None: the job ended before serving it)."""
+        if editor is None or job_stop.is_set() or self._run(task, editor, interrupt=job_stop):
+            self._queue.put(task)
+
+    def _wait_for_the_editor(self, task: PreviewTask) -> bool:
+        """One editor per device: while a job edits with another model, a preview waits for it to end (or is
+        handed to a job with the same one). True when the preview thread should make it now."""
+        while not (task.stop.is_set() or self._closing.is_set()):
+            if self.jobs.running_engine() is None:
+                return True
+            if self._hand_to_job(task):
+                return False
+            time.sleep(0.2)
+        return True
 
     def _work(self) -> None:
         while True:
@@ -178,6 +201,8 @@ class InstructionPreviews:
                 from backend.editing.simulated import SimulatedInstructEditor
 
                 self._run(task, SimulatedInstructEditor.from_images([task.image[..., :3]], [task.target[..., :3]]))
+                continue
+            if not self._wait_for_the_editor(task):
                 continue
             try:
                 with self.jobs.editors.borrowed(task.editor_key, task.config) as editor:
@@ -195,7 +220,9 @@ class InstructionPreviews:
                                                    count=task.request.cells,
                                                    message=f"{type(error).__name__}: {error}"[:4000]))
 
-    def _run(self, task: PreviewTask, editor: Any) -> None:
+    def _run(self, task: PreviewTask, editor: Any, interrupt: threading.Event | None = None) -> bool:
+        """Edit the grid and send it; True when ``interrupt`` (the job it runs in is stopping) cut it short, and
+        it is still to be made."""
         from backend.editing.preview_grid import LABEL_HEIGHT, cell_scale, edit_cells, grid_image
 
         request, started = task.request, time.monotonic()
@@ -212,7 +239,7 @@ class InstructionPreviews:
         # the editor is this thread's while borrowed (or the job's, between its steps): a stopping server
         # interrupts the edit between two DDIM steps (editors without the hook are fast: the simulated one)
         def stopped() -> bool:
-            return self._closing.is_set() or task.stop.is_set()
+            return self._closing.is_set() or task.stop.is_set() or (interrupt is not None and interrupt.is_set())
 
         previous_should_stop = getattr(editor, "should_stop", None)
         if previous_should_stop is not None:
@@ -225,8 +252,10 @@ class InstructionPreviews:
                 raise PreviewStopped("cancelled" if task.stop.is_set() else "the server is stopping")
             grid = np.ascontiguousarray(grid_image(cells, len(columns)))
         except Exception as error:
+            if interrupt is not None and interrupt.is_set() and not (task.stop.is_set() or self._closing.is_set()):
+                return True  # its job is stopping (the editor stopped before a DDIM step): made again later
             self._failed(task, error)
-            return
+            return False
         finally:
             if previous_should_stop is not None:
                 editor.should_stop = previous_should_stop
@@ -237,3 +266,4 @@ class InstructionPreviews:
             image=m.ImageInfo(dtype="uint8", shape=list(grid.shape)), columns=columns, rows=rows,
             cell_width=task.image.shape[1] * scale, cell_height=task.image.shape[0] * scale + LABEL_HEIGHT,
             label_height=LABEL_HEIGHT, elapsed_s=time.monotonic() - started), grid)
+        return False

@@ -197,9 +197,9 @@ class JobService:
         finally:
             with self._condition:
                 self.engine = None
+            if engine.editor is not None:  # cached before previews are handed back: they use it, never a second
+                self.editors.keep(key, engine.editor)
             self._hand_over(record.job_id, engine)
-        if engine.editor is not None:
-            self.editors.keep(key, engine.editor)
         if result.status == "done":
             artifacts = self.index.artifacts(self.store.work_dir(record.job_id))
             self.server.publish(record.job_id, m.JobResultEvent(job_id=record.job_id, artifacts=artifacts))
@@ -224,13 +224,14 @@ class JobService:
         self._set_state(record, state, message, error)
 
     def _hand_over(self, job_id: str, engine: EditEngine) -> None:
-        """Work the ended job was given but did not serve: exports go to the export thread, 2D previews run now."""
+        """Work the ended job was given but did not serve: exports go to the export thread, 2D previews back to the
+        preview thread (``None``: no job editor), so that the job's end is announced without waiting for them."""
         exports = []
         while not engine.export_requests.empty():
             exports.append(engine.export_requests.get_nowait())
         self.snapshots.take_over(job_id, exports)
         while not engine.calls.empty():
-            engine.calls.get_nowait()(engine.editor)  # its editor is still the one the work asked for
+            engine.calls.get_nowait()(None)
 
     def _start_config(self, record: JobRecord) -> StartConfig | None:
         """A chained edit starts from its snapshot (resolved when it was submitted), with its renders as the first

@@ -99,3 +99,56 @@ def test_pictures_are_decoded_off_the_server_loop_and_oversized_ones_refused_bef
             client.request(huge, [b"0123456789"])
         assert refused.value.field == "content.image" and "larger than a 2D preview takes" in refused.value.message
         assert client.ping() > 0
+
+
+def test_previews_and_a_job_share_one_editor_and_a_preview_never_delays_the_jobs_cancel(backend, tmp_path):
+    """Issue 22, items 2 and 12: previews queued before a job starts, made during it and after it all use the one
+    editor the job loaded (a second model used to be loaded); a job cancelled while it makes a preview between its
+    steps stops before the preview's next DDIM step, and the preview is finished afterwards by the preview thread."""
+    from tests.backend.server.jobs_helpers import JobWatch, edit_request, upload
+    from tests.helpers.scenes import make_tiny_scene
+
+    scene = make_tiny_scene(tmp_path / "scene", num_views=10, size=32)
+    view = np.ascontiguousarray(scene.images[0][..., :3])
+
+    def grid(ddim_steps: int) -> m.InstructionPreviewRequest:
+        return m.InstructionPreviewRequest(instruction="make it blue", image=m.ImageInfo("uint8", list(view.shape)),
+                                           guidance_scales=[5.0, 7.5, 10.0], image_guidance_scales=[1.2, 1.5, 1.8],
+                                           ddim_steps=ddim_steps, memory_mode="in2n-tiny",
+                                           engine_overrides={"editor": {"source": "tiny"}, "device": "cpu"})
+
+    loads_before = backend.log().count("editor 'tiny' ready")
+    with backend.client() as client:
+        queued = {client.request(grid(4), [view.tobytes()]).preview_id for _ in range(2)}
+        job_id = client.start_edit(edit_request(upload(client, scene), reconstruction_steps=100, total_steps=2000,
+                                                every=4, outputs=("images",))).job_id
+        watch = JobWatch(job_id)
+        finals: dict[str, tuple[int, str]] = {}  # preview -> (position among the events, kind)
+        order: list[str] = []
+
+        def take(events: list[protocol.Received]) -> None:
+            watch.take(events)
+            for event in events:
+                content = event.content
+                if isinstance(content, m.JobStateEvent) and content.job_id == job_id:
+                    order.append(f"job {content.state}")
+                if isinstance(content, m.InstructionPreviewEvent) and content.kind in ("grid", "failed"):
+                    finals[content.preview_id] = (len(order), content.kind)
+                    order.append(f"preview {content.kind}")
+
+        deadline = time.monotonic() + 600
+        while not (set(finals) >= queued and "editing" in watch.states) and time.monotonic() < deadline:
+            take(client.poll_events(0.2))
+        assert all(finals[p][1] == "grid" for p in queued), finals
+        during = client.request(grid(200), [view.tobytes()]).preview_id  # made by the job, between its steps
+        into = time.monotonic() + 3.0  # into the preview's DDIM steps, inside the job's thread
+        while time.monotonic() < into:
+            take(client.poll_events(0.2))
+        assert during not in finals and "job cancelled" not in order
+        client.cancel(job_id)
+        while during not in finals and time.monotonic() < deadline:
+            take(client.poll_events(0.2))
+    assert "job cancelled" in order, order
+    assert order.index("job cancelled") < finals[during][0], order  # the cancel did not wait for the preview
+    assert finals[during][1] == "grid", order  # the preview was finished after the job stopped
+    assert backend.log().count("editor 'tiny' ready") - loads_before <= 1, backend.log()[-3000:]
