@@ -156,7 +156,10 @@ class NerfTrainer:
                 name = key[len("_model.") :]
                 model_state[name[len("module.") :] if name.startswith("module.") else name] = value
         self.model.load_trainable_state_dict(model_state)
-        self.model.update_to_step(int(state["step"]))
+        # the model as it was when saved: after step - 1 trained (its schedules, e.g. the proposal annealing, were
+        # set before that step); training goes on at ``step``, whose callbacks move them on. One step later, a
+        # reloaded snapshot rendered up to 17 levels off the renders kept with it.
+        self.model.update_to_step(max(0, int(state["step"]) - 1))
         self.step = int(state["step"])
         if weights_only:
             return

@@ -50,7 +50,7 @@ def test_the_window_narrows_geometrically_while_training_and_a_resumed_trainer_c
     assert resumed.model.depth_sigma_now == pytest.approx(EXACT_DEPTH_SIGMA_START)  # a new model starts wide
     resumed.load_checkpoint(tmp_path / "step.ckpt")
     assert resumed.step == half
-    assert resumed.model.depth_sigma_now == pytest.approx(expected[half])  # not the start, not the end
+    assert resumed.model.depth_sigma_now == pytest.approx(expected[half - 1])  # as saved: after step 2
     resumed.train_step()
     assert resumed.model.depth_sigma_now == pytest.approx(expected[half])  # step 3 trained with step 3's window
 

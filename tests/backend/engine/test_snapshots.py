@@ -120,11 +120,11 @@ def test_a_chained_edit_starts_from_a_snapshot(stopped, tmp_path, condition):
     assert "reconstructing" not in states and result.steps == snapshot.step + 8
     jobs = JobDir(tmp_path / "job")
     # the first training images are the snapshot's renders: the pixels the snapshot's NeRF rendered when it was
-    # kept, up to rounding and the proposal annealing of one step later (a reloaded nerfacto used to render up to 107
-    # levels off: see In2nNerfactoModel.update_to_step)
+    # kept (a reloaded nerfacto used to render up to 107 levels off, see In2nNerfactoModel.update_to_step, then up
+    # to 17 with its proposal annealing one step later, see NerfTrainer.load_checkpoint)
     for name, relative in snapshot.views.items():
         start, kept = load(jobs.start_image_path(name)).astype(int), load(store.folder(snapshot.step) / relative)
-        assert np.abs(start - kept).max() <= 10 and np.abs(start - kept).mean() < 0.3
+        assert np.abs(start - kept).max() <= 1, name
     schedule = EditSchedule(chained.update, stopped.scene.c2w.shape[0], 1000)
     assert len(editor.calls) == 2
     for index, call in enumerate(editor.calls):
