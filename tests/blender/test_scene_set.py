@@ -1,7 +1,8 @@
 """Two scenes of the procedural set nobody tuned the product for (benchmarks/scene_set: the whole set is a
 benchmark), rendered with the add-on's own depth-and-mask pass and surface upload, then edited by real jobs with
-the *quick* preset's settings as the server resolves them: each gives its edit back on the user's object, the toy
-cube too, whose small NeRF stays too transparent on the CPU to export any geometry (benchmarks/RESULTS.md)."""
+the *quick* preset's settings as the server resolves them: each gives its edit back on the user's object and
+geometry from its NeRF near Blender's own surface (the toy cube's small NeRF used to stay transparent, and surfaces
+settled inside the depth loss's wide window: benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -42,5 +43,10 @@ def test_two_scenes_nobody_tuned_for_give_their_edit_back(tmp_path: Path) -> Non
         # editing steps take the simulated editor part of the way): the NeRF's renders, projected onto the
         # user's own surface; a flat fill or another object's colours score far lower
         assert max(bake["psnr_vs_intended_edit_bake_db"], bake["psnr_vs_original_bake_db"]) > 15.0, (name, bake)
+        # geometry: the point cloud's median distance to Blender's surfaces and back, in the object's radii (the
+        # issue's bar is 5 %, met by both at 96 px in the benchmark; 64 px here, so a little slack)
+        cloud = row["geometry"]["point_cloud"]
+        assert cloud is not None, (name, row["geometry"])
+        assert cloud["accuracy_median"] < 0.06 and cloud["completeness_median"] < 0.06, (name, cloud)
     summary = rows[-1]["summary"]
-    assert summary["baked"] == len(SCENES)
+    assert summary["baked"] == len(SCENES) and summary["geometry_exported"] == len(SCENES)
