@@ -21,11 +21,13 @@ pytestmark = pytest.mark.timeout(60)
 class RawPeer:
     """A DEALER that sends hand-made frames, to do what a well-behaved Client never would."""
 
-    def __init__(self, info: ConnectionInfo, key: bytes | None = None) -> None:
+    def __init__(self, info: ConnectionInfo, key: bytes | None = None, *, legacy_routing_id: bool = False) -> None:
+        """``legacy_routing_id``: connect as clients before protocol 2.3 did, with the session id as routing id."""
         self.session = Session(info.key_bytes if key is None else key)
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTING_ID, self.session.routing_id)
+        routing_id = self.session.session_id.encode() if legacy_routing_id else self.session.routing_id
+        self.sock.setsockopt(zmq.ROUTING_ID, routing_id)
         self.sock.connect(info.url)
 
     def send_frames(self, frames: list[Any]) -> None:
@@ -262,12 +264,7 @@ def test_a_peer_without_the_key_that_knows_a_session_id_gets_none_of_its_events(
             thief.close(0)
 
     # a client of an earlier protocol (routing id = session id) still gets its events
-    legacy = RawPeer(server.info)
-    legacy.sock.close(0)
-    legacy.sock = zmq.Context.instance().socket(zmq.DEALER)
-    legacy.sock.setsockopt(zmq.LINGER, 0)
-    legacy.sock.setsockopt(zmq.ROUTING_ID, legacy.session.session_id.encode())
-    legacy.sock.connect(server.info.url)
+    legacy = RawPeer(server.info, legacy_routing_id=True)
     request = m.build(legacy.session, m.JobSnapshotRequest(job_id=None))
     request.header["protocol_version"] = "2.2"
     legacy.send_frames(legacy.session.serialize(request))
@@ -276,12 +273,7 @@ def test_a_peer_without_the_key_that_knows_a_session_id_gets_none_of_its_events(
     event = legacy.recv()
     assert event is not None and event.msg_type == "job_state" and event.content["job_id"] == "job2"
     # the same without the version that excuses it: replies, but no events
-    impostor = RawPeer(server.info)
-    impostor.sock.close(0)
-    impostor.sock = zmq.Context.instance().socket(zmq.DEALER)
-    impostor.sock.setsockopt(zmq.LINGER, 0)
-    impostor.sock.setsockopt(zmq.ROUTING_ID, impostor.session.session_id.encode())
-    impostor.sock.connect(server.info.url)
+    impostor = RawPeer(server.info, legacy_routing_id=True)
     impostor.send_frames(impostor.session.serialize(m.build(impostor.session, m.JobSnapshotRequest(job_id=None))))
     assert impostor.recv() is not None
     server.publish("job3", m.JobStateEvent(job_id="job3", state="done"))
