@@ -63,6 +63,8 @@ class EditEngine:
         """Snapshots to export between steps (:meth:`request_export`)."""
         self.calls: queue.Queue[Callable[[Any], None]] = queue.Queue()
         """Work to run between steps with the job's editor (:meth:`call_between_steps`)."""
+        self._calls_lock = threading.Lock()
+        self._calls_closed = False
         self.keeps_snapshot: Callable[[Path], bool] = lambda model: False
         """Whether a snapshot (by its weights' path) must survive rotation: a server names those another job
         starts from or that are being exported."""
@@ -76,10 +78,24 @@ class EditEngine:
         snapshot's weights swapped in and back); the result arrives through ``task.on_done``."""
         self.export_requests.put(task)
 
-    def call_between_steps(self, work: Callable[[Any], None]) -> None:
+    def call_between_steps(self, work: Callable[[Any], None]) -> bool:
         """Thread-safe: run ``work(editor)`` in the job's thread before its next NeRF step, with the job's own editor
-        (e.g. a 2D instruction preview while the job runs: one model in memory, not two)."""
-        self.calls.put(work)
+        (e.g. a 2D instruction preview while the job runs: one model in memory, not two). False once the job has
+        ended (:meth:`close_calls`): the work was not taken."""
+        with self._calls_lock:
+            if self._calls_closed:
+                return False
+            self.calls.put(work)
+            return True
+
+    def close_calls(self) -> list[Callable[[Any], None]]:
+        """The job has ended: the work it was given and did not serve; later calls are refused, never lost."""
+        with self._calls_lock:
+            self._calls_closed = True
+            pending = []
+            while not self.calls.empty():
+                pending.append(self.calls.get_nowait())
+            return pending
 
     def run(self, scene_dir: Path | str, job_dir: Path | str, callbacks: JobCallbacks | None = None,
             stop: threading.Event | None = None) -> JobResult:

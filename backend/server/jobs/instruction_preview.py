@@ -2,7 +2,8 @@
 GPU), streamed back as ``instruction_preview`` events.
 
 While a job runs with the same editor, the preview is made by that job between two NeRF steps (one model in memory);
-otherwise by a preview thread with the service's cached editor (the job worker waits for it, never loads a second).
+otherwise by a preview thread with the service's cached editor. A job that starts meanwhile takes that editor over
+before the preview's next DDIM step (never loads a second, never waits for a whole grid), and makes the rest.
 """
 
 from __future__ import annotations
@@ -169,8 +170,7 @@ class InstructionPreviews:
         engine, job_stop = self.jobs.running_engine(), self.jobs.stop_running
         if engine is None or job_stop.is_set() or editor_key(engine.config) != task.editor_key:
             return False
-        engine.call_between_steps(lambda editor: self._run_in_job(task, job_stop, editor))
-        return True
+        return engine.call_between_steps(lambda editor: self._run_in_job(task, job_stop, editor))
 
     def _run_in_job(self, task: PreviewTask, job_stop: threading.Event, editor: Any) -> None:
         """Between a job's steps. A job told to stop does not wait for the preview: it is interrupted before its
@@ -204,11 +204,18 @@ class InstructionPreviews:
                 continue
             if not self._wait_for_the_editor(task):
                 continue
+            editors = self.jobs.editors
             try:
-                with self.jobs.editors.borrowed(task.editor_key, task.config) as editor:
-                    self._run(task, editor)
+                with editors.borrowed(task.editor_key, task.config) as editor:
+                    # a job that starts meanwhile takes the editor over: this preview stops before its next DDIM
+                    # step and goes to that job (editor None: the job took it first)
+                    again = editor is None or self._run(task, editor, interrupt=editors.wanted)
             except Exception as error:  # e.g. weights missing: said to the client, the thread carries on
                 self._failed(task, error)
+                continue
+            if again:
+                time.sleep(0.05)  # the job is handing the editor over or back: let it
+                self._queue.put(task)
 
     def _send(self, task: PreviewTask, event: m.InstructionPreviewEvent, pixels: np.ndarray | None = None) -> None:
         self.jobs.server.push(task.identity, event, [pixels.tobytes()] if pixels is not None else [])
@@ -221,8 +228,8 @@ class InstructionPreviews:
                                                    message=f"{type(error).__name__}: {error}"[:4000]))
 
     def _run(self, task: PreviewTask, editor: Any, interrupt: threading.Event | None = None) -> bool:
-        """Edit the grid and send it; True when ``interrupt`` (the job it runs in is stopping) cut it short, and
-        it is still to be made."""
+        """Edit the grid and send it; True when ``interrupt`` cut it short (the job it runs in is stopping, or a
+        starting job wants the editor), and it is still to be made."""
         from backend.editing.preview_grid import LABEL_HEIGHT, cell_scale, edit_cells, grid_image
 
         request, started = task.request, time.monotonic()

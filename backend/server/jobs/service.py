@@ -176,8 +176,7 @@ class JobService:
         request = record.edit_request()
         config = job_config(request, self.config, self._start_config(record))
         key = editor_key(config)
-        editor = self.editors.take(key)
-        engine = EditEngine(config, editor, preview_interval_s=1e9, progress_interval_s=0.25)
+        engine = EditEngine(config, None, preview_interval_s=1e9, progress_interval_s=0.25)
         engine.keeps_snapshot = lambda model: self.snapshots.in_use(record.job_id, model)
         preview = self.preview_settings.get(record.job_id, request.preview)
         events = JobEvents(record.job_id, engine, self.store.cameras(record.scene_id), preview,
@@ -189,7 +188,8 @@ class JobService:
                                                                                                 snapshot))
         self.events[record.job_id] = events
         with self._condition:
-            self.engine = engine
+            self.engine = engine  # from now on, previews with its editor are handed to it
+        engine.editor = self.editors.claim(key)  # a borrowing preview stops before its next DDIM step
         log.info("job %s starts: %r on scene %s", record.job_id, config.prompt, record.scene_id)
         try:
             result = engine.run(self.store.scene_dir(record.scene_id), self.store.work_dir(record.job_id),
@@ -197,8 +197,7 @@ class JobService:
         finally:
             with self._condition:
                 self.engine = None
-            if engine.editor is not None:  # cached before previews are handed back: they use it, never a second
-                self.editors.keep(key, engine.editor)
+            self.editors.release(key, engine.editor)  # before previews are handed back: they use it, never a second
             self._hand_over(record.job_id, engine)
         if result.status == "done":
             artifacts = self.index.artifacts(self.store.work_dir(record.job_id))
@@ -230,8 +229,8 @@ class JobService:
         while not engine.export_requests.empty():
             exports.append(engine.export_requests.get_nowait())
         self.snapshots.take_over(job_id, exports)
-        while not engine.calls.empty():
-            engine.calls.get_nowait()(None)
+        for work in engine.close_calls():
+            work(None)
 
     def _start_config(self, record: JobRecord) -> StartConfig | None:
         """A chained edit starts from its snapshot (resolved when it was submitted), with its renders as the first

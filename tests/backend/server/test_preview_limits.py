@@ -152,3 +152,47 @@ def test_previews_and_a_job_share_one_editor_and_a_preview_never_delays_the_jobs
     assert order.index("job cancelled") < finals[during][0], order  # the cancel did not wait for the preview
     assert finals[during][1] == "grid", order  # the preview was finished after the job stopped
     assert backend.log().count("editor 'tiny' ready") - loads_before <= 1, backend.log()[-3000:]
+
+
+def test_a_starting_job_takes_the_editor_over_from_a_long_preview_before_its_next_ddim_step(backend, tmp_path):
+    """Issue 22, item 3: a long preview borrowing the editor kept a new job queued until its whole grid was made.
+    The job now interrupts it before its next DDIM step, starts with that same editor (it loads none of its own) and
+    makes the rest of the preview between its steps."""
+    from tests.backend.server.jobs_helpers import JobWatch, edit_request, upload
+    from tests.helpers.scenes import make_tiny_scene
+
+    scene = make_tiny_scene(tmp_path / "scene", num_views=10, size=32)
+    view = np.ascontiguousarray(scene.images[0][..., :3])
+    two_long_cells = m.InstructionPreviewRequest(
+        instruction="make it blue", image=m.ImageInfo("uint8", list(view.shape)), guidance_scales=[5.0, 10.0],
+        image_guidance_scales=[1.5], ddim_steps=1000, memory_mode="in2n-tiny",
+        engine_overrides={"editor": {"source": "tiny"}, "device": "cpu"})
+    loads_before = backend.log().count("editor 'tiny' ready")
+    with backend.client() as client:
+        preview_id = client.request(two_long_cells, [view.tobytes()]).preview_id
+        order: list[str] = []
+        deadline = time.monotonic() + 600
+        while "preview cell" not in order and time.monotonic() < deadline:  # made by the preview thread
+            order += [f"preview {e.content.kind}" for e in client.poll_events(0.2)
+                      if isinstance(e.content, m.InstructionPreviewEvent) and e.content.preview_id == preview_id]
+        job_id = client.start_edit(edit_request(upload(client, scene), reconstruction_steps=100, total_steps=2000,
+                                                every=4, outputs=("images",))).job_id
+        watch = JobWatch(job_id)
+        final = None
+        while final is None and time.monotonic() < deadline:
+            events = client.poll_events(0.2)
+            watch.take(events)
+            for event in events:
+                content = event.content
+                if isinstance(content, m.JobStateEvent) and content.job_id == job_id:
+                    order.append(f"job {content.state}")
+                if isinstance(content, m.InstructionPreviewEvent) and content.preview_id == preview_id:
+                    order.append(f"preview {content.kind}")
+                    final = content.kind if content.kind in ("grid", "failed") else None
+        client.cancel(job_id)
+        watch.follow(client, lambda w: "cancelled" in w.states, timeout_s=300)
+    assert final == "grid", order
+    # the job did not wait for the grid: it was running when the preview's last cell was made (by the job)
+    assert order.index("job reconstructing") < order.index("preview grid"), order
+    assert f"[{job_id}] loading editor" not in backend.log(), backend.log()[-3000:]  # it took the preview's editor
+    assert backend.log().count("editor 'tiny' ready") - loads_before <= 1, backend.log()[-3000:]
