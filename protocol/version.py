@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from .errors import VersionMismatch
 
-PROTOCOL_VERSION = "2.3"
+PROTOCOL_VERSION = "2.4"
 """1.1: optional ``scene_begin_request.aux_images`` (per-view target images of the simulated editor).
 2.0: progress phases are job states (``reconstructing``, not ``reconstruct``).
 2.1: optional ``scene_begin_request.meshes`` (the selected objects' surfaces, baked onto).
 2.2: optional ``edit_start_request.depth_while_editing``.
-2.3: routing ids derived from the key; events only to them; unsigned errors to peers that proved no key."""
+2.3: routing ids derived from the key; events only to them; unsigned errors to peers that proved no key.
+2.4: optional ``hello_reply.limits.max_outgoing_bytes`` and ``heartbeat.dropped_events`` (bounded outgoing queues)."""
 SUPPORTED_MAJORS: tuple[int, ...] = (2,)
 
 

@@ -52,6 +52,7 @@ def register_basic_handlers(server: Server, probe: DeviceProbe | None = None) ->
                         max_message_bytes=server.config.limits.max_message_bytes,
                         max_previews_per_client=server.config.max_previews_per_client,
                         max_previews=server.config.max_previews,
+                        max_outgoing_bytes=server.config.max_outgoing_bytes,
                     ),
                     heartbeat_interval_s=server.config.heartbeat_interval_s,
                     gpu_name=device.gpu_name,

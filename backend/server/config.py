@@ -32,5 +32,8 @@ class ServerConfig:
     cancelled (one client queued 300 in 30 ms)."""
     max_previews: int = 12
     """2D instruction previews waiting or running on the server, all clients together."""
+    max_outgoing_bytes: int = 64 * 1024 * 1024
+    """Events waiting for one client that does not read them; beyond it, progress is merged and previews dropped,
+    oldest first (never replies, job states or results). A client that stopped reading held 344 MB of events."""
     probe_device: bool = True
     """Import torch in a background thread at start-up to report the GPU in ``hello_reply`` (never on ping)."""

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -34,10 +33,11 @@ from protocol import (
 )
 from protocol import messages as m
 from protocol.signing import BufferLike
-from protocol.version import VersionMismatch, parse_version
 from protocol.wire import encodable, utc_now
 
 from .config import ServerConfig
+from .outbox import Outbox, Sent, outgoing
+from .request import InternalError, Request
 
 log = logging.getLogger(__name__)
 
@@ -45,53 +45,8 @@ HandlerResult = Any  # content | (content, buffers) | None
 Handler = Callable[["Request"], HandlerResult]
 ALL = "*"
 """Subscription topic that receives every published event."""
-
-
-@dataclass
-class Request:
-    """A decoded, validated request being handled."""
-
-    server: Server
-    message: Message
-    content: Any
-    _answered: bool = field(default=False, repr=False)
-
-    @property
-    def identity(self) -> bytes:
-        """Where this client's events go: the sender's routing id when it is the one its session derives from the key
-        (protocol 2.3; before it, the session id itself), else b"" (no events: a peer cannot take another client's
-        events over by connecting with that client's routing id)."""
-        sender = self.message.idents[0] if self.message.idents else b""
-        session = str(self.message.header.get("session", ""))
-        expected = self.server.session.signer.routing_id(session)
-        if sender == expected or (sender == session.encode("utf-8") and _before_derived_routing_ids(self.message)):
-            return sender
-        return b""
-
-    def reply(self, content: Any, buffers: Sequence[BufferLike] = ()) -> None:
-        """Send the reply (any thread). Only the first reply counts."""
-        if self._answered:
-            return
-        self._answered = True
-
-        def send() -> None:
-            try:
-                reply = m.build(self.server.session, content, parent=self.message, buffers=buffers)
-            except Exception as exc:  # a reply that cannot be encoded (a handler bug) still answers the client
-                log.exception("reply to %s could not be built", self.message.msg_type)
-                reply = m.build_error(self.server.session, self.message,
-                                      InternalError(f"the server could not encode its reply ({exc})"))
-            self.server._send_reply(self.message, reply)
-
-        self.server.call_soon(send)
-
-    def fail(self, error: Exception) -> None:
-        """Send an error reply (any thread); a ProtocolError keeps its name and field."""
-        if self._answered:
-            return
-        self._answered = True
-        self.server.call_soon(lambda: self.server._send_reply(
-            self.message, m.build_error(self.server.session, self.message, error)))
+SEND_HIGH_WATER_MARK = 16
+"""Messages ZeroMQ holds per client; the rest wait in its bounded outbox (:mod:`.outbox`)."""
 
 
 class Server:
@@ -115,6 +70,8 @@ class Server:
         self._wake_lock = threading.Lock()
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._replies: OrderedDict[tuple[str, str], Message | None] = OrderedDict()
+        self._outboxes: dict[bytes, Outbox] = {}
+        """Per client (routing id): the messages ZeroMQ did not take yet (loop thread only)."""
         self._cached_bytes = 0
         self._subscriptions: dict[bytes, set[str]] = {}
         self._stop = threading.Event()
@@ -134,6 +91,7 @@ class Server:
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client (same session id) takes over its identity
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a vanished client raises, so we can unsubscribe it
+        sock.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)  # the rest waits in the client's bounded outbox
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_frame_bytes)
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         if ":" in self.config.host:
@@ -186,6 +144,19 @@ class Server:
             return
         self.call_soon(lambda: self._subscriptions.setdefault(identity, set()).add(topic))
 
+    def outgoing_bytes(self, timeout_s: float = 5.0) -> dict[bytes, int]:
+        """Bytes waiting in each client's outbox (asked of the loop thread, which owns them; any thread)."""
+        answer: dict[bytes, int] = {}
+        done = threading.Event()
+
+        def measure() -> None:
+            answer.update({identity: outbox.nbytes for identity, outbox in self._outboxes.items()})
+            done.set()
+
+        self.call_soon(measure)
+        done.wait(timeout_s)
+        return answer
+
     def unsubscribe(self, identity: bytes, topic: str | None = None) -> None:
         def drop() -> None:
             if topic is None:
@@ -224,7 +195,7 @@ class Server:
         try:
             while not self._stop.is_set():
                 timeout_ms = max(0, int((next_heartbeat - time.monotonic()) * 1000))
-                ready = dict(poller.poll(min(timeout_ms, 1000)))
+                ready = dict(poller.poll(min(timeout_ms, 20 if self._outboxes else 1000)))
                 if self._wake_pull in ready:
                     while self._wake_pull.poll(0):
                         self._wake_pull.recv()
@@ -234,6 +205,7 @@ class Server:
                         if not self._socket.poll(0, zmq.POLLIN):
                             break
                         self._handle_safely(self._socket.recv_multipart(copy=False))
+                self._flush_outboxes()
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = time.monotonic() + self.config.heartbeat_interval_s
@@ -253,6 +225,7 @@ class Server:
 
     def _close(self) -> None:
         self._run_calls()  # flush replies and events queued before the stop (e.g. the shutdown reply)
+        self._flush_outboxes()
         for hook in self.on_shutdown:
             started = time.monotonic()
             try:
@@ -344,22 +317,52 @@ class Server:
 
     def _send_reply(self, request: Message, reply: Message) -> None:
         self._remember((request.header["session"], request.msg_id), reply)
-        self._send_frames(self.session.serialize(reply))
+        self._queue(reply)
 
     def _send_to(self, identity: bytes, message: Message) -> None:
         message.idents = [identity]
-        if not self._send_frames(self.session.serialize(message)):
-            self._subscriptions.pop(identity, None)
+        self._queue(message)
 
-    def _send_frames(self, frames: list[BufferLike]) -> bool:
+    def _queue(self, message: Message) -> None:
+        """Send through the client's outbox: in order, and bounded while the client does not read."""
+        if not message.idents:
+            return
+        identity = message.idents[0]
+        outbox = self._outboxes.get(identity)
+        if outbox is None:
+            outbox = self._outboxes[identity] = Outbox(self.config.max_outgoing_bytes)
+        outbox.put(outgoing(message, self.session.serialize(message)))
+        self._flush(identity, outbox)
+        if identity in self._outboxes and outbox.overflowing:
+            log.warning("client %r reads nothing: its %.0f MiB of waiting replies and events are discarded and its "
+                        "subscriptions end (it lists its jobs again)", identity, outbox.nbytes / 2**20)
+            self._subscriptions.pop(identity, None)
+            del self._outboxes[identity]
+
+    def _flush(self, identity: bytes, outbox: Outbox) -> None:
+        outcome = outbox.flush(self._send_frames)
+        if outcome is Sent.GONE:  # it reconnects with the same routing id, and lists its jobs
+            self._subscriptions.pop(identity, None)
+            del self._outboxes[identity]
+        elif outcome is Sent.SENT and identity not in self._subscriptions:
+            del self._outboxes[identity]  # a subscriber's is kept: its heartbeats count what it missed
+
+    def _flush_outboxes(self) -> None:
+        for identity, outbox in list(self._outboxes.items()):
+            if outbox.queued:
+                self._flush(identity, outbox)
+
+    def _send_frames(self, frames: list[BufferLike]) -> Sent:
         if self._socket is None:
-            return False
+            return Sent.GONE
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-            return True
-        except zmq.ZMQError as exc:  # client gone (EHOSTUNREACH) or not reading (EAGAIN): it will retry / resync
+            return Sent.SENT
+        except zmq.Again:  # the client is not reading: its messages wait in its outbox
+            return Sent.FULL
+        except zmq.ZMQError as exc:  # the client is gone (EHOSTUNREACH)
             log.info("could not send to %r: %s", frames[0] if frames else b"", exc)
-            return False
+            return Sent.GONE
 
     def _reject(self, frames: Sequence[zmq.Frame], exc: ProtocolError) -> None:
         """Answer an undecodable message with an error when we know who sent it; otherwise drop it. The error is
@@ -380,15 +383,11 @@ class Server:
     def _heartbeat(self) -> None:
         if not self._subscriptions:
             return
-        beat = m.build(self.session, m.Heartbeat(server_time=utc_now(), interval_s=self.config.heartbeat_interval_s))
         for identity in list(self._subscriptions):
-            self._send_to(identity, beat)
-
-
-class InternalError(ProtocolError):
-    """The server failed while handling a message (its log has the traceback)."""
-
-    ename = "InternalError"
+            outbox = self._outboxes.get(identity)
+            self._send_to(identity, m.build(self.session, m.Heartbeat(
+                server_time=utc_now(), interval_s=self.config.heartbeat_interval_s,
+                dropped_events=outbox.dropped if outbox is not None else 0)))
 
 
 def request_limits(config: ServerConfig) -> Limits:
@@ -398,14 +397,6 @@ def request_limits(config: ServerConfig) -> Limits:
     limits = config.limits
     largest = config.max_chunk_bytes + 4 * limits.max_json_bytes
     return dataclasses.replace(limits, max_message_bytes=min(limits.max_message_bytes, largest))
-
-
-def _before_derived_routing_ids(message: Message) -> bool:
-    """Sent by a client older than protocol 2.3, whose routing id is its session id."""
-    try:
-        return parse_version(message.header.get("protocol_version")) < (2, 3)
-    except VersionMismatch:
-        return False
 
 
 def _buffer_bytes(message: Message | None) -> int:

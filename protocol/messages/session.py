@@ -30,6 +30,9 @@ class ServerLimits:
     """2D instruction previews one client may have waiting or running (protocol 2.3)."""
     max_previews: int | None = None
     """... and all clients together (protocol 2.3)."""
+    max_outgoing_bytes: int | None = None
+    """Events the server keeps waiting for a client that does not read them; beyond it, progress is merged and
+    previews dropped, oldest first (protocol 2.4)."""
 
 
 @message("hello_reply", "reply")
@@ -95,6 +98,9 @@ class Heartbeat:
     interval_s: float = field(metadata=limit(gt=0))
     jobs_running: int = bounded(0, ge=0)
     jobs_queued: int = bounded(0, ge=0)
+    dropped_events: int = bounded(0, ge=0)
+    """Progress and preview events merged or dropped so far because this client read too slowly (protocol 2.4):
+    when it grows, list the jobs to catch up."""
 
 
 @message("error_reply", "reply")
