@@ -227,6 +227,17 @@ class SessionState:
                 actions.append(SendCommand(api.ListSnapshots(snap.job_id)))
         return actions
 
+    def _on_jobslisted(self, notice: api.JobsListed) -> list[Action]:
+        """Progress the server dropped while Blender was busy: the followed job's is set from the list (states are
+        never dropped: they arrive as events)."""
+        job = self.job
+        listed = [snap for snap in notice.jobs if job is not None and snap.job_id == job.job_id]
+        if job is not None and listed and not job.finished:
+            job.queue_position = listed[0].queue_position
+            if listed[0].progress is not None:
+                self._set_progress(listed[0].progress)
+        return []
+
     def can(self, msg_type: str) -> bool:
         """Whether the connected server handles ``msg_type`` (an older or scripted one may not)."""
         return self.server is not None and msg_type in (self.server.capabilities or [])

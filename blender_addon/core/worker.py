@@ -52,6 +52,8 @@ class BackendWorker:
         self._poll_s = poll_s
         self._client: Any = None
         self._heartbeat_s = 5.0
+        self._dropped_events = 0
+        """Events the server dropped for this connection so far (its heartbeats say; protocol 2.4)."""
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ main-thread side
@@ -168,6 +170,7 @@ class BackendWorker:
             raise
         self._client = client
         self._heartbeat_s = hello.heartbeat_interval_s or 5.0
+        self._dropped_events = 0
         self.notices.put(api.Connected(url=info.url, hello=hello, jobs=list(snapshot.jobs)))
 
     def _do_disconnect(self, command: api.Disconnect) -> None:
@@ -273,6 +276,9 @@ class BackendWorker:
                         continue
                 self.notices.put(api.PreviewImage(content, pixels))
                 continue
+            if isinstance(content, m.Heartbeat) and content.dropped_events > self._dropped_events:
+                self._catch_up(content.dropped_events)
+                continue
             if isinstance(content, m.JobPreviewEvent):
                 try:
                     pixels = preview_array(content, event.message.buffers[0])
@@ -285,6 +291,17 @@ class BackendWorker:
             else:
                 self.notices.put(api.ServerEvent(content))
         self._check_alive()
+
+    def _catch_up(self, dropped_events: int) -> None:
+        """The server merged or dropped progress this add-on read too slowly (Blender was busy): list the jobs."""
+        self._dropped_events = dropped_events
+        assert self._client is not None
+        try:
+            snapshot = self._client.snapshot(None, subscribe=True)
+        except protocol.ProtocolError as exc:
+            log.warning("could not list the jobs to catch up: %s", describe(exc))
+            return
+        self.notices.put(api.JobsListed(jobs=list(snapshot.jobs)))
 
     def _check_alive(self) -> None:
         client = self._client

@@ -174,6 +174,14 @@ class Connected:
 
 
 @dataclass(frozen=True)
+class JobsListed:
+    """The jobs listed again after the server dropped progress events this client read too slowly."""
+
+    jobs: list[Any]
+    """``JobSnapshot`` of every job the server knows."""
+
+
+@dataclass(frozen=True)
 class Disconnected:
     reason: str = ""
     """Empty when the user asked; else why the connection was lost."""
@@ -254,5 +262,5 @@ class PreviewImage:
     pixels: NDArray[np.uint8] | None
 
 
-Notice = (Connected | Disconnected | Failed | UploadProgress | JobStarted | ServerEvent | PreviewReady
+Notice = (Connected | JobsListed | Disconnected | Failed | UploadProgress | JobStarted | ServerEvent | PreviewReady
           | ResultsFetched | FetchProgress | Answered | PreviewImage)

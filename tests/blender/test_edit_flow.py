@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import protocol
+from protocol import messages as m
+from protocol.wire import utc_now
 from tests.blender.helpers import evaluated_pointcloud, pump_until
 from tests.blender.scripted_backend import ScriptedBackend, ply_bytes, preview_for
 
@@ -195,6 +197,36 @@ def test_cancel_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, edit_s
     assert not any(bg.image == preview for camera in cameras for bg in camera.data.background_images)  # job over
     assert not bpy.ops.in2n.cancel.poll()
     assert any("cancelled" in r.message for r in rt.reports)
+
+
+def test_progress_the_server_dropped_is_caught_up_by_listing_the_jobs(addon: ModuleType, scene: bpy.types.Scene,
+                                                                      edit_scene) -> None:
+    """Protocol 2.4: a server that merged or dropped events this add-on read too slowly says so in its heartbeats
+    (``dropped_events``); the add-on lists the jobs and shows the followed job's progress from the list."""
+    objects, backend = edit_scene
+    backend.gate.clear()
+    connect(addon)
+    bpy.ops.in2n.generate_orbit()
+    bpy.ops.in2n.edit()
+    rt = addon.bpy_shell.runtime.get()
+    pump_until(addon, lambda: rt.state.job is not None and rt.state.job.phase == "editing"
+               and rt.state.job.step == backend.steps)
+    job = backend.jobs[rt.state.job.job_id]
+    # the progress event of this state was dropped by the server: only the job list has it
+    job.progress = m.Progress(phase="editing", step=5, total_steps=backend.steps, fraction=0.5, eta_s=30.0)
+    beat = m.Heartbeat(server_time=utc_now(), interval_s=0.3, dropped_events=4)
+    backend.server.publish(job.job_id, beat)
+    pump_until(addon, lambda: rt.state.job.step == 5)
+    assert rt.state.progress_text() == "Editing 5/12, ETA 30s" and rt.state.job.state == "editing"
+    job.progress = m.Progress(phase="editing", step=6, total_steps=backend.steps, fraction=0.55, eta_s=29.0)
+    backend.server.publish(job.job_id, beat)  # the same count again: nothing more was dropped, no second listing
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        addon.bpy_shell.runtime.pump()
+        time.sleep(0.02)
+    assert rt.state.job.step == 5
+    bpy.ops.in2n.cancel()
+    pump_until(addon, lambda: rt.state.job.state == "cancelled")
 
 
 def test_disconnect_mid_job_then_reconnect_picks_it_up(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
