@@ -68,6 +68,10 @@ class EditEngine:
         self.keeps_snapshot: Callable[[Path], bool] = lambda model: False
         """Whether a snapshot (by its weights' path) must survive rotation: a server names those another job
         starts from or that are being exported."""
+        self.refuses_snapshot: Callable[[], str | None] = lambda: None
+        """Why a scheduled snapshot may not be kept now (a server's snapshots fill its space), or None."""
+        self.snapshot_lock = threading.Lock()
+        """Held while the job rotates its snapshots away (a server pins snapshots under the same lock)."""
 
     def request_preview(self, camera: PreviewCamera) -> None:
         """Thread-safe: render ``camera`` before the next NeRF step; the image arrives through ``on_preview``."""

@@ -14,7 +14,8 @@ PROTOCOL_VERSION = "2.4"
 2.1: optional ``scene_begin_request.meshes`` (the selected objects' surfaces, baked onto).
 2.2: optional ``edit_start_request.depth_while_editing``.
 2.3: routing ids derived from the key; events only to them; unsigned errors to peers that proved no key.
-2.4: optional ``hello_reply.limits.max_outgoing_bytes`` and ``heartbeat.dropped_events`` (bounded outgoing queues)."""
+2.4: optional ``hello_reply.limits.max_outgoing_bytes`` and ``heartbeat.dropped_events`` (bounded outgoing queues);
+     ``nerf_snapshot_pin_request`` and ``NerfSnapshotInfo.pinned``."""
 SUPPORTED_MAJORS: tuple[int, ...] = (2,)
 
 

@@ -205,7 +205,7 @@ class JobRun:
             self.between_steps.serve()
             phase_step = self.trainer.step - start
             if editing and output.snapshot_every > 0 and phase_step > 0 and phase_step % output.snapshot_every == 0:
-                self._snapshot("scheduled")
+                self._scheduled_snapshot()
             step_started = time.perf_counter()
             if editing and self.updater.schedule.is_edit_step(phase_step):
                 for record in self.updater.edit_next(self.trainer):
@@ -259,12 +259,22 @@ class JobRun:
         self.snapshots.write_record(record)
         self.callbacks.on_snapshot(record)
         output = self.config.output
-        for rotated in self.snapshots.rotate(output.max_snapshots, output.max_snapshot_bytes,
-                                             lambda kept: self.engine.keeps_snapshot(self.snapshots.model(kept.step))):
+        with self.engine.snapshot_lock:  # a pin request waits: it never pins a snapshot being rotated away
+            rotated_away = self.snapshots.rotate(
+                output.max_snapshots, output.max_snapshot_bytes,
+                lambda kept: self.engine.keeps_snapshot(self.snapshots.model(kept.step)))
+        for rotated in rotated_away:
             self.callbacks.on_log(f"snapshot {rotated.step} rotated away: a job keeps {output.max_snapshots} "
                                   f"snapshots within {output.max_snapshot_bytes / 2**30:.1f} GiB")
             self.callbacks.on_snapshot_rotated(rotated)
         return record
+
+    def _scheduled_snapshot(self) -> None:
+        refusal = self.engine.refuses_snapshot()  # the server's snapshots fill its space: another job's stay
+        if refusal is None:
+            self._snapshot("scheduled")
+        else:
+            self.callbacks.on_log(f"warning: snapshot at step {self.trainer.step} not kept: {refusal}")
 
     def _progress(self, phase: str, start: int, steps: int, losses: dict[str, float], final: bool) -> None:
         now = time.monotonic()

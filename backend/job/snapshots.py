@@ -47,6 +47,8 @@ class SnapshotRecord:
     views: dict[str, str] = field(default_factory=dict)
     """Training image name (as in the scene) -> render file, relative to the snapshot folder."""
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    pinned: bool = False
+    """Kept by the user: never rotated away."""
 
 
 class BakedRecord(TypedDict):
@@ -155,7 +157,7 @@ class SnapshotStore:
 
     def size_bytes(self, step: int) -> int:
         """Disk space of one snapshot (weights, renders, exports)."""
-        return sum(path.stat().st_size for path in self.folder(step).rglob("*") if path.is_file())
+        return folder_bytes(self.folder(step))
 
     def remove_incomplete(self) -> list[Path]:
         """Snapshot folders without ``snapshot.json`` (written last): writes a crash or a full disk interrupted,
@@ -170,10 +172,12 @@ class SnapshotStore:
 
     def rotate(self, max_count: int, max_bytes: int, keep: Callable[[SnapshotRecord], bool]) -> list[SnapshotRecord]:
         """Delete the oldest scheduled snapshots until at most ``max_count`` remain, taking at most ``max_bytes``;
-        never the reconstruction, final or stopped ones, the newest, or those ``keep`` names. Returns those deleted."""
+        never the reconstruction, final or stopped ones, the newest, pinned ones or those ``keep`` names. Returns
+        those deleted."""
         records = self.records()
         sizes = {record.step: self.size_bytes(record.step) for record in records}
-        rotatable = [record for record in records[:-1] if record.reason == "scheduled" and not keep(record)]
+        rotatable = [record for record in records[:-1]
+                     if record.reason == "scheduled" and not record.pinned and not keep(record)]
         deleted: list[SnapshotRecord] = []
         while rotatable and (len(records) - len(deleted) > max_count
                              or sum(sizes.values()) > max_bytes):
@@ -182,6 +186,10 @@ class SnapshotStore:
             sizes.pop(oldest.step)
             deleted.append(oldest)
         return deleted
+
+    def total_bytes(self) -> int:
+        """Disk space of every snapshot of the job."""
+        return folder_bytes(self.root)
 
     def delete(self, step: int) -> int:
         """Remove a snapshot; returns the bytes freed. The record goes first, so a crash mid-way leaves an
@@ -193,3 +201,15 @@ class SnapshotStore:
         (folder / "snapshot.json").unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
         return freed
+
+
+def folder_bytes(folder: Path) -> int:
+    """Disk space of the files under ``folder`` (0 when missing); a file deleted meanwhile counts nothing."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total

@@ -120,3 +120,5 @@ class EngineSettings(Protocol):
     export_requests: queue.Queue[SnapshotExportTask]
     calls: queue.Queue[Callable[[Any], None]]
     keeps_snapshot: Callable[[Path], bool]
+    refuses_snapshot: Callable[[], str | None]
+    snapshot_lock: threading.Lock

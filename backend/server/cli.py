@@ -71,6 +71,9 @@ def serve_parser() -> argparse.ArgumentParser:
                              "paths on this machine cannot be named by a client (default: none)")
     parser.add_argument("--max-scene-mb", type=float, default=8192.0,
                         help="largest accepted scene upload in MiB (default: %(default)s)")
+    parser.add_argument("--max-snapshots-gb", type=float, default=100.0,
+                        help="disk space all jobs' NeRF snapshots may take together in GiB; beyond it, no new "
+                             "scheduled snapshot is kept (default: %(default)s)")
     parser.add_argument("--no-jobs", action="store_true", help="answer hello/ping/shutdown only (no job handlers)")
     parser.add_argument("--log-file", type=Path, default=None,
                         help="also log to this file (default: server.log in the jobs folder)")

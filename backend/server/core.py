@@ -195,7 +195,8 @@ class Server:
         try:
             while not self._stop.is_set():
                 timeout_ms = max(0, int((next_heartbeat - time.monotonic()) * 1000))
-                ready = dict(poller.poll(min(timeout_ms, 20 if self._outboxes else 1000)))
+                waiting = any(outbox.queued for outbox in self._outboxes.values())  # retried every 20 ms
+                ready = dict(poller.poll(min(timeout_ms, 20 if waiting else 1000)))
                 if self._wake_pull in ready:
                     while self._wake_pull.poll(0):
                         self._wake_pull.recv()
@@ -205,7 +206,8 @@ class Server:
                         if not self._socket.poll(0, zmq.POLLIN):
                             break
                         self._handle_safely(self._socket.recv_multipart(copy=False))
-                self._flush_outboxes()
+                if waiting:
+                    self._flush_outboxes()
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = time.monotonic() + self.config.heartbeat_interval_s

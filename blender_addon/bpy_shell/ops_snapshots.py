@@ -1,12 +1,12 @@
 """Operators on the followed job's NeRF snapshots: import one as geometry (the backend exports it on request, with
-progress, while the job runs or after it ended), delete one, continue a stopped job, start a new edit from one."""
+progress, while the job runs or after it ended), pin or delete one, continue a stopped job, start a new edit from one."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import bpy
-from bpy.props import IntProperty
+from bpy.props import BoolProperty, IntProperty
 
 from ..core import worker_api as api
 from ..core.protocol_link import protocol
@@ -80,6 +80,29 @@ class IN2N_OT_delete_snapshot(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class IN2N_OT_pin_snapshot(bpy.types.Operator):
+    """Pin this snapshot: the job keeps it whatever its snapshot limit (unpinned, the oldest go first)"""
+
+    bl_idname = "in2n.pin_snapshot"
+    bl_label = "Pin snapshot"
+
+    step: IntProperty(name="Step", min=0)  # type: ignore[valid-type]
+    pinned: BoolProperty(name="Pinned", default=True)  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        rt = runtime.peek()
+        return rt is not None and rt.state.job is not None and rt.state.can("nerf_snapshot_pin_request")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        rt = runtime.get()
+        if rt.state.job is None or self.step not in rt.state.steering.snapshots:
+            self.report({"ERROR"}, f"Pin snapshot failed: no snapshot at step {self.step}")
+            return {"CANCELLED"}
+        rt.submit(api.PinSnapshot(rt.state.job.job_id, self.step, self.pinned))
+        return {"FINISHED"}
+
+
 class IN2N_OT_continue_job(bpy.types.Operator):
     """Continue the stopped or finished job for more editing steps (from its newest checkpoint)"""
 
@@ -143,5 +166,5 @@ class IN2N_OT_edit_from_snapshot(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (IN2N_OT_refresh_snapshots, IN2N_OT_import_snapshot, IN2N_OT_delete_snapshot, IN2N_OT_continue_job,
-           IN2N_OT_edit_from_snapshot)
+CLASSES = (IN2N_OT_refresh_snapshots, IN2N_OT_import_snapshot, IN2N_OT_pin_snapshot, IN2N_OT_delete_snapshot,
+           IN2N_OT_continue_job, IN2N_OT_edit_from_snapshot)

@@ -222,6 +222,8 @@ class IN2N_PT_snapshots(_Base, bpy.types.Panel):
             buttons = box.row(align=True)
             buttons.operator("in2n.import_snapshot", text="Import", icon="IMPORT").step = view.step
             buttons.operator("in2n.edit_from_snapshot", text="Edit from here", icon="SHADERFX").step = view.step
+            pin = buttons.operator("in2n.pin_snapshot", text="", icon="PINNED" if view.info.pinned else "UNPINNED")
+            pin.step, pin.pinned = view.step, not view.info.pinned
             buttons.operator("in2n.delete_snapshot", text="", icon="TRASH").step = view.step
 
 

@@ -7,6 +7,7 @@ without Blender.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +330,12 @@ class SessionState:
             if view is not None and content.state != "done":  # done: its event follows at once
                 view.export_state = content.state
             return []
+        if isinstance(content, m.NerfSnapshotPinReply):
+            view = steering.snapshots.get(content.step)
+            if view is not None:
+                view.info = dataclasses.replace(view.info, pinned=content.pinned)
+            return [Report("INFO", f"Snapshot {content.step} pinned: the job never rotates it away" if content.pinned
+                           else f"Snapshot {content.step} unpinned: it may be rotated away, oldest first")]
         if isinstance(content, m.NerfSnapshotDeleteReply):
             steering.snapshots.pop(content.step, None)
             return [Report("INFO", f"Deleted snapshot {content.step} ({content.freed_bytes / 2**20:.1f} MiB freed)")]

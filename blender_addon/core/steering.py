@@ -39,6 +39,8 @@ class SnapshotView:
         what = "reconstruction" if self.info.reason == "reconstruction" else f"edit step {self.info.editing_step}"
         if self.info.reason in ("final", "stopped"):
             what += f" ({self.info.reason})"
+        if self.info.pinned:
+            what += ", pinned"
         return f"{what}, {self.info.images_edited} edits, {self.info.size_bytes / 2**20:.1f} MiB"
 
     def status(self) -> str:

@@ -122,7 +122,7 @@ class BackendWorker:
         return {"Connect": "Connect", "StartEdit": "Edit", "StartChainedEdit": "Edit from snapshot",
                 "Estimate": "Estimate", "PreviewInstruction": "Preview instruction",
                 "ListSnapshots": "List snapshots", "ExportSnapshot": "Import snapshot",
-                "DeleteSnapshot": "Delete snapshot", "ContinueJob": "Continue", "Cancel": "Cancel",
+                "DeleteSnapshot": "Delete snapshot", "PinSnapshot": "Pin snapshot", "ContinueJob": "Continue", "Cancel": "Cancel",
                 "FetchResults": "Import result", "SetPreview": "Preview settings",
                 "Disconnect": "Disconnect"}.get(type(command).__name__, "Backend call")
 
@@ -221,6 +221,10 @@ class BackendWorker:
     def _do_deletesnapshot(self, command: api.DeleteSnapshot) -> None:
         self.notices.put(api.Answered(self._client.request(
             m.NerfSnapshotDeleteRequest(job_id=command.job_id, step=command.step))))
+
+    def _do_pinsnapshot(self, command: api.PinSnapshot) -> None:
+        self.notices.put(api.Answered(self._client.request(
+            m.NerfSnapshotPinRequest(job_id=command.job_id, step=command.step, pinned=command.pinned))))
 
     def _do_continuejob(self, command: api.ContinueJob) -> None:
         reply = self._client.request(m.JobContinueRequest(job_id=command.job_id, extra_steps=command.extra_steps))

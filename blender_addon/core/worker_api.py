@@ -120,6 +120,15 @@ class DeleteSnapshot:
 
 
 @dataclass(frozen=True)
+class PinSnapshot:
+    """Keep a snapshot for good (never rotated away by its job), or let it go again."""
+
+    job_id: str
+    step: int
+    pinned: bool
+
+
+@dataclass(frozen=True)
 class ContinueJob:
     job_id: str
     extra_steps: int
@@ -160,7 +169,7 @@ class Stop:
 
 
 Command = (Connect | Disconnect | StartEdit | StartChainedEdit | Estimate | PreviewInstruction | ListSnapshots
-           | ExportSnapshot | DeleteSnapshot | ContinueJob | Cancel | FetchResults | SetPreview | Stop)
+           | ExportSnapshot | DeleteSnapshot | PinSnapshot | ContinueJob | Cancel | FetchResults | SetPreview | Stop)
 
 
 # ---------------------------------------------------------------- notices (worker -> main thread)

@@ -87,6 +87,8 @@ from .snapshots import (
     NerfSnapshotInfo,
     NerfSnapshotListReply,
     NerfSnapshotListRequest,
+    NerfSnapshotPinReply,
+    NerfSnapshotPinRequest,
 )
 
 __all__ = [
@@ -95,6 +97,7 @@ __all__ = [
     "InstructionPreviewRequest", "JobContinueReply", "JobContinueRequest", "NerfSnapshotDeleteReply",
     "NerfSnapshotDeleteRequest", "NerfSnapshotEvent", "NerfSnapshotExportEvent", "NerfSnapshotExportReply",
     "NerfSnapshotExportRequest", "NerfSnapshotInfo", "NerfSnapshotListReply", "NerfSnapshotListRequest",
+    "NerfSnapshotPinReply", "NerfSnapshotPinRequest",
     "SnapshotSettings", "StartFrom",
     "AUX_FOLDERS", "AUX_FRAME_KEYS", "AuxImage", "AuxRole",
     "FINAL_STATES", "REGISTRY", "DTYPE_SIZES", "ArtifactInfo", "Camera", "CancelReply", "CancelRequest", "ChunkPiece",

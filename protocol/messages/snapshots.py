@@ -37,6 +37,8 @@ class NerfSnapshotInfo:
     """Renders of the snapshot's views (``metadata.view_camera_index``): thumbnails."""
     geometry: list[ArtifactInfo] = field(default_factory=list)
     """Mesh and point cloud, once exported (``nerf_snapshot_export_request``); empty before."""
+    pinned: bool = False
+    """Kept by the user (``nerf_snapshot_pin_request``): never rotated away (protocol 2.4)."""
 
 
 @message("nerf_snapshot_list_request", "request")
@@ -120,3 +122,25 @@ class NerfSnapshotDeleteReply:
     job_id: str
     step: int
     freed_bytes: int = bounded(0, ge=0)
+
+
+@message("nerf_snapshot_pin_request", "request")
+@dataclass(frozen=True)
+class NerfSnapshotPinRequest:
+    """Keep a snapshot for good: a pinned one is never rotated away by its job (protocol 2.4)."""
+
+    job_id: str
+    step: int = field(metadata=limit(ge=0))
+    pinned: bool = True
+    """False: unpin (it may be rotated away again, oldest first)."""
+
+    def validate(self, path: str) -> None:
+        check_job_id(self.job_id, f"{path}.job_id")
+
+
+@message("nerf_snapshot_pin_reply", "reply")
+@dataclass(frozen=True)
+class NerfSnapshotPinReply:
+    job_id: str
+    step: int
+    pinned: bool

@@ -5,6 +5,7 @@ chained edit starts from a snapshot (and, cancelled, leaves a snapshot that impo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -129,6 +130,16 @@ def test_snapshots_import_mid_job_and_a_chained_edit_starts_from_one(addon: Modu
     assert [v.info.reason for v in views][0] == "reconstruction" and views[-1].info.reason == "final"
     pump_until(addon, lambda: all(bpy.data.images.get(f"in2n snapshot {v.step}") for v in views), timeout_s=60)
     first_job = rt.state.job.job_id
+    # pinned on the backend: listed again from there, it stays pinned (its job never rotates it away)
+    assert bpy.ops.in2n.pin_snapshot(step=first.step) == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.steering.snapshots[first.step].info.pinned)
+    pump_until(addon, lambda: any(f"Snapshot {first.step} pinned" in r.message for r in rt.reports))
+    time.sleep(1.0)  # its nerf_snapshot event too
+    addon.bpy_shell.runtime.pump()
+    rt.state.steering.snapshots[first.step].info = dataclasses.replace(first.info, pinned=False)
+    assert bpy.ops.in2n.refresh_snapshots() == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.steering.snapshots[first.step].info.pinned)
+    assert "pinned" in rt.state.steering.snapshots[first.step].label()
 
     # a chained edit from the final snapshot: a new job, no reconstruction, the same scene; it runs until cancelled
     scene.in2n.instruction, scene.in2n.total_steps = "then make it green", 100000

@@ -78,5 +78,7 @@ def samples() -> dict[str, tuple[Any, list[bytes]]]:
         (m.NerfSnapshotEvent(job_id="j", snapshot=snapshot()), []),
         (m.NerfSnapshotDeleteRequest(job_id="j", step=300), []),
         (m.NerfSnapshotDeleteReply(job_id="j", step=300, freed_bytes=1000), []),
+        (m.NerfSnapshotPinRequest(job_id="j", step=300), []),
+        (m.NerfSnapshotPinReply(job_id="j", step=300, pinned=True), []),
     ]
     return {m.msg_type_of(content): (content, buffers) for content, buffers in items}

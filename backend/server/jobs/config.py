@@ -27,5 +27,9 @@ class JobServiceConfig:
     others finish or go idle. (Images are allocated as their bytes arrive, so memory follows what was sent.)"""
     upload_idle_s: float = 600.0
     """An upload with no chunk for this long is dropped (its client went away); its memory is freed."""
+    max_snapshot_bytes: int = 100 * 1024**3
+    """Disk space all jobs' NeRF snapshots may take together; beyond it, jobs keep no new scheduled snapshots (each
+    refusal is a warning in the job's log) and no job's snapshot is deleted for another's. A job's own cap is
+    ``engine_overrides.output.max_snapshot_bytes``."""
     preview_budget: float = 0.04
     """Previews may take at most this fraction of the training time (their rate is lowered when rendering is slow)."""

@@ -178,6 +178,8 @@ class JobService:
         key = editor_key(config)
         engine = EditEngine(config, None, preview_interval_s=1e9, progress_interval_s=0.25)
         engine.keeps_snapshot = lambda model: self.snapshots.in_use(record.job_id, model)
+        engine.refuses_snapshot = self.snapshots.refusal
+        engine.snapshot_lock = self.snapshots.rotation_lock
         preview = self.preview_settings.get(record.job_id, request.preview)
         events = JobEvents(record.job_id, engine, self.store.cameras(record.scene_id), preview,
                            lambda content, buffers: self.server.publish(record.job_id, content, buffers),
@@ -382,6 +384,7 @@ def register_job_service(server: Server, args: argparse.Namespace) -> JobService
     """``python -m backend serve`` extension: the job handlers on ``server`` (see :mod:`backend.server.cli`)."""
     service = JobService(server, JobServiceConfig(jobs_dir=Path(args.jobs_dir), default_editor=args.editor,
                                                   device=args.device, model_dirs=list(args.model_dir),
-                                                  max_scene_bytes=int(args.max_scene_mb * 2**20)))
+                                                  max_scene_bytes=int(args.max_scene_mb * 2**20),
+                                                  max_snapshot_bytes=int(args.max_snapshots_gb * 2**30)))
     service.start()
     return service

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_REQUESTS = ("nerf_snapshot_list_request", "nerf_snapshot_export_request", "nerf_snapshot_delete_request")
+SNAPSHOT_REQUESTS = ("nerf_snapshot_list_request", "nerf_snapshot_export_request", "nerf_snapshot_delete_request",
+                     "nerf_snapshot_pin_request")
 PROGRESS_INTERVAL_S = 0.25
 
 
@@ -37,6 +38,8 @@ class SnapshotService:
         self.exporting: dict[tuple[str, int], threading.Event] = {}
         """(job, step) of exports in progress (queued or running), with their stop events."""
         self._lock = threading.Lock()
+        self.rotation_lock = threading.Lock()
+        """Held by a job rotating its snapshots away, and here to pin or delete one (never one being rotated)."""
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="in2n-exports", daemon=True)
         self._closing = False
@@ -75,7 +78,7 @@ class SnapshotService:
                                   reason=record.reason,  # type: ignore[arg-type]  # one of REASONS
                                   images_edited=record.images_edited, losses=losses, created=record.created,
                                   size_bytes=self.store(job_id).size_bytes(record.step), views=views,
-                                  geometry=geometry)
+                                  geometry=geometry, pinned=record.pinned)
 
     def announce(self, job_id: str, record: SnapshotRecord, deleted: bool = False) -> None:
         """Tell the job's subscribers about a new, exported or deleted snapshot (any thread)."""
@@ -95,6 +98,15 @@ class SnapshotService:
         with self._lock:
             exporting = (job_id, step) in self.exporting
         return exporting or self.jobs.job_starting_from(model) is not None
+
+    def refusal(self) -> str | None:
+        """Why no new scheduled snapshot may be kept (all jobs' snapshots fill the server's space), or None."""
+        limit = self.jobs.config.max_snapshot_bytes
+        used = sum(self.store(job_id).total_bytes() for job_id in list(self.jobs.records))
+        if used < limit:
+            return None
+        return (f"this server's snapshots take {used / 2**30:.1f} GiB of the {limit / 2**30:.1f} GiB it keeps for "
+                "them: delete snapshots you no longer need (or start the server with a larger --max-snapshots-gb)")
 
     def _snapshot(self, job_id: str, step: int) -> SnapshotRecord:
         record = self.store(job_id).read(step)
@@ -139,10 +151,22 @@ class SnapshotService:
         if user is not None:
             raise ValidationError(f"job {user} starts from snapshot {step} of job {job_id}; delete it once that job "
                                   "has started", field="content.step")
-        freed = self.store(job_id).delete(step)
+        with self.rotation_lock:
+            freed = self.store(job_id).delete(step)
         log.info("job %s: snapshot %d deleted (%.1f MiB)", job_id, step, freed / 2**20)
         self.announce_deleted(job_id, snapshot)
         return m.NerfSnapshotDeleteReply(job_id=job_id, step=step, freed_bytes=freed)
+
+    def _pin(self, request: Request) -> m.NerfSnapshotPinReply:
+        content = request.content
+        job_id, step, pinned = self.jobs.record(content.job_id).job_id, content.step, content.pinned
+        with self.rotation_lock:  # not while its job rotates snapshots away
+            snapshot = self._snapshot(job_id, step)
+            snapshot.pinned = pinned
+            self.store(job_id).write_record(snapshot)
+        log.info("job %s: snapshot %d %s", job_id, step, "pinned" if pinned else "unpinned")
+        self.announce(job_id, snapshot)
+        return m.NerfSnapshotPinReply(job_id=job_id, step=step, pinned=pinned)
 
     # ------------------------------------------------------------------ exporting
     def _task(self, job_id: str, step: int, stop: threading.Event) -> SnapshotExportTask:

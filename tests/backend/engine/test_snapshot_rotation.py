@@ -39,6 +39,15 @@ def test_the_oldest_scheduled_snapshots_go_first_and_the_protected_ones_never(tm
     assert [r.step for r in deleted] == [110, 120] and store.steps() == [100, 130]
     assert store.rotate(1, 1, lambda record: False) == []  # reconstruction and final: kept whatever the cap
 
+    # a snapshot the user pinned stays too
+    store = store_with(tmp_path / "pinned", ["reconstruction", "scheduled", "scheduled", "scheduled"])
+    record = store.read(110)
+    assert record is not None
+    record.pinned = True
+    store.write_record(record)
+    assert [r.step for r in store.rotate(2, 10**9, lambda record: False)] == [120]
+    assert store.steps() == [100, 110, 130] and store.read(110).pinned
+
 
 def test_a_half_written_snapshot_is_removed(tmp_path):
     store = store_with(tmp_path, ["reconstruction", "scheduled"])
