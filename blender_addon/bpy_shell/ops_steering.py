@@ -188,4 +188,25 @@ class IN2N_OT_apply_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (IN2N_OT_preview_instruction, IN2N_OT_use_preview_cell, IN2N_OT_estimate, IN2N_OT_apply_preset)
+class IN2N_OT_cancel_preview(bpy.types.Operator):
+    """Stop the 2D preview: the backend stops before its next diffusion step"""
+
+    bl_idname = "in2n.cancel_preview"
+    bl_label = "Cancel preview"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        rt = runtime.peek()
+        preview = rt.state.steering.preview if rt is not None else None
+        return preview is not None and not preview.done and rt is not None and rt.state.connection == "connected"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        preview = runtime.get().state.steering.preview
+        if preview is None or preview.done:
+            self.report({"ERROR"}, "Cancel preview failed: no 2D preview is running")
+            return {"CANCELLED"}
+        runtime.get().submit(api.CancelPreview(preview.preview_id))
+        return {"FINISHED"}
+
+
+CLASSES = (IN2N_OT_preview_instruction, IN2N_OT_cancel_preview, IN2N_OT_use_preview_cell, IN2N_OT_estimate, IN2N_OT_apply_preset)

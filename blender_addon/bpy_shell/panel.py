@@ -158,7 +158,10 @@ class IN2N_PT_trial(_Base, bpy.types.Panel):
         preview = rt.state.steering.preview if rt is not None else None
         if preview is None:
             return
-        layout.label(text=preview.progress_text())
+        row = layout.row()
+        row.label(text=preview.progress_text())
+        if not preview.done:
+            row.operator("in2n.cancel_preview", text="", icon="CANCEL")
         if preview.grid is None:
             return
         image = bpy.data.images.get(images.GRID_IMAGE)

@@ -344,8 +344,11 @@ class SessionState:
     def _on_previewimage(self, notice: api.PreviewImage) -> list[Action]:
         if self.steering.preview_event(notice.event, notice.pixels):
             return [ShowInstructionGrid(self.steering.preview)]
-        if notice.event.kind == "failed" and self.steering.preview is not None:
-            return [Report("ERROR", f"Preview instruction failed: {self.steering.preview.failed}")]
+        preview = self.steering.preview
+        if notice.event.kind == "failed" and preview is not None and preview.preview_id == notice.event.preview_id:
+            if preview.cancelled:
+                return [Report("INFO", "Preview instruction cancelled")]
+            return [Report("ERROR", f"Preview instruction failed: {preview.failed}")]
         return []
 
     def _thumbnail_fetch(self, job_id: str, step: int) -> SendCommand:

@@ -74,6 +74,11 @@ class InstructionPreviewView:
     def done(self) -> bool:
         return self.grid is not None or bool(self.failed)
 
+    @property
+    def cancelled(self) -> bool:
+        """Stopped on request (the server's failure says ``cancelled``)."""
+        return self.failed.endswith(": cancelled")
+
     def scales_at(self, x: float, y: float) -> tuple[float, float] | None:
         """The (text, image) guidance of the cell under pixel ``(x, y)`` of the grid (row 0 = top)."""
         if self.grid is None or not self.cell_width or not self.cell_height:
@@ -84,6 +89,8 @@ class InstructionPreviewView:
         return self.columns[column], self.rows[row]
 
     def progress_text(self) -> str:
+        if self.cancelled:
+            return "Preview cancelled"
         if self.failed:
             return f"Preview failed: {self.failed}"
         if self.grid is not None:

@@ -120,9 +120,10 @@ class BackendWorker:
     def _action(command: api.Command) -> str:
         """The name the user knows the command by (it starts every failure report)."""
         return {"Connect": "Connect", "StartEdit": "Edit", "StartChainedEdit": "Edit from snapshot",
-                "Estimate": "Estimate", "PreviewInstruction": "Preview instruction",
+                "Estimate": "Estimate", "PreviewInstruction": "Preview instruction", "CancelPreview": "Cancel preview",
                 "ListSnapshots": "List snapshots", "ExportSnapshot": "Import snapshot",
-                "DeleteSnapshot": "Delete snapshot", "PinSnapshot": "Pin snapshot", "ContinueJob": "Continue", "Cancel": "Cancel",
+                "DeleteSnapshot": "Delete snapshot", "PinSnapshot": "Pin snapshot", "ContinueJob": "Continue",
+                "Cancel": "Cancel",
                 "FetchResults": "Import result", "SetPreview": "Preview settings",
                 "Disconnect": "Disconnect"}.get(type(command).__name__, "Backend call")
 
@@ -221,6 +222,9 @@ class BackendWorker:
     def _do_deletesnapshot(self, command: api.DeleteSnapshot) -> None:
         self.notices.put(api.Answered(self._client.request(
             m.NerfSnapshotDeleteRequest(job_id=command.job_id, step=command.step))))
+
+    def _do_cancelpreview(self, command: api.CancelPreview) -> None:
+        self._client.cancel(command.preview_id)  # the preview's own event ends it in the panel
 
     def _do_pinsnapshot(self, command: api.PinSnapshot) -> None:
         self.notices.put(api.Answered(self._client.request(

@@ -101,6 +101,13 @@ class PreviewInstruction:
 
 
 @dataclass(frozen=True)
+class CancelPreview:
+    """Stop a 2D preview before its next diffusion step (its ``failed`` event says cancelled)."""
+
+    preview_id: str
+
+
+@dataclass(frozen=True)
 class ListSnapshots:
     job_id: str
 
@@ -169,7 +176,7 @@ class Stop:
 
 
 Command = (Connect | Disconnect | StartEdit | StartChainedEdit | Estimate | PreviewInstruction | ListSnapshots
-           | ExportSnapshot | DeleteSnapshot | PinSnapshot | ContinueJob | Cancel | FetchResults | SetPreview | Stop)
+           | CancelPreview | ExportSnapshot | DeleteSnapshot | PinSnapshot | ContinueJob | Cancel | FetchResults | SetPreview | Stop)
 
 
 # ---------------------------------------------------------------- notices (worker -> main thread)

@@ -67,6 +67,17 @@ def test_try_in_2d_then_render_cancel_restores_the_scene(addon: ModuleType, scen
     assert preview.scales_at(1.5 * preview.cell_width, 2.5 * preview.cell_height) == (9.0, 2.0)
     assert bpy.ops.in2n.use_preview_cell(guidance_scale=9.0, image_guidance_scale=2.0) == {"FINISHED"}
     assert (settings.guidance_scale, settings.image_guidance_scale) == (9.0, 2.0)
+    assert not bpy.ops.in2n.cancel_preview.poll()  # nothing running
+
+    # a long preview (1,000 diffusion steps a cell) is cancelled from the panel: the backend stops it
+    ddim_steps, settings.ddim_steps = settings.ddim_steps, 1000
+    assert bpy.ops.in2n.preview_instruction() == {"FINISHED"}
+    settings.ddim_steps = ddim_steps
+    pump_until(addon, lambda: rt.state.steering.preview is not preview and bpy.ops.in2n.cancel_preview.poll(),
+               timeout_s=120)
+    assert bpy.ops.in2n.cancel_preview() == {"FINISHED"}
+    pump_until(addon, lambda: rt.state.steering.preview.done, timeout_s=120)
+    assert rt.state.steering.preview.grid is None and rt.state.steering.preview.progress_text() == "Preview cancelled"
 
     # Edit renders one view per step; Cancel stops it and the scene's render settings come back
     render = scene.render

@@ -261,7 +261,9 @@ class InstructionPreviews:
         except Exception as error:
             if interrupt is not None and interrupt.is_set() and not (task.stop.is_set() or self._closing.is_set()):
                 return True  # its job is stopping (the editor stopped before a DDIM step): made again later
-            self._failed(task, error)
+            stopped_by = "cancelled" if task.stop.is_set() else "the server is stopping" if self._closing.is_set() else ""
+            # the editor stopped between two DDIM steps: said as the cancel it is, not the editor's own exception
+            self._failed(task, PreviewStopped(stopped_by) if stopped_by else error)
             return False
         finally:
             if previous_should_stop is not None:
