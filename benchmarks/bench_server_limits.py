@@ -111,6 +111,55 @@ def slow_reader(backend: BackendProcess, seconds: float, side: int) -> dict[str,
             "rss_before_mb": before["rss_mb"], **memory_mb(backend.process.pid)}
 
 
+def unread_events(megabytes: int) -> dict[str, object]:
+    """An in-process server core over real TCP publishes ``megabytes`` of 1 MiB job previews (and a progress event
+    and a state every MiB) to a subscriber that reads nothing: what waits for it, and this process's peak RSS."""
+    from backend.server import ALL, Request, Server, ServerConfig, register_basic_handlers
+
+    server = Server(ServerConfig(probe_device=False))
+    register_basic_handlers(server, None)
+
+    def snapshot(request: Request) -> m.JobSnapshotReply:
+        server.subscribe(request.identity, ALL)
+        return m.JobSnapshotReply(jobs=[])
+
+    server.register("job_snapshot_request", snapshot)
+    server.start()
+    session = protocol.Session(server.info.key_bytes)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 64 * 1024)
+    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
+    sock.connect(server.info.url)
+    sock.send_multipart(session.serialize(m.build(session, m.JobSnapshotRequest(job_id=None))))
+    sock.poll(5000)
+    sock.recv_multipart()
+    import os
+
+    before = memory_mb(os.getpid())
+    for step in range(megabytes):
+        pixels = np.full(512 * 512 * 4, step % 251 + 1, np.uint8).tobytes()  # its own memory, touched
+        server.publish("job", m.JobPreviewEvent(job_id="job", step=step, image=m.ImageInfo("uint8", [512, 512, 4])),
+                       [pixels])
+        server.publish("job", m.JobProgressEvent(job_id="job", progress=m.Progress(
+            phase="editing", step=step, total_steps=megabytes)))
+        server.publish("job", m.JobStateEvent(job_id="job", state="editing", message=f"{step}"))
+    waiting = server.outgoing_bytes(timeout_s=120).get(session.routing_id, 0)  # after every publish was handled
+    after = memory_mb(os.getpid())
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # what is still alive, not what glibc kept of the burst's freed buffers
+    live = memory_mb(os.getpid())
+    sock.close(0)
+    server.stop()
+    return {"published_mb": megabytes, "bound_mb": server.config.max_outgoing_bytes / 2**20,
+            "waiting_in_outbox_mb": round(waiting / 2**20, 1),
+            "live_growth_mb": round(live["rss_mb"] - before["rss_mb"], 1),
+            "rss_growth_before_trim_mb": round(after["rss_mb"] - before["rss_mb"], 1),
+            "peak_rss_growth_mb": round(after["peak_rss_mb"] - before["peak_rss_mb"], 1)}
+
+
 def cancel_with_previews(backend: BackendProcess, folder: Path, clients: int) -> dict[str, object]:
     scene = make_tiny_scene(folder / "scene", num_views=10, size=32)
     view = np.ascontiguousarray(scene.images[0][..., :3])
@@ -151,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood", type=int, default=300, help="previews one client asks for at once")
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--slow-reader-s", type=float, default=60.0)
+    parser.add_argument("--unread-mb", type=int, default=1024, help="MiB of events sent to a client reading none")
     parser.add_argument("--slow-reader-side", type=int, default=256, help="px of the slow reader's views")
     args = parser.parse_args(argv)
     result: dict[str, object] = {"benchmark": "server_limits",
                                  "device": f"cpu ({platform.processor() or platform.machine()})"}
+    result["unread_events"] = unread_events(args.unread_mb)
     with tempfile.TemporaryDirectory() as folder:
         backend = start_backend(Path(folder) / "server")
         try:

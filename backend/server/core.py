@@ -119,7 +119,10 @@ class Server:
         self._calls.put(fn)
         with self._wake_lock:
             if self._wake_push is not None:
-                self._wake_push.send(b"", zmq.NOBLOCK)
+                try:
+                    self._wake_push.send(b"", zmq.NOBLOCK)
+                except zmq.Again:  # a thousand wake-ups are already waiting: the loop runs this call with them
+                    pass
 
     def push(self, identity: bytes, content: Any, buffers: Sequence[BufferLike] = (), parent: Message | None = None) -> None:
         """Send an event to one client (any thread); b"" (see :attr:`Request.identity`) is no one."""

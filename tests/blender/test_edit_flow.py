@@ -72,6 +72,16 @@ def connect(addon: ModuleType) -> None:
     pump_until(addon, lambda: addon.bpy_shell.runtime.get().state.connection == "connected")
 
 
+def start_held_edit(addon: ModuleType, backend: ScriptedBackend):  # -> the add-on's Runtime
+    """Connect and start an edit of the orbit views; the scripted job waits before its export until the test
+    opens ``backend.gate`` (or cancels it)."""
+    backend.gate.clear()
+    connect(addon)
+    bpy.ops.in2n.generate_orbit()
+    bpy.ops.in2n.edit()
+    return addon.bpy_shell.runtime.get()
+
+
 def test_render_edit_preview_import(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
     objects, backend = edit_scene
     assert not bpy.ops.in2n.edit.poll()  # not connected yet: disabled
@@ -179,11 +189,7 @@ def test_simulated_editor_targets_travel_with_the_rendered_views(addon: ModuleTy
 
 def test_cancel_from_the_panel(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
     objects, backend = edit_scene
-    backend.gate.clear()  # the job waits before export until cancelled
-    connect(addon)
-    bpy.ops.in2n.generate_orbit()
-    bpy.ops.in2n.edit()
-    rt = addon.bpy_shell.runtime.get()
+    rt = start_held_edit(addon, backend)  # the job waits before export until cancelled
     pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "editing" and bool(rt.state.history))
     assert not bpy.ops.in2n.edit.poll()  # one job at a time
     # the live preview shows camera 0's view: behind that camera only
@@ -204,11 +210,7 @@ def test_progress_the_server_dropped_is_caught_up_by_listing_the_jobs(addon: Mod
     """Protocol 2.4: a server that merged or dropped events this add-on read too slowly says so in its heartbeats
     (``dropped_events``); the add-on lists the jobs and shows the followed job's progress from the list."""
     objects, backend = edit_scene
-    backend.gate.clear()
-    connect(addon)
-    bpy.ops.in2n.generate_orbit()
-    bpy.ops.in2n.edit()
-    rt = addon.bpy_shell.runtime.get()
+    rt = start_held_edit(addon, backend)
     pump_until(addon, lambda: rt.state.job is not None and rt.state.job.phase == "editing"
                and rt.state.job.step == backend.steps)
     job = backend.jobs[rt.state.job.job_id]
@@ -231,11 +233,7 @@ def test_progress_the_server_dropped_is_caught_up_by_listing_the_jobs(addon: Mod
 
 def test_disconnect_mid_job_then_reconnect_picks_it_up(addon: ModuleType, scene: bpy.types.Scene, edit_scene) -> None:
     objects, backend = edit_scene
-    backend.gate.clear()
-    connect(addon)
-    bpy.ops.in2n.generate_orbit()
-    bpy.ops.in2n.edit()
-    rt = addon.bpy_shell.runtime.get()
+    rt = start_held_edit(addon, backend)
     pump_until(addon, lambda: rt.state.job is not None and rt.state.job.state == "editing")
     job_id = rt.state.job.job_id
     assert bpy.ops.in2n.disconnect() == {"FINISHED"}

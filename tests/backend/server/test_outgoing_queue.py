@@ -132,3 +132,15 @@ def test_a_client_that_never_reads_its_replies_is_cut_off_at_twice_the_bound(mak
     with protocol.Client(server.info, timeout_s=5.0) as other:  # the server still serves everyone else
         assert other.ping() > 0
     silent.close(0)
+
+
+def test_a_thread_publishing_faster_than_the_loop_wakes_is_never_refused(make_server: Any) -> None:
+    """Each call from another thread wakes the loop through an in-process pipe of 1,000 messages: a burst beyond
+    that raised zmq.Again in the publishing job thread."""
+    server: Server = make_server()
+    server.start()
+    server.call_soon(lambda: time.sleep(2.0))  # the loop is busy (e.g. signing large events) meanwhile
+    for step in range(5_000):
+        server.publish("job1", progress("job1", step))
+    with protocol.Client(server.info, timeout_s=10.0) as client:
+        assert client.ping() > 0
