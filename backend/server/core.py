@@ -61,6 +61,8 @@ class Server:
         self.handlers: dict[str, Handler] = {}
         self.started = time.monotonic()
         self.on_shutdown: list[Callable[[], None]] = []
+        self.on_client_gone: list[Callable[[bytes], None]] = []
+        """Called in the loop thread with a client's routing id when a send finds it disconnected."""
         """Called in the loop thread when the server stops (jobs: cancel and join workers)."""
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket[Any] | None = None
@@ -349,6 +351,11 @@ class Server:
         if outcome is Sent.GONE:  # it reconnects with the same routing id, and lists its jobs
             self._subscriptions.pop(identity, None)
             del self._outboxes[identity]
+            for hook in self.on_client_gone:
+                try:
+                    hook(identity)
+                except Exception:
+                    log.exception("client-gone hook failed")
         elif outcome is Sent.SENT and identity not in self._subscriptions:
             del self._outboxes[identity]  # a subscriber's is kept: its heartbeats count what it missed
 

@@ -75,6 +75,7 @@ class InstructionPreviews:
 
     def start(self) -> None:
         self.jobs.server.register("instruction_preview_request", self._preview)
+        self.jobs.server.on_client_gone.append(self._client_gone)
         self._thread.start()
 
     def close(self, timeout_s: float = 30.0) -> None:
@@ -101,6 +102,16 @@ class InstructionPreviews:
             return False
         stop.set()
         return True
+
+    def _client_gone(self, identity: bytes) -> None:
+        """Its previews stop before their next DDIM step: nobody would see them (a gone client's grids kept the
+        editor, and a job's steps, busy for minutes)."""
+        with self._lock:
+            stops = [stop for owner, stop in self.active.values() if owner == identity]
+        for stop in stops:
+            stop.set()
+        if stops:
+            log.info("client %r is gone: its %d 2D previews stop", identity, len(stops))
 
     def _admit(self, identity: bytes) -> tuple[str, threading.Event]:
         """A slot for one more preview of this client, or a refusal naming the limit in the panel's words."""

@@ -196,3 +196,22 @@ def test_a_starting_job_takes_the_editor_over_from_a_long_preview_before_its_nex
     assert order.index("job reconstructing") < order.index("preview grid"), order
     assert f"[{job_id}] loading editor" not in backend.log(), backend.log()[-3000:]  # it took the preview's editor
     assert backend.log().count("editor 'tiny' ready") - loads_before <= 1, backend.log()[-3000:]
+
+
+def test_the_previews_of_a_client_that_disconnected_stop(backend):
+    """Nobody would see them: a gone client's grids kept the editor (and a job's steps) busy for minutes. The server
+    notices at its next send to the client (a heartbeat, for a subscribed one) and stops them before their next DDIM
+    step, a queued one before it starts."""
+    view = np.zeros((32, 32, 3), np.uint8)
+    client = backend.client()
+    client.snapshot(None)  # subscribed: heartbeats every second
+    previews = [client.request(long_preview(view), [view.tobytes()]).preview_id for _ in range(2)]
+    client.close()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(f"{p} failed: cancelled" in backend.log() for p in previews):
+        time.sleep(0.2)
+    log = backend.log()
+    assert all(f"instruction preview {p} failed: cancelled" in log for p in previews), log[-2000:]
+    assert "its 2 2D previews stop" in log
+    with backend.client() as other:  # the preview thread is free for the next client
+        assert other.ping() > 0
