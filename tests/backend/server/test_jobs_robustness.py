@@ -51,7 +51,7 @@ def test_hello_lists_every_job_request_as_a_capability(service):
                 "result_list_request", "result_fetch_request", "scene_begin_request", "scene_chunk_request",
                 "scene_end_request", "hello_request", "ping_request", "shutdown_request", "edit_estimate_request",
                 "job_continue_request", "instruction_preview_request", "nerf_snapshot_list_request",
-                "nerf_snapshot_export_request", "nerf_snapshot_delete_request"}
+                "nerf_snapshot_export_request", "nerf_snapshot_delete_request", "nerf_snapshot_pin_request"}
     assert capabilities == requests == set(service.server.handlers)
 
 
