@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -30,6 +29,7 @@ from tests.backend.server.jobs_helpers import (  # noqa: E402
     BackendProcess,
     JobWatch,
     edit_request,
+    slow_reader,
     start_backend,
     upload,
 )
@@ -86,16 +86,11 @@ def flood(backend: BackendProcess, requests: int, clients: int) -> dict[str, obj
             **memory_mb(backend.process.pid)}
 
 
-def slow_reader(backend: BackendProcess, seconds: float, side: int) -> dict[str, object]:
+def measure_slow_reader(backend: BackendProcess, seconds: float, side: int) -> dict[str, object]:
     """A client that asks for 3x3 previews of a ``side`` px view, one every 0.2 s, and reads nothing."""
     info = protocol.read_connection_file(backend.connection_file)
     session = protocol.Session(info.key_bytes)
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVHWM, 1)
-    sock.setsockopt(zmq.RCVBUF, 64 * 1024)
-    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
-    sock.connect(info.url)
+    sock = slow_reader(info, session)
     view = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8).tobytes()
     before = memory_mb(backend.process.pid)
     sent, deadline = 0, time.monotonic() + seconds
@@ -126,12 +121,7 @@ def unread_events(megabytes: int) -> dict[str, object]:
     server.register("job_snapshot_request", snapshot)
     server.start()
     session = protocol.Session(server.info.key_bytes)
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVHWM, 1)
-    sock.setsockopt(zmq.RCVBUF, 64 * 1024)
-    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
-    sock.connect(server.info.url)
+    sock = slow_reader(server.info, session)
     sock.send_multipart(session.serialize(m.build(session, m.JobSnapshotRequest(job_id=None))))
     sock.poll(5000)
     sock.recv_multipart()
@@ -216,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "max_outgoing_mb": (hello.limits.max_outgoing_bytes or 0) / 2**20}
             result["idle"] = memory_mb(backend.process.pid)
             result["flood"] = flood(backend, args.flood, args.clients)
-            result["slow_reader"] = slow_reader(backend, args.slow_reader_s, args.slow_reader_side)
+            result["slow_reader"] = measure_slow_reader(backend, args.slow_reader_s, args.slow_reader_side)
             result["cancel"] = cancel_with_previews(backend, Path(folder), 4)
         finally:
             backend.stop()

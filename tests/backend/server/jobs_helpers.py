@@ -179,3 +179,17 @@ def send_twice(info: protocol.ConnectionInfo, content: Any) -> list[Any]:
         return replies
     finally:
         sock.close()
+
+
+def slow_reader(info: protocol.ConnectionInfo, session: protocol.Session) -> Any:  # -> zmq.Socket
+    """A DEALER of ``session`` that reads (almost) nothing: its own side takes one message and 64 KiB of TCP, so
+    what the server sends it waits on the server."""
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 64 * 1024)
+    sock.setsockopt(zmq.ROUTING_ID, session.routing_id)
+    sock.connect(info.url)
+    return sock

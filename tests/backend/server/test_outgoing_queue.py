@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 import pytest
-import zmq
 
 import protocol
 from backend.server import ALL, Request, Server
 from backend.server.outbox import Outbox, Sent, outgoing
 from protocol import Session
 from protocol import messages as m
+from tests.backend.server.jobs_helpers import slow_reader
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,12 +70,7 @@ def test_a_client_that_stops_reading_holds_a_bounded_outbox_and_catches_up(make_
     server.register("job_snapshot_request", snapshot)
     server.start()
     session = Session(server.info.key_bytes)
-    reader = zmq.Context.instance().socket(zmq.DEALER)
-    reader.setsockopt(zmq.LINGER, 0)
-    reader.setsockopt(zmq.RCVHWM, 1)  # a client that stops reading: its side takes (almost) nothing either
-    reader.setsockopt(zmq.RCVBUF, 64 * 1024)
-    reader.setsockopt(zmq.ROUTING_ID, session.routing_id)
-    reader.connect(server.info.url)
+    reader = slow_reader(server.info, session)
     reader.send_multipart(session.serialize(m.build(session, m.JobSnapshotRequest(job_id=None))))
     assert reader.poll(5000)
     reader.recv_multipart()  # subscribed
@@ -115,12 +110,7 @@ def test_a_client_that_never_reads_its_replies_is_cut_off_at_twice_the_bound(mak
     server: Server = make_server(max_outgoing_bytes=1 << 20)
     server.start()
     session = Session(server.info.key_bytes)
-    silent = zmq.Context.instance().socket(zmq.DEALER)
-    silent.setsockopt(zmq.LINGER, 0)
-    silent.setsockopt(zmq.RCVHWM, 1)
-    silent.setsockopt(zmq.RCVBUF, 64 * 1024)
-    silent.setsockopt(zmq.ROUTING_ID, session.routing_id)
-    silent.connect(server.info.url)
+    silent = slow_reader(server.info, session)
     payload = "x" * 1000  # echoed in each reply
     for _ in range(5000):  # over 5 MB of replies, never read
         silent.send_multipart(session.serialize(m.build(session, m.PingRequest(payload=payload))))
