@@ -61,9 +61,9 @@ class Server:
         self.handlers: dict[str, Handler] = {}
         self.started = time.monotonic()
         self.on_shutdown: list[Callable[[], None]] = []
+        """Called in the loop thread when the server stops (jobs: cancel and join workers)."""
         self.on_client_gone: list[Callable[[bytes], None]] = []
         """Called in the loop thread with a client's routing id when a send finds it disconnected."""
-        """Called in the loop thread when the server stops (jobs: cancel and join workers)."""
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket[Any] | None = None
         self._wake_url = f"inproc://server-wake-{id(self)}"

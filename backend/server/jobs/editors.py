@@ -36,9 +36,7 @@ class EditorCache:
         try:
             with self._lock:  # a borrowing preview gives it back before its next DDIM step (or once it has loaded)
                 self._job_holds = True
-                editor = self._cached[1] if self._cached is not None and self._cached[0] == key else None
-                self._cached = None
-                return editor
+                return self._take(key)
         finally:
             self.wanted.clear()
 
@@ -60,8 +58,7 @@ class EditorCache:
             if self._job_holds:
                 yield None
                 return
-            editor = self._cached[1] if self._cached is not None and self._cached[0] == key else None
-            self._cached = None  # a cached other model is freed before this one loads
+            editor = self._take(key)  # a cached other model is freed before this one loads
             if editor is None:
                 editor = load_editor(config.editor.source, device=resolve_device(config.editor.device or config.device),
                                      memory_mode=config.memory_mode, max_side=config.editor.max_side)
@@ -69,3 +66,10 @@ class EditorCache:
                 yield editor
             finally:
                 self._cached = (key, editor)
+
+    def _take(self, key: tuple[Any, ...]) -> Any:
+        """The cached editor if it is ``key``'s, else None; either way the cache is emptied (never hold two). With
+        the lock held."""
+        editor = self._cached[1] if self._cached is not None and self._cached[0] == key else None
+        self._cached = None
+        return editor
