@@ -299,6 +299,11 @@ class JobService:
         if active or record.state not in ("done", "cancelled", "failed"):
             raise ValidationError(f"job {record.job_id} is {record.state}: only a stopped or finished job continues",
                                   field="content.job_id")
+        try:  # its stored request still resolves into settings (a job of an earlier release: renamed ones too)
+            job_config(record.edit_request(), self.config, self._start_config(record))
+        except ValidationError as error:
+            raise ValidationError(f"job {record.job_id} cannot continue: its stored settings do not load "
+                                  f"({error.message}); start a new edit", field="content.job_id") from None
         jobs = JobDir(self.store.work_dir(record.job_id))
         if not jobs.list_checkpoints():
             raise ValidationError(f"job {record.job_id} has no checkpoint to continue from (it failed before its "

@@ -22,6 +22,7 @@ from protocol.messages.scene import MESH_CORNER_FLOATS
 from protocol.schema import decode, encode
 
 from .images import decode_image
+from .migrate import migrate_stored_request
 
 #: states in which a job still has work to do (re-queued when the server starts again)
 UNFINISHED = ("queued", "preparing", "reconstructing", "editing", "exporting")
@@ -175,8 +176,9 @@ class JobStore:
         records = []
         for path in self.jobs.glob("*/record.json"):
             try:
-                data = json.loads(path.read_text())
-                records.append(JobRecord(**data))
+                record = JobRecord(**json.loads(path.read_text()))
+                record.request = migrate_stored_request(record.request)  # a job folder of an earlier release
+                records.append(record)
             except (OSError, ValueError, TypeError) as error:
                 job_id = path.parent.name
                 if not job_id.startswith("job-"):
