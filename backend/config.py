@@ -72,6 +72,10 @@ class NerfConfig:
     """The window's variance at step 0, narrowed geometrically to ``depth_sigma`` over ``depth_sigma_steps`` (0: no
     narrowing): a wide window gives samples far from the surface a gradient towards it, a narrow one alone has none
     there."""
+    focus_fraction: float = bounded(0.0, ge=0, le=0.9)
+    """Share of each batch's rays drawn from inside the views' edit masks (the selected objects), whatever part of
+    the view those cover: an object filling 2 % of its views otherwise gets 2 % of the rays. Single-pixel batches
+    only (LPIPS patches sample uniformly); 0: uniform (the default until the scene set shows it helps: RESULTS.md)."""
     depth_sigma_steps: int = bounded(0, ge=0, le=10_000_000)
     """NeRF steps over which the window narrows (0: the reconstruction's steps)."""
     hidden_dim: int = bounded(64, ge=1, le=4096)

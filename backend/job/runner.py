@@ -108,7 +108,9 @@ class JobRun:
         instruction = editor.encode_instruction(config.prompt)
         schedule = EditSchedule(config.update, len(self.image_names), editor.num_train_timesteps,
                                 edits_done=self.state.edits_done)
-        self.updater = DatasetUpdater(schedule, editor, instruction, self._edit_masks())
+        masks = self._edit_masks()
+        self.updater = DatasetUpdater(schedule, editor, instruction, masks)
+        self._focus_rays(masks)
 
         if self.state.edit_start_step is None:
             self.callbacks.on_state("reconstructing", f"{config.nerf.reconstruction_steps} steps")
@@ -165,6 +167,17 @@ class JobRun:
             self.callbacks.on_log(f"local edits: {len(masks)} of {len(self.image_names)} views have an edit mask "
                                   f"({covered:.0%} of their pixels on average); outside it the original stays")
         return masks
+
+    def _focus_rays(self, masks: dict[int, torch.Tensor]) -> None:
+        """Aim a share of every batch at the selected objects (``nerf.focus_fraction``), however little of the
+        views they cover; LPIPS patches keep uniform sampling."""
+        fraction = self.config.nerf.focus_fraction
+        if not masks or fraction <= 0 or self.config.effective_patch_size() != 1:
+            return
+        pixels = self.trainer.datamanager.focus(masks, fraction)
+        total = self.trainer.datamanager.image_batch["image"].shape[:3].numel()
+        self.callbacks.on_log(f"{fraction:.0%} of each batch's rays fall inside the edit masks "
+                              f"({pixels / total:.1%} of the pixels; the rest are drawn from every pixel)")
 
     def _check_patch_fits(self, config: EditJobConfig) -> None:
         """LPIPS compares square patches of ``patch_size`` pixels (AlexNet needs 32): smaller images are a bad scene

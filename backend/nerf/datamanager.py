@@ -47,6 +47,17 @@ class EditableDataManager(VanillaDataManager):
         # image_batch rows are in dataloader order; position_of[view] finds a view's row.
         self.position_of = {int(view): row for row, view in enumerate(self.image_batch["image_idx"].tolist())}
         self.original_images: Tensor = images[..., :3].clone()
+        self.focus_pixels: Tensor | None = None
+        self.focus_fraction = 0.0
+
+    def focus(self, masks: dict[int, Tensor], fraction: float) -> int:
+        """From now on draw ``fraction`` of every batch uniformly from the pixels inside ``masks`` (view -> ``H W``,
+        > 0 inside), the rest from every pixel as before; returns how many pixels the masks hold."""
+        pixels = [torch.stack([torch.full_like(ys, self.position_of[view]), ys, xs], dim=-1)
+                  for view, (ys, xs) in ((view, torch.nonzero(mask > 0, as_tuple=True)) for view, mask in masks.items())]
+        self.focus_pixels = torch.cat(pixels) if pixels else None
+        self.focus_fraction = fraction
+        return 0 if self.focus_pixels is None else len(self.focus_pixels)
 
     @property
     def num_views(self) -> int:
@@ -57,6 +68,15 @@ class EditableDataManager(VanillaDataManager):
         self.train_count += 1
         assert self.train_pixel_sampler is not None
         batch = self.train_pixel_sampler.sample(self.image_batch)
+        focus = self.focus_pixels
+        count = int(len(batch["indices"]) * self.focus_fraction) if focus is not None else 0
+        if focus is not None and count:  # the sampler's pixels are uniform: its last `count` are replaced by pixels inside the masks
+            c, y, x = focus[torch.randint(len(focus), (count,))].unbind(-1)
+            for key, value in self.image_batch.items():
+                if key != "image_idx" and value is not None and key in batch:
+                    batch[key][-count:] = value[c, y, x].to(batch[key])
+            batch["indices"][-count:] = torch.stack([self.image_batch["image_idx"][c], y, x], dim=-1).to(
+                batch["indices"])
         return self.train_ray_generator(batch["indices"]), batch
 
     def original_image(self, view: int) -> Tensor:
