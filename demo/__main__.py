@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     # Before bpy is imported: Blender's user folder (preferences, installed extension, the add-on's scratch files
     # and the backend log) lives in the output folder, never in the user's own Blender configuration.
     os.environ["BLENDER_USER_RESOURCES"] = str(out / "work" / "blender_user")
-    from demo.addon_driver import STOP_REQUESTED, DemoError
+    from demo.addon_driver import DemoError
+    from demo.blender_process import STOP_REQUESTED
     from demo.run import print_outputs, run_demo
 
     # SIGTERM (a CI timeout, kill) and Ctrl-C stop the demo at its next check point, and the backend it started too

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,23 +16,14 @@ from types import ModuleType
 
 import bpy
 
+from demo.blender_process import check_stop, quiet_stdout
+
 ADDON_MODULE = "bl_ext.user_default.in2n_blender"
 """Module name of the extension once installed into Blender's ``user_default`` repository."""
 
 
 class DemoError(RuntimeError):
     """A demo step failed; the message says which and why (and where the logs are)."""
-
-
-STOP_REQUESTED = threading.Event()
-"""Set by the demo's SIGTERM / SIGINT handler. The demo stops at its next check point (:func:`check_stop`): raising
-from inside the handler could land in Python code that Blender's C code called (a render, an operator) and crash it."""
-
-
-def check_stop() -> None:
-    """Raise ``KeyboardInterrupt`` here, in plain Python, when a stop was requested."""
-    if STOP_REQUESTED.is_set():
-        raise KeyboardInterrupt("stop requested")
 
 
 def install_zip(zip_path: Path) -> ModuleType:
@@ -119,8 +109,6 @@ class AddonDriver:
 
     def edit(self, timeout_s: float, on_tick: Callable[[], None]) -> None:
         """The Edit button (renders the views, uploads them, starts the job), then follow the job to its end."""
-        from demo.blender_views import quiet_stdout
-
         with quiet_stdout():  # the operator renders every view; Blender prints a line per render
             self.press(bpy.ops.in2n.edit, "Edit")
         state = self.rt.state

@@ -4,8 +4,6 @@ of the imported result alone (same cameras, and a turntable)."""
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import bpy
 import numpy as np
 
 from demo import procedural_scene as ps
+from demo.blender_process import check_stop, quiet_stdout
 
 TRAINING_COLLECTION = "Training cameras"
 INTENDED_MATERIAL = "Blue glass (intended edit)"
@@ -50,26 +49,8 @@ def turntable_cameras(built: ps.BuiltScene, count: int) -> tuple[bpy.types.Colle
     return camera_collection(TURNTABLE_COLLECTION, poses, "turntable")
 
 
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """Silence Blender's own per-render lines ("Saved: ...") on stdout, which Python cannot filter (Blender's C
-    logger writes to file descriptor 1); stderr, where errors go, is untouched."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def render_all(cameras: Sequence[bpy.types.Object], folder: Path, size: int) -> list[Path]:
     """One PNG per camera, ``<folder>/<camera name>.png``."""
-    from demo.addon_driver import check_stop
-
     paths = []
     for camera in cameras:
         check_stop()

@@ -293,7 +293,7 @@ class Server:
                 raise UnknownMessageType(f"this server does not handle {message.msg_type!r}", field="header.msg_type")
         except ProtocolError as exc:
             self._remember(key, None)
-            self._send_reply(message, m.build_error(self.session, message, exc))
+            self.send_reply(message, m.build_error(self.session, message, exc))
             return
         self._remember(key, None)
         request = Request(self, message, content)
@@ -322,7 +322,9 @@ class Server:
             _, evicted = self._replies.popitem(last=False)
             self._cached_bytes -= _buffer_bytes(evicted)
 
-    def _send_reply(self, request: Message, reply: Message) -> None:
+    def send_reply(self, request: Message, reply: Message) -> None:
+        """Answer ``request`` (server loop only: :class:`Request` calls it through :meth:`call_soon`); the reply is
+        cached for a client that asks again."""
         self._remember((request.header["session"], request.msg_id), reply)
         self._queue(reply)
 

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from protocol import Message, ProtocolError
+from protocol import Message, ProtocolError, Session
 from protocol import messages as m
 from protocol.signing import BufferLike
 from protocol.version import VersionMismatch, parse_version
 
-if TYPE_CHECKING:
-    from .core import Server
-
 log = logging.getLogger(__name__)
+
+
+class ReceivingServer(Protocol):
+    """What a request uses of the server that received it (:class:`backend.server.core.Server`)."""
+
+    session: Session
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the server loop (from any thread)."""
+
+    def send_reply(self, request: Message, reply: Message) -> None:
+        """Answer ``request`` (server loop only)."""
 
 
 @dataclass
 class Request:
     """A decoded, validated request being handled."""
 
-    server: Server
+    server: ReceivingServer
     message: Message
     content: Any
     _answered: bool = field(default=False, repr=False)
@@ -52,7 +61,7 @@ class Request:
                 log.exception("reply to %s could not be built", self.message.msg_type)
                 reply = m.build_error(self.server.session, self.message,
                                       InternalError(f"the server could not encode its reply ({exc})"))
-            self.server._send_reply(self.message, reply)
+            self.server.send_reply(self.message, reply)
 
         self.server.call_soon(send)
 
@@ -61,7 +70,7 @@ class Request:
         if self._answered:
             return
         self._answered = True
-        self.server.call_soon(lambda: self.server._send_reply(
+        self.server.call_soon(lambda: self.server.send_reply(
             self.message, m.build_error(self.server.session, self.message, error)))
 
 

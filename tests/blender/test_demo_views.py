@@ -12,9 +12,9 @@ import pytest
 
 from blender_addon.core.camera_model import project
 from blender_addon.core.session import JobView, SessionState
+from demo import blender_process, progress, run
 from demo import blender_views as views
 from demo import procedural_scene as ps
-from demo import progress, run
 from demo.editor_choice import EditorChoice
 from demo.recorder import ProgressSample, Recorder
 from protocol import messages as m
@@ -99,7 +99,7 @@ def test_result_objects_prefer_baked_copies_then_the_mesh_and_bounds_are_in_worl
 
 
 def test_quiet_stdout_silences_file_descriptor_1_only_inside(capfd: pytest.CaptureFixture[str]) -> None:
-    with views.quiet_stdout():
+    with blender_process.quiet_stdout():
         os.write(1, b"Saved: frame.png\n")
         os.write(2, b"an error\n")
     os.write(1, b"after\n")

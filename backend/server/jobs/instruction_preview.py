@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,10 +25,8 @@ from ..core import Request
 from .editors import editor_key
 from .images import decode_image
 from .requests import job_config
+from .service_view import JobServiceView
 from .store import new_id, to_uint8_rgb
-
-if TYPE_CHECKING:
-    from .service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +59,7 @@ class PreviewTask:
 
 
 class InstructionPreviews:
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobServiceView) -> None:
         self.jobs = jobs
         self._queue: queue.Queue[PreviewTask | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="in2n-previews", daemon=True)

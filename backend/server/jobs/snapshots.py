@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.job.jobdir import JobDir, read_json_object
 from backend.job.snapshots import SnapshotRecord, SnapshotStore
@@ -21,9 +21,7 @@ from protocol import ValidationError
 from protocol import messages as m
 
 from ..core import Request
-
-if TYPE_CHECKING:
-    from .service import JobService
+from .service_view import JobServiceView
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ PROGRESS_INTERVAL_S = 0.25
 
 
 class SnapshotService:
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobServiceView) -> None:
         self.jobs = jobs
         self.exporting: dict[tuple[str, int], threading.Event] = {}
         """(job, step) of exports in progress (queued or running), with their stop events."""
