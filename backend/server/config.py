@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from protocol import Limits
@@ -37,3 +38,10 @@ class ServerConfig:
     oldest first (never replies, job states or results). A client that stopped reading held 344 MB of events."""
     probe_device: bool = True
     """Import torch in a background thread at start-up to report the GPU in ``hello_reply`` (never on ping)."""
+
+    def request_limits(self) -> Limits:
+        """The decoder's limits for requests: no request carries more than one upload chunk of buffers, so a
+        message larger than that plus its JSON parts is refused before its signature is hashed (a peer without the
+        key cannot make the server hash or hold 1 GiB messages)."""
+        largest = self.max_chunk_bytes + 4 * self.limits.max_json_bytes
+        return dataclasses.replace(self.limits, max_message_bytes=min(self.limits.max_message_bytes, largest))

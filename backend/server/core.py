@@ -8,14 +8,12 @@ A handler receives a :class:`Request` and returns reply content (a :mod:`protoco
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +21,6 @@ import zmq
 
 from protocol import (
     ConnectionInfo,
-    Limits,
     Message,
     ProtocolError,
     Session,
@@ -37,6 +34,7 @@ from protocol.wire import encodable, utc_now
 
 from .config import ServerConfig
 from .outbox import Outbox, Sent, outgoing
+from .reply_cache import IN_PROGRESS, ReplyCache
 from .request import InternalError, Request
 
 log = logging.getLogger(__name__)
@@ -57,7 +55,7 @@ class Server:
         key = new_key() if self.config.key is None else self.config.key
         check_bind(self.config.host, key)
         self.info = ConnectionInfo(host=self.config.host, port=self.config.port, key=key)
-        self.session = Session(self.info.key_bytes, limits=request_limits(self.config), not_before=time.time())
+        self.session = Session(self.info.key_bytes, limits=self.config.request_limits(), not_before=time.time())
         self.handlers: dict[str, Handler] = {}
         self.started = time.monotonic()
         self.on_shutdown: list[Callable[[], None]] = []
@@ -71,10 +69,9 @@ class Server:
         self._wake_push: zmq.Socket[Any] | None = None
         self._wake_lock = threading.Lock()
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._replies: OrderedDict[tuple[str, str], Message | None] = OrderedDict()
+        self._replies = ReplyCache(self.config.reply_cache_size, self.config.reply_cache_bytes)
         self._outboxes: dict[bytes, Outbox] = {}
         """Per client (routing id): the messages ZeroMQ did not take yet (loop thread only)."""
-        self._cached_bytes = 0
         self._subscriptions: dict[bytes, set[str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -275,7 +272,7 @@ class Server:
             return
         key = (message.header["session"], message.msg_id)
         if key in self._replies:
-            cached = self._replies[key]
+            cached = self._replies.get(key)
             log.info("duplicate msg_id %s (%s): %s", message.msg_id, message.msg_type, "resending reply" if cached else "still in progress")
             if cached is not None:
                 # Re-signed with a fresh date: the client never saw this reply (or it would not resend), and an
@@ -292,10 +289,10 @@ class Server:
             if spec.kind != "request" or handler is None:
                 raise UnknownMessageType(f"this server does not handle {message.msg_type!r}", field="header.msg_type")
         except ProtocolError as exc:
-            self._remember(key, None)
+            self._replies.remember(key, IN_PROGRESS)
             self.send_reply(message, m.build_error(self.session, message, exc))
             return
-        self._remember(key, None)
+        self._replies.remember(key, IN_PROGRESS)
         request = Request(self, message, content)
         try:
             result = handler(request)
@@ -311,21 +308,10 @@ class Server:
         else:
             request.reply(result)
 
-    def _remember(self, key: tuple[str, str], reply: Message | None) -> None:
-        previous = self._replies.get(key)
-        self._cached_bytes += _buffer_bytes(reply) - _buffer_bytes(previous)
-        self._replies[key] = reply
-        self._replies.move_to_end(key)
-        while len(self._replies) > self.config.reply_cache_size or (
-            self._cached_bytes > self.config.reply_cache_bytes and len(self._replies) > 1
-        ):
-            _, evicted = self._replies.popitem(last=False)
-            self._cached_bytes -= _buffer_bytes(evicted)
-
     def send_reply(self, request: Message, reply: Message) -> None:
         """Answer ``request`` (server loop only: :class:`Request` calls it through :meth:`call_soon`); the reply is
         cached for a client that asks again."""
-        self._remember((request.header["session"], request.msg_id), reply)
+        self._replies.remember((request.header["session"], request.msg_id), reply)
         self._queue(reply)
 
     def _send_to(self, identity: bytes, message: Message) -> None:
@@ -402,19 +388,6 @@ class Server:
             self._send_to(identity, m.build(self.session, m.Heartbeat(
                 server_time=utc_now(), interval_s=self.config.heartbeat_interval_s,
                 dropped_events=outbox.dropped if outbox is not None else 0)))
-
-
-def request_limits(config: ServerConfig) -> Limits:
-    """The decoder's limits for requests: no request carries more than one upload chunk of buffers, so a message
-    larger than that plus its JSON parts is refused before its signature is hashed (a peer without the key cannot
-    make the server hash or hold 1 GiB messages)."""
-    limits = config.limits
-    largest = config.max_chunk_bytes + 4 * limits.max_json_bytes
-    return dataclasses.replace(limits, max_message_bytes=min(limits.max_message_bytes, largest))
-
-
-def _buffer_bytes(message: Message | None) -> int:
-    return sum(memoryview(b).nbytes for b in message.buffers) if message is not None else 0
 
 
 def _unverified_header(frames: Sequence[zmq.Frame], delim: int) -> dict[str, Any]:
