@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from PIL import Image
 
+    from backend import atomic
     from backend.cli_output import quiet_libraries
     from backend.editing.loaders import EditorWeightsMissing, load_editor
     from backend.editing.memory import resolve_device
     from backend.editing.preview_grid import edit_cells, grid_image
     from backend.editing.simulated import SimulatedTargetsMissing
-    from backend.job import atomic
     from backend.scene import SceneError, load_scene
 
     quiet_libraries()

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend import atomic
 from backend.config import OutputConfig
-from backend.job import atomic
 from backend.nerf.frames import DataparserTransform
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.job import atomic
+from backend import atomic
 from protocol.messages.scene import MESH_CORNER_FLOATS
 
 INDEX_FILE = "surfaces.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.job import atomic
+from backend import atomic
 from backend.nerf.frames import DataparserTransform
 
 MATERIAL_FILES = ("material_0.mtl", "material_0.png")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.job import atomic
+from backend import atomic
 from backend.job.jobdir import JobDir
 from backend.job.restore import to_uint8
 from backend.job.snapshot_export import load_snapshot

@@ -1,5 +1,5 @@
 """The one atomic file write of the project (connection files here; captures' transforms.json in ``capture``; every
-job file in ``backend.job.atomic``): a temporary file beside the target, flushed to disk, then renamed over it, so a
+job file in ``backend.atomic``): a temporary file beside the target, flushed to disk, then renamed over it, so a
 reader or a crash sees the old file or the whole new one, never half of it."""
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
 """One edit job's orchestration, apart from the NeRF code: what it reports (``types``), its directory
-(``jobdir``), atomic file writes (``atomic``) and the run itself (``runner``, which imports torch and nerfstudio)."""
+(``jobdir``) and the run itself (``runner``, which imports torch and nerfstudio)."""

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.job import atomic
+from backend import atomic
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{9})\.ckpt$")
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from backend import atomic
 from backend.config import EditJobConfig
-from backend.job import atomic
 from backend.job.jobdir import JobDir, JobDirError, JobState
 from backend.nerf.trainer import NerfTrainer
 

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from backend import atomic
 from backend.config import EditJobConfig, validate_config
 from backend.editing.memory import resolve_device
 from backend.export import ExportCancelled, ExportError, ExportProgress
-from backend.job import atomic
 from backend.job.between_steps import BetweenSteps
 from backend.job.jobdir import JobDir, JobDirError, JobState, read_json_object
 from backend.job.restore import JobRestore, to_uint8

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from backend import atomic
 from backend.bake import BakeError, BakeView, bake_surfaces
 from backend.config import EditJobConfig
 from backend.export import ExportError, ExportProgress, export_geometry
-from backend.job import atomic
 from backend.job.jobdir import JobDir, read_json_object
 from backend.job.snapshots import BakedRecord, SnapshotExport, SnapshotStore
 from backend.nerf.frames import DataparserTransform

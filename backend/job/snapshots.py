@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
-from backend.job import atomic
+from backend import atomic
 
 EXPORT_REQUESTED = "export_requested.json"
 """In a snapshot's folder while an export of it was asked for and not yet reported."""

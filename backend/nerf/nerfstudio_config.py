@@ -20,7 +20,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.nerfacto import NerfactoModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
-from backend.job import atomic
+from backend import atomic
 
 
 def nerfstudio_config(pipeline: VanillaPipelineConfig, job_dir: Path) -> TrainerConfig:

@@ -21,7 +21,7 @@ from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline
 from torch import Tensor
 
-from backend.job import atomic
+from backend import atomic
 from backend.nerf.datamanager import EditableDataManager
 from backend.nerf.model import In2nNerfactoModel
 

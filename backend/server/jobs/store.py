@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import capture
-from backend.job import atomic
+from backend import atomic
 from backend.surfaces import Surface, SurfaceError, checked_surface, write_surfaces
 from protocol import ValidationError, ensure_private_dir
 from protocol import messages as m

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from backend import atomic
 from backend.config import DatasetUpdateConfig
-from backend.job import atomic
 from backend.nerf.dataset_update import EditSchedule
 from backend.nerf.frames import DataparserTransform
 

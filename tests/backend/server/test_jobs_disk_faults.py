@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import protocol
-from backend.job import atomic
+from backend import atomic
 from backend.server.basic import register_basic_handlers
 from backend.server.config import ServerConfig
 from backend.server.core import Server
