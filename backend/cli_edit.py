@@ -207,9 +207,10 @@ def announce_estimate(config: EditJobConfig, args: argparse.Namespace, bar: Prog
     when that is more than an hour, which preset fits."""
     import torch
 
-    from backend.cost_model import estimate, format_duration
+    from backend.cost_model import estimate
     from backend.editing.memory import resolve_device
     from backend.scene import SceneError, load_scene
+    from protocol import format_duration
 
     try:
         scene = load_scene(args.data)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from backend.config import EditJobConfig
 from backend.editing.sizes import working_size
+from protocol import format_duration
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,6 @@ class Estimate:
         return (f"about {format_duration(self.total_s)} on {self.device_kind} (reconstruction "
                 f"{format_duration(self.reconstruction_s)}, editing {format_duration(self.editing_nerf_s)} of NeRF "
                 f"steps + {self.edits} edits {format_duration(self.edits_s)})")
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{seconds / 86400:.1f} days"
 
 
 def estimate(config: EditJobConfig, num_views: int, width: int, height: int, device_kind: str) -> Estimate:

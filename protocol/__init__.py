@@ -17,6 +17,7 @@ from .connection import (
     read_connection_file,
     write_connection_file,
 )
+from .durations import format_duration
 from .errors import (
     BadSignature,
     ConnectionFileError,
@@ -38,6 +39,6 @@ __all__ = [
     "DELIMITER", "PROTOCOL_VERSION", "AuxUpload", "BadSignature", "MeshUpload", "Client", "ConnectionFileError", "ConnectionInfo", "Limits",
     "MalformedMessage", "Message", "OversizedMessage", "ProtocolError", "RawImage", "Received", "RemoteError",
     "ReplayedMessage", "RequestTimeout", "SceneAssembler", "Session", "UnknownMessageType", "ValidationError",
-    "VersionMismatch", "check_bind", "ensure_private_dir", "is_loopback", "messages", "negotiate", "new_key", "plan_chunks",
-    "read_connection_file", "scene_sha256", "write_connection_file",
+    "VersionMismatch", "check_bind", "ensure_private_dir", "format_duration", "is_loopback", "messages", "negotiate", "new_key",
+    "plan_chunks", "read_connection_file", "scene_sha256", "write_connection_file",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.session import format_eta
+from ..core.protocol_link import protocol
 from . import images, runtime
 from .cameras import collection_cameras
 from .ops_steering import suggested_preset
@@ -127,7 +127,7 @@ class IN2N_PT_edit(_Base, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("in2n.estimate", icon="TIME")
         if estimate is not None and estimate.estimated_s is not None:
-            row.label(text=f"about {format_eta(estimate.estimated_s)} on {estimate.device}")
+            row.label(text=f"about {protocol.format_duration(estimate.estimated_s)} on {estimate.device}")
             if estimate.suggested_preset:
                 layout.label(text=f"Hours on this device: preset '{estimate.suggested_preset}' fits it", icon="ERROR")
         row = layout.row(align=True)

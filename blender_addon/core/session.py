@@ -70,15 +70,6 @@ def is_importable(artifact: Any) -> bool:
     return artifact.kind in ("mesh", "pointcloud") or is_baked(artifact)
 
 
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
-
-
 @dataclass
 class SessionState:
     connection: ConnectionState = "disconnected"
@@ -137,7 +128,7 @@ class SessionState:
             text = f"Exporting geometry {job.step / job.total_steps:.0%}"
         else:
             text = f"{phase} {job.step}/{job.total_steps}" if job.total_steps else phase
-        eta = format_eta(job.eta_s)
+        eta = protocol.format_duration(job.eta_s)
         return f"{text}, ETA {eta}" if eta else text
 
     def progress_fraction(self) -> float:
