@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from backend.pixels import to_uint8
 from protocol.files import atomic_write
 
 
@@ -56,7 +57,7 @@ def write_png(path: Path | str, image: np.ndarray, compress_level: int = 6) -> N
         write_bytes(path, buffer.getvalue())
         return
     if image.dtype != np.uint8:
-        image = np.clip(np.asarray(image, dtype=np.float64) * 255 + 0.5, 0, 255).astype(np.uint8)
+        image = to_uint8(image)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     write_bytes(path, buffer.getvalue())

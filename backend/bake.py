@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from backend.pixels import to_uint8
 from backend.surfaces import Surface
 
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 8192
@@ -235,6 +236,6 @@ def bake_surfaces(surfaces: Sequence[Surface], views: Sequence[BakeView], render
         known[rows[seen], cols[seen]] = True
         nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
         image = image[nearest[0], nearest[1]]
-        texture = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+        texture = to_uint8(image)
         baked.append(BakedTexture(surface, texture, float(seen.mean()), int(len(np.unique(chosen[seen])))))
     return baked

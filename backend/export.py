@@ -25,6 +25,7 @@ import torch
 from backend import atomic
 from backend.config import OutputConfig
 from backend.nerf.frames import DataparserTransform
+from backend.pixels import to_uint8
 
 
 @dataclass
@@ -58,10 +59,6 @@ def plain_error(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _colors_uint8(colors: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(colors) * 255 + 0.5, 0, 255).astype(np.uint8)
-
-
 def write_point_cloud_ply(path: Path, points: np.ndarray, colors: np.ndarray, normals: np.ndarray | None) -> None:
     from plyfile import PlyData, PlyElement
 
@@ -73,7 +70,7 @@ def write_point_cloud_ply(path: Path, points: np.ndarray, colors: np.ndarray, no
     vertices["x"], vertices["y"], vertices["z"] = points.T
     if normals is not None:
         vertices["nx"], vertices["ny"], vertices["nz"] = normals.T
-    rgb = _colors_uint8(colors)
+    rgb = to_uint8(colors)
     vertices["red"], vertices["green"], vertices["blue"] = rgb.T
     atomic.write_with(path, lambda temporary: PlyData([PlyElement.describe(vertices, "vertex")]).write(str(temporary)))
 
@@ -84,7 +81,7 @@ def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.n
         import trimesh
 
         mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-        rgba = np.concatenate([_colors_uint8(colors), np.full((len(colors), 1), 255, np.uint8)], 1)
+        rgba = np.concatenate([to_uint8(colors), np.full((len(colors), 1), 255, np.uint8)], 1)
         mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
         text = mesh.export(file_type="obj", include_normals=False)
         atomic.write_bytes(path, text.encode() if isinstance(text, str) else bytes(text))
@@ -94,7 +91,7 @@ def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.n
     vertex = np.empty(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                             ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = vertices.T
-    vertex["red"], vertex["green"], vertex["blue"] = _colors_uint8(colors).T
+    vertex["red"], vertex["green"], vertex["blue"] = to_uint8(colors).T
     face = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,))])
     face["vertex_indices"] = faces
     data = PlyData([PlyElement.describe(vertex, "vertex"), PlyElement.describe(face, "face")])

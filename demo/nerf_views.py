@@ -18,10 +18,10 @@ import numpy as np
 
 from backend import atomic
 from backend.job.jobdir import JobDir
-from backend.job.restore import to_uint8
 from backend.job.snapshot_export import load_snapshot
 from backend.job.snapshots import SnapshotStore
 from backend.nerf.frames import make_camera
+from backend.pixels import to_uint8
 
 
 def render_plan(plan: dict) -> dict[str, str]:  # type: ignore[type-arg]

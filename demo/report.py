@@ -179,6 +179,7 @@ def single_edits(spec: dict[str, Any], base: Path) -> Path:
     import torch
 
     from backend.editing.simulated import SimulatedInstructEditor
+    from backend.pixels import to_uint8
     from backend.scene import load_scene
 
     scene = load_scene(base / spec["scene"])
@@ -189,7 +190,7 @@ def single_edits(spec: dict[str, Any], base: Path) -> Path:
     for frame in scene.frames:
         photo = torch.from_numpy(load(frame.image_path).copy()).permute(2, 0, 1)[None].float() / 255
         edited = editor.edit(photo, photo, "", timestep=timestep, generator=generator)[0]
-        save((edited.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), folder / f"{frame.image_path.stem}.png")
+        save(to_uint8(edited.permute(1, 2, 0)), folder / f"{frame.image_path.stem}.png")
     return folder
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from backend.editing.base import ImageEditor
+from backend.pixels import to_uint8
 
 LABEL_HEIGHT = 14
 """Rows of the label strip above each cell ("T 7.5  I 1.5": text and image guidance)."""
@@ -53,7 +54,7 @@ def edit_cells(editor: ImageEditor, image: np.ndarray, instruction: str, guidanc
             edited = editor.edit(view, view, encoded, timestep=timestep, guidance_scale=float(text_scale),
                                  image_guidance_scale=float(image_scale), ddim_steps=ddim_steps,
                                  generator=torch.Generator().manual_seed(seed))  # one noise: only the scales differ
-            pixels = (edited[0].permute(1, 2, 0).float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            pixels = to_uint8(edited[0].permute(1, 2, 0))
             cell = GridCell(row * len(guidance_scales) + column, float(text_scale), float(image_scale), pixels,
                             time.perf_counter() - started)
             cells.append(cell)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from backend.pixels import to_uint8
 from backend.scene import TARGET_KEY, Scene
 
 SOURCE = "simulated"
@@ -77,7 +78,7 @@ class SimulationConfig:
 
 def _key(image: Tensor) -> str:
     """Content hash of a ``3 H W`` image in [0, 1] at 8 bits (what a PNG round trip preserves)."""
-    pixels = (image.detach().float().clamp(0, 1).cpu() * 255 + 0.5).to(torch.uint8).contiguous().numpy()
+    pixels = to_uint8(image)
     return hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
 
 

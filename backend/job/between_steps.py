@@ -4,12 +4,12 @@ exports of its snapshots (its own pipeline with the snapshot's weights swapped i
 from __future__ import annotations
 
 from backend.config import EditJobConfig
-from backend.job.restore import to_uint8
 from backend.job.snapshot_export import export_into
 from backend.job.snapshots import SnapshotStore
 from backend.job.types import EngineSettings, JobCallbacks, SnapshotExportTask
 from backend.nerf.frames import DataparserTransform, make_camera
 from backend.nerf.trainer import NerfTrainer
+from backend.pixels import to_uint8
 
 
 class BetweenSteps:

@@ -17,10 +17,7 @@ from backend import atomic
 from backend.config import EditJobConfig
 from backend.job.jobdir import JobDir, JobDirError, JobState
 from backend.nerf.trainer import NerfTrainer
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+from backend.pixels import to_uint8
 
 
 def read_float_rgb(path: Path) -> torch.Tensor:

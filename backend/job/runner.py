@@ -18,7 +18,7 @@ from backend.editing.memory import resolve_device
 from backend.export import ExportCancelled, ExportError, ExportProgress
 from backend.job.between_steps import BetweenSteps
 from backend.job.jobdir import JobDir, JobDirError, JobState, read_json_object
-from backend.job.restore import JobRestore, to_uint8
+from backend.job.restore import JobRestore
 from backend.job.snapshot_export import export_into
 from backend.job.snapshots import SnapshotExport, SnapshotRecord, SnapshotStore
 from backend.job.types import EngineSettings, JobCallbacks, JobResult, Progress
@@ -28,6 +28,7 @@ from backend.nerf.local_edit import soft_mask
 from backend.nerf.nerfstudio_config import write_nerfstudio_config
 from backend.nerf.setup import build_pipeline
 from backend.nerf.trainer import NerfTrainer
+from backend.pixels import to_uint8
 from backend.scene import Scene, SceneError, export_in_layout, write_dataparser_input
 
 

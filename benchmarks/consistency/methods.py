@@ -27,6 +27,7 @@ from backend.config import EditJobConfig
 from backend.editing.simulated import SimulatedInstructEditor
 from backend.engine import EditEngine
 from backend.job.types import JobCallbacks, JobResult, Progress
+from backend.pixels import to_uint8
 from benchmarks.consistency.images import load_capture, write_rgb
 
 Log = Callable[[str], None]
@@ -114,7 +115,7 @@ def write_one_shot_scene(editor: SimulatedInstructEditor, original_dir: Path, ou
         original = editor.originals[view : view + 1]
         edited = editor.edit(original, original, "", timestep=timestep,
                              generator=torch.Generator().manual_seed(seed * 1_000_003 + view))
-        write_rgb(out_dir / frame.file_path, (edited[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+        write_rgb(out_dir / frame.file_path, to_uint8(edited[0].permute(1, 2, 0)))
     return time.perf_counter() - started
 
 

@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from backend.config import DatasetUpdateConfig, EditJobConfig, NerfConfig, OutputConfig, tiny_nerf_config  # noqa: E402
 from backend.editing.simulated import SimulatedInstructEditor, SimulationConfig  # noqa: E402
 from backend.job.snapshots import SnapshotStore  # noqa: E402
+from backend.pixels import to_uint8  # noqa: E402
 from benchmarks.consistency import metrics  # noqa: E402
 from benchmarks.consistency.images import read_capture_images, write_rgb  # noqa: E402
 from benchmarks.consistency.layout import DATASET_FILE  # noqa: E402
@@ -132,7 +133,7 @@ def save_grid(path: Path, columns: list[list[np.ndarray]], rows: int = 4) -> Non
     """One row per held-out view (at most ``rows``), one column per image list."""
     count = min(rows, len(columns[0]))
     grid = np.concatenate([np.concatenate([column[i] for column in columns], 1) for i in range(count)], 0)
-    write_rgb(path, (np.clip(grid, 0, 1) * 255 + 0.5).astype(np.uint8))
+    write_rgb(path, to_uint8(grid))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"[{run.name}] rendering {len(masks)} held-out views")
         renders[run.name] = render_heldout(run, data / "heldout_original")
         for index, image in enumerate(renders[run.name]):
-            write_rgb(out / "renders" / run.name / f"heldout_{index:03d}.png", (image * 255 + 0.5).astype(np.uint8))
+            write_rgb(out / "renders" / run.name / f"heldout_{index:03d}.png", to_uint8(image))
 
     reference = renders["no_edit"]
     scores = {name: score(images, heldout_edited, masks, None if name == "no_edit" else reference)

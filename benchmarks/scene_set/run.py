@@ -47,11 +47,11 @@ import capture  # noqa: E402
 from backend.bake import BakeView, bake_surfaces, surface_texels  # noqa: E402
 from backend.engine import EditEngine  # noqa: E402
 from backend.job.jobdir import JobDir  # noqa: E402
-from backend.job.restore import to_uint8  # noqa: E402
 from backend.job.snapshot_export import load_snapshot  # noqa: E402
 from backend.job.snapshots import SnapshotStore  # noqa: E402
 from backend.job.types import JobCallbacks  # noqa: E402
 from backend.nerf.frames import make_camera  # noqa: E402
+from backend.pixels import to_uint8  # noqa: E402
 from backend.server.jobs.config import JobServiceConfig  # noqa: E402
 from backend.server.jobs.requests import job_config  # noqa: E402
 from backend.surfaces import read_surfaces  # noqa: E402

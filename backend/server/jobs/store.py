@@ -15,6 +15,7 @@ import numpy as np
 
 import capture
 from backend import atomic
+from backend.pixels import to_uint8
 from backend.surfaces import Surface, SurfaceError, checked_surface, write_surfaces
 from protocol import ValidationError, ensure_private_dir
 from protocol import messages as m
@@ -228,7 +229,7 @@ def to_uint8_rgb(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint16:
         pixels = (pixels.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
     elif pixels.dtype != np.uint8:  # float16 / float32 in [0, 1]
-        pixels = (np.clip(np.nan_to_num(pixels.astype(np.float64)), 0, 1) * 255 + 0.5).astype(np.uint8)
+        pixels = to_uint8(pixels)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.shape[2] == 1:
