@@ -72,12 +72,12 @@ class NerfConfig:
     """The window's variance at step 0, narrowed geometrically to ``depth_sigma`` over ``depth_sigma_steps`` (0: no
     narrowing): a wide window gives samples far from the surface a gradient towards it, a narrow one alone has none
     there."""
+    depth_sigma_steps: int = bounded(0, ge=0, le=10_000_000)
+    """NeRF steps over which the window narrows (0: the reconstruction's steps)."""
     focus_fraction: float = bounded(0.0, ge=0, le=0.9)
     """Share of each batch's rays drawn from inside the views' edit masks (the selected objects), whatever part of
     the view those cover: an object filling 2 % of its views otherwise gets 2 % of the rays. Single-pixel batches
     only (LPIPS patches sample uniformly); 0: uniform (the default until the scene set shows it helps: RESULTS.md)."""
-    depth_sigma_steps: int = bounded(0, ge=0, le=10_000_000)
-    """NeRF steps over which the window narrows (0: the reconstruction's steps)."""
     hidden_dim: int = bounded(64, ge=1, le=4096)
     """Width of nerfacto's MLPs."""
     num_levels: int = bounded(16, ge=1, le=64)
@@ -368,10 +368,17 @@ RENAMED_FIELDS: dict[type, dict[str, str]] = {
 }
 
 
+def current_names(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data``'s keys for ``cls`` under their current names (:data:`RENAMED_FIELDS`; one level); where an old and a
+    current name are both given, the current one wins."""
+    renamed = RENAMED_FIELDS.get(cls, {})
+    return {renamed.get(key, key): value for key, value in data.items()
+            if not (key in renamed and renamed[key] in data)}
+
+
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a (nested) config dataclass from a dict, rejecting unknown keys with their name."""
-    renamed = RENAMED_FIELDS.get(cls, {})
-    data = {renamed.get(key, key): value for key, value in data.items()}
+    data = current_names(cls, data)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(fields)
     if unknown:

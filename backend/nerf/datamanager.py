@@ -53,8 +53,10 @@ class EditableDataManager(VanillaDataManager):
     def focus(self, masks: dict[int, Tensor], fraction: float) -> int:
         """From now on draw ``fraction`` of every batch uniformly from the pixels inside ``masks`` (view -> ``H W``,
         > 0 inside), the rest from every pixel as before; returns how many pixels the masks hold."""
-        pixels = [torch.stack([torch.full_like(ys, self.position_of[view]), ys, xs], dim=-1)
-                  for view, (ys, xs) in ((view, torch.nonzero(mask > 0, as_tuple=True)) for view, mask in masks.items())]
+        pixels = []  # (row, y, x) of every pixel inside a mask
+        for view, mask in masks.items():
+            ys, xs = torch.nonzero(mask > 0, as_tuple=True)
+            pixels.append(torch.stack([torch.full_like(ys, self.position_of[view]), ys, xs], dim=-1))
         self.focus_pixels = torch.cat(pixels) if pixels else None
         self.focus_fraction = fraction
         return 0 if self.focus_pixels is None else len(self.focus_pixels)
@@ -68,9 +70,8 @@ class EditableDataManager(VanillaDataManager):
         self.train_count += 1
         assert self.train_pixel_sampler is not None
         batch = self.train_pixel_sampler.sample(self.image_batch)
-        focus = self.focus_pixels
-        count = int(len(batch["indices"]) * self.focus_fraction) if focus is not None else 0
-        if focus is not None and count:  # the sampler's pixels are uniform: its last `count` are replaced by pixels inside the masks
+        focus, count = self.focus_pixels, int(len(batch["indices"]) * self.focus_fraction)
+        if focus is not None and count:  # the sampler's pixels are uniform: its last `count` become pixels in the masks
             c, y, x = focus[torch.randint(len(focus), (count,))].unbind(-1)
             for key, value in self.image_batch.items():
                 if key != "image_idx" and value is not None and key in batch:

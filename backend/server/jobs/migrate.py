@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from backend.config import RENAMED_FIELDS, EditJobConfig
+from backend.config import EditJobConfig, current_names
 
 
 def current_setting_names(overrides: Any, settings: type = EditJobConfig) -> Any:
@@ -21,15 +21,12 @@ def current_setting_names(overrides: Any, settings: type = EditJobConfig) -> Any
     current one wins."""
     if not isinstance(overrides, dict) or not dataclasses.is_dataclass(settings):
         return overrides
-    renamed: dict[str, str] = RENAMED_FIELDS.get(settings, {})
     defaults = settings()
-    current: dict[str, Any] = {}
-    for key, value in overrides.items():
-        name = renamed[key] if key in renamed else str(key)
-        if name != key and name in overrides:
-            continue  # given under both names: the current one is kept
+    current = current_names(settings, overrides)
+    for name, value in current.items():
         nested = getattr(defaults, name, None)
-        current[name] = current_setting_names(value, type(nested)) if dataclasses.is_dataclass(nested) else value
+        if dataclasses.is_dataclass(nested):
+            current[name] = current_setting_names(value, type(nested))
     return current
 
 
